@@ -1,0 +1,1 @@
+"""The saga orchestrator's core: contracts, domain steps and their adapters."""

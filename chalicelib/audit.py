@@ -1,0 +1,100 @@
+"""Saga records and their append-only audit log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chalicelib.contracts import AttemptStatus, SagaRequest, SagaStatus, action_of
+from chalicelib.models import AuditEvent, Saga
+
+SAGA_EVENT = "saga"
+MAX_ERROR_MESSAGE = 2000
+
+
+def new_saga_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_saga(session: Session, request: SagaRequest, saga_id: str | None = None) -> Saga:
+    saga = Saga(
+        id=saga_id or new_saga_id(),
+        type=request.saga_type(),
+        status=SagaStatus.RUNNING,
+        input=request.model_dump(mode="json"),
+        result={},
+    )
+    session.add(saga)
+    session.flush()  # the audit row's foreign key needs the saga row first
+    session.add(_status_event(saga.id, SagaStatus.RUNNING))
+    return saga
+
+
+def set_status(session: Session, saga: Saga, status: SagaStatus) -> bool:
+    """Move the saga to `status`, logging the change; False if it already was there."""
+    if saga.status == status:
+        return False
+    saga.status = status
+    session.add(_status_event(saga.id, status))
+    return True
+
+
+def record_attempt(
+    session: Session,
+    saga_id: str,
+    step: str,
+    attempt: int,
+    error: BaseException | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEvent(
+            saga_id=saga_id,
+            step=step,
+            action=action_of(step),
+            status=AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED,
+            attempt=attempt,
+            error_type=type(error).__name__ if error else None,
+            error_message=str(error)[:MAX_ERROR_MESSAGE] if error else None,
+            payload=payload or {},
+        )
+    )
+
+
+def _status_event(saga_id: str, status: SagaStatus) -> AuditEvent:
+    return AuditEvent(saga_id=saga_id, step=SAGA_EVENT, action=SAGA_EVENT, status=status, attempt=1, payload={})
+
+
+def history(session: Session, saga_id: str) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.saga_id == saga_id).order_by(AuditEvent.id)))
+
+
+def steps_of(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """The saga's steps in the order they first ran, each with its latest status and attempt count."""
+    steps: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.step == SAGA_EVENT:
+            continue
+        step = steps.setdefault(
+            event.step, {"name": event.step, "action": event.action, "status": None, "attempts": 0, "error": None}
+        )
+        step["attempts"] += 1
+        step["status"] = event.status
+        step["error"] = {"type": event.error_type, "message": event.error_message} if event.error_type else None
+    return list(steps.values())
+
+
+def describe(session: Session, saga: Saga) -> dict[str, Any]:
+    return {
+        "saga_id": saga.id,
+        "type": saga.type,
+        "status": saga.status,
+        "input": saga.input,
+        "result": saga.result,
+        "steps": steps_of(history(session, saga.id)),
+        "created_at": saga.created_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+    }

@@ -1,0 +1,128 @@
+"""Pydantic models of what crosses a boundary: saga requests, step events, saga statuses."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+SagaType = Literal["purchase", "return"]
+
+PURCHASE_STEPS = ("reserve_stock", "process_payment", "confirm_sale", "release_stock", "refund_payment")
+RETURN_STEPS = ("validate_return", "issue_refund", "update_stock", "cancel_refund")
+COMPENSATIONS = frozenset({"release_stock", "refund_payment", "cancel_refund"})
+STEPS_BY_SAGA: dict[str, tuple[str, ...]] = {"purchase": PURCHASE_STEPS, "return": RETURN_STEPS}
+
+MAX_QUANTITY = 1_000
+FAULT_PATTERN = re.compile(r"^(fail|transient:([1-9]))$")
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+class Action(StrEnum):
+    EXECUTE = "execute"
+    COMPENSATE = "compensate"
+
+
+class AttemptStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+def action_of(step: str) -> Action:
+    return Action.COMPENSATE if step in COMPENSATIONS else Action.EXECUTE
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+FaultSpec = Annotated[str, StringConstraints(pattern=FAULT_PATTERN.pattern)]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_QUANTITY)]
+
+
+class SagaRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    faults: dict[str, FaultSpec] = Field(default_factory=dict)
+
+    @classmethod
+    def saga_type(cls) -> SagaType:
+        raise NotImplementedError
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_name_steps_of_this_saga(cls, faults: dict[str, str]) -> dict[str, str]:
+        steps = STEPS_BY_SAGA[cls.saga_type()]
+        unknown = sorted(set(faults) - set(steps))
+        if unknown:
+            raise ValueError(f"unknown step(s) {unknown}; steps of this saga are {list(steps)}")
+        return faults
+
+
+class PurchaseRequest(SagaRequest):
+    customer_id: Identifier
+    sku: Identifier
+    quantity: Quantity
+    payment_token: Identifier
+
+    @classmethod
+    def saga_type(cls) -> SagaType:
+        return "purchase"
+
+
+class ReturnRequest(SagaRequest):
+    order_id: Identifier
+    quantity: Quantity
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+    @classmethod
+    def saga_type(cls) -> SagaType:
+        return "return"
+
+
+REQUEST_MODELS: dict[str, type[SagaRequest]] = {"purchase": PurchaseRequest, "return": ReturnRequest}
+
+
+class StepEvent(BaseModel):
+    """What every step handler receives from its Task state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    saga_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    retry_count: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
+    retry_limit: Annotated[int, Field(strict=True, ge=0, le=100)] | None = None
+
+    @property
+    def attempt(self) -> int:
+        return self.retry_count + 1
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """True when the state machine will not retry this step again, whatever the error."""
+        return self.retry_limit is not None and self.retry_count >= self.retry_limit
+
+
+def fault_for(faults: dict[str, str], step: str) -> tuple[str, int] | None:
+    """('fail', 0) or ('transient', N) for a step named in `faults`, else None."""
+    spec = faults.get(step)
+    if spec is None:
+        return None
+    match = FAULT_PATTERN.match(spec)
+    if match is None:
+        raise ValueError(f"bad fault spec {spec!r}")
+    return ("transient", int(match.group(2))) if match.group(2) else ("fail", 0)
+
+
+JSONDict = dict[str, Any]

@@ -1,0 +1,90 @@
+"""Engine, unit of work and migrations for PostgreSQL (pg8000) or the embedded SQLite file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from chalicelib.config import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _serialise_sqlite_writers(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300)
+
+
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    # pysqlite starts transactions lazily, so two threads that read then write can deadlock
+    # on the lock upgrade; BEGIN IMMEDIATE takes the write lock up front and waits its turn.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    return make_engine(get_settings().effective_database_url)
+
+
+@lru_cache(maxsize=1)
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def reset_engine() -> None:
+    """Forget the cached engine (after the settings changed)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()
+
+
+class UnitOfWork:
+    """One database transaction: `with UnitOfWork() as uow: ...; uow.commit()`.
+
+    Leaving the block without commit rolls back.
+    """
+
+    session: Session
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = _session_factory()()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+def migrate(url: str | None = None) -> None:
+    """Bring the database to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", (url or get_settings().effective_database_url).replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,71 @@
+"""Errors a step raises. A class name is the error name the state machines match in ErrorEquals."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class StepError(Exception):
+    """A step failed. `retryable` says whether the state machine retries it."""
+
+    retryable: ClassVar[bool] = False
+
+
+class OutOfStock(StepError):
+    """Fewer units available than asked for."""
+
+
+class UnknownProduct(StepError):
+    """No product has this sku."""
+
+
+class PaymentDeclined(StepError):
+    """The payment provider refused the charge."""
+
+
+class PaymentProviderUnavailable(StepError):
+    """The payment provider did not answer; trying again later may work."""
+
+    retryable = True
+
+
+class ReturnRejected(StepError):
+    """The return breaks a rule: unknown or unconfirmed order, too many units, window closed."""
+
+
+class InjectedFault(StepError):
+    """A permanent failure asked for by the request's `faults`."""
+
+
+class TransientFault(StepError):
+    """A retryable failure asked for by the request's `faults` (`transient:N`)."""
+
+    retryable = True
+
+
+class DatabaseUnavailable(StepError):
+    """The database could not be reached; the state machine retries."""
+
+    retryable = True
+
+
+class InvalidStepEvent(StepError):
+    """The event given to a step handler is malformed."""
+
+
+class UnknownSaga(StepError):
+    """The event names a saga that has no record."""
+
+
+REJECTIONS: tuple[type[StepError], ...] = (OutOfStock, UnknownProduct, ReturnRejected)
+"""Business refusals of a saga's first step: the saga ends REJECTED with nothing to undo."""
+
+
+class StepOutOfOrder(StepError):
+    """A step ran before the step it depends on had succeeded."""
+
+
+class ConcurrentUpdate(StepError):
+    """The step's write lost a race with a concurrent one; run again, it finds the winner's result."""
+
+    retryable = True

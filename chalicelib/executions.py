@@ -1,0 +1,46 @@
+"""Step Functions through boto3: start a saga's execution, read its history."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+from chalicelib.config import get_settings
+
+
+@lru_cache(maxsize=1)
+def sfn_client() -> Any:
+    return boto3.client("stepfunctions", endpoint_url=get_settings().aws_endpoint_url)
+
+
+def reset_client() -> None:
+    sfn_client.cache_clear()
+
+
+def state_machine_arn(saga_type: str) -> str:
+    settings = get_settings()
+    arn = settings.purchase_state_machine_arn if saga_type == "purchase" else settings.return_state_machine_arn
+    if not arn:
+        name = "PURCHASE_STATE_MACHINE_ARN" if saga_type == "purchase" else "RETURN_STATE_MACHINE_ARN"
+        raise RuntimeError(f"{name} is not set: no state machine to run {saga_type} sagas")
+    return arn
+
+
+def start_execution(saga_type: str, saga_id: str, execution_input: dict[str, Any]) -> str:
+    """Start the saga's execution, named by the saga id so a repeated start cannot run it twice."""
+    response = sfn_client().start_execution(
+        stateMachineArn=state_machine_arn(saga_type), name=saga_id, input=json.dumps(execution_input)
+    )
+    return str(response["executionArn"])
+
+
+def describe_execution(execution_arn: str) -> dict[str, Any]:
+    return dict(sfn_client().describe_execution(executionArn=execution_arn))
+
+
+def execution_history(execution_arn: str) -> list[dict[str, Any]]:
+    paginator = sfn_client().get_paginator("get_execution_history")
+    return [event for page in paginator.paginate(executionArn=execution_arn) for event in page["events"]]

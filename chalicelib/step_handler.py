@@ -1,0 +1,42 @@
+"""What every step Lambda does: parse the event, run the step once per (saga, step), answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from pydantic import ValidationError
+
+from chalicelib.contracts import StepEvent
+from chalicelib.errors import InvalidStepEvent
+from chalicelib.idempotency import idempotency_config, persistence_layer
+from chalicelib.steps import StepFunction, run_step
+
+
+def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
+    """Entry point body shared by the step Lambdas; raises the step's error by name on failure."""
+    parsed = parse_event(event)
+    config = idempotency_config()
+    if context is not None:
+        config.register_lambda_context(context)
+
+    @idempotent_function(
+        data_keyword_argument="event",
+        persistence_store=persistence_layer(),
+        config=config,
+        key_prefix=f"saga-step.{step.__name__}",
+    )
+    def run_once(event: dict[str, Any]) -> dict[str, Any]:
+        return run_step(step, parsed)
+
+    return run_once(event=parsed.model_dump(mode="json"))
+
+
+def parse_event(event: Any) -> StepEvent:
+    if not isinstance(event, dict):
+        raise InvalidStepEvent(f"a step event is a JSON object, not {type(event).__name__}")
+    try:
+        return StepEvent.model_validate(event)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in error.errors())
+        raise InvalidStepEvent(problems) from None

@@ -1,0 +1,81 @@
+"""Runs one saga step: faults, the domain function, the audit record and the saga's status, in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from chalicelib import audit, cache, faults
+from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent
+from chalicelib.db import UnitOfWork
+from chalicelib.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, UnknownSaga
+from chalicelib.models import Saga
+
+logger = logging.getLogger(__name__)
+
+StepFunction = Callable[[Session, Saga, int], dict[str, Any]]
+
+ENDS_SAGA_ON_SUCCESS: dict[str, SagaStatus] = {
+    "confirm_sale": SagaStatus.COMPLETED,
+    "update_stock": SagaStatus.COMPLETED,
+    "release_stock": SagaStatus.COMPENSATED,
+    "cancel_refund": SagaStatus.COMPENSATED,
+}
+"""The last forward step and the last compensation of each saga, whose success is the saga's outcome."""
+
+
+def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
+    """Run `step` for the saga in `event` and record the attempt, whether it succeeds or fails."""
+    name = step.__name__
+    try:
+        with UnitOfWork() as uow:
+            saga = _load_saga(uow.session, event.saga_id)
+            if name in COMPENSATIONS:
+                audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            faults.inject(saga.input.get("faults", {}), name, event.attempt)
+            result = step(uow.session, saga, event.attempt)
+            audit.record_attempt(uow.session, saga.id, name, event.attempt, payload=result)
+            if name in ENDS_SAGA_ON_SUCCESS:
+                audit.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
+            uow.commit()
+    except sa_exc.IntegrityError as error:
+        _record_failure(name, event, ConcurrentUpdate(str(error.orig)))
+        raise ConcurrentUpdate(f"{name}: {error.orig}") from error
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+        raise DatabaseUnavailable(f"{name}: database unreachable: {error.orig}") from error
+    except Exception as error:
+        _record_failure(name, event, error)
+        raise
+    cache.write_through(saga.id, saga.status, saga.version)
+    return result
+
+
+def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
+    """Log the failed attempt, and the saga's outcome when this failure decides it."""
+    if isinstance(error, UnknownSaga):
+        return
+    try:
+        with UnitOfWork() as uow:
+            saga = _load_saga(uow.session, event.saga_id)
+            audit.record_attempt(uow.session, saga.id, name, event.attempt, error=error)
+            if isinstance(error, REJECTIONS):
+                audit.set_status(uow.session, saga, SagaStatus.REJECTED)
+            elif name in COMPENSATIONS:
+                last = event.is_last_attempt
+                audit.set_status(uow.session, saga, SagaStatus.FAILED if last else SagaStatus.COMPENSATING)
+            uow.commit()
+    except sa_exc.SQLAlchemyError:
+        logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
+        return
+    cache.write_through(saga.id, saga.status, saga.version)
+
+
+def _load_saga(session: Session, saga_id: str) -> Saga:
+    saga = session.get(Saga, saga_id)
+    if saga is None:
+        raise UnknownSaga(f"no saga {saga_id}")
+    return saga

@@ -1,0 +1,1 @@
+"""Local infrastructure: migrations, the local Step Functions engine, the demo."""

@@ -1,0 +1,192 @@
+"""Local engine: the stack of template.yaml on moto's Step Functions interpreter, steps run in-process.
+
+moto cannot run a Lambda's code without Docker, so this module replaces the one method moto uses to run
+it (`LambdaFunction._invoke_lambda`) with a call to our handler in this process. That method is
+internal to moto: this module is written against MOTO_VERSION and refuses to start on another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import time
+import uuid
+import zipfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import boto3
+import moto
+import yaml
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+from chalicelib import executions
+from chalicelib.config import get_settings
+
+MOTO_VERSION = "5.2.5"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+REGION = "us-east-1"
+STATE_MACHINE_SETTINGS = {
+    "PurchaseSagaStateMachine": "purchase_state_machine_arn",
+    "ReturnSagaStateMachine": "return_state_machine_arn",
+}
+FINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (`!GetAtt X.Arn`, `!Ref X`) as {'Fn::GetAtt': ...} values."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node)
+    else:
+        value = loader.construct_mapping(node)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return dict(yaml.load(path.read_text(), Loader=_TemplateLoader))  # noqa: S506 - SafeLoader subclass
+
+
+@dataclass
+class LocalEngine:
+    """`with LocalEngine() as engine:` deploys template.yaml to an in-process moto and runs sagas on it.
+
+    `retry_wait_scale` shortens the interpreter's Retry waits (0.01 makes a 2 s wait 20 ms) so tests and
+    the demo do not sleep through backoff; the definitions themselves are deployed unchanged.
+    """
+
+    retry_wait_scale: float = 1.0
+    state_machine_arns: dict[str, str] = field(default_factory=dict)
+    function_arns: dict[str, str] = field(default_factory=dict)
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> LocalEngine:
+        if moto.__version__ != MOTO_VERSION:
+            raise RuntimeError(
+                f"infra/local_engine.py patches moto {MOTO_VERSION} internals; moto {moto.__version__} is "
+                "installed (pip install -r requirements-dev.txt)"
+            )
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        self._stack.enter_context(mock.patch.dict(os.environ))  # restored as it was on exit
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(name, "local")
+        os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+        os.environ.pop("AWS_ENDPOINT_URL", None)  # moto's mock intercepts only the default endpoints
+        self._stack.enter_context(moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self._stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _invoke_in_process))
+        scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.retry_wait_scale))
+        self._stack.enter_context(mock.patch.object(retrier_decl, "time", scaled))
+        settings = get_settings()
+        for attribute in ("aws_endpoint_url", *STATE_MACHINE_SETTINGS.values()):
+            self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
+        settings.aws_endpoint_url = None
+        self._stack.callback(executions.reset_client)
+        executions.reset_client()
+        self._deploy(load_template())
+
+    def _deploy(self, template: dict[str, Any]) -> None:
+        resources = template["Resources"]
+        role = boto3.client("iam").create_role(
+            RoleName="local-saga-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+        )["Role"]["Arn"]
+        lambda_client = boto3.client("lambda")
+        runtime = template.get("Globals", {}).get("Function", {}).get("Runtime", "python3.11")
+        for logical_id, resource in resources.items():
+            if resource["Type"] == "AWS::Serverless::Function":
+                self.function_arns[logical_id] = lambda_client.create_function(
+                    FunctionName=logical_id,
+                    Runtime=resource["Properties"].get("Runtime", runtime),
+                    Role=role,
+                    Handler=resource["Properties"]["Handler"],
+                    Code={"ZipFile": _placeholder_zip()},
+                )["FunctionArn"]
+        sfn = executions.sfn_client()
+        settings = get_settings()
+        for logical_id, resource in resources.items():
+            if resource["Type"] == "AWS::Serverless::StateMachine":
+                properties = resource["Properties"]
+                definition = (ROOT / properties["DefinitionUri"]).read_text()
+                for key, value in properties.get("DefinitionSubstitutions", {}).items():
+                    definition = definition.replace("${%s}" % key, self._resolve(value))
+                arn = sfn.create_state_machine(name=logical_id, definition=definition, roleArn=role)[
+                    "stateMachineArn"
+                ]
+                self.state_machine_arns[logical_id] = arn
+                setattr(settings, STATE_MACHINE_SETTINGS[logical_id], arn)
+
+    def _resolve(self, value: Any) -> str:
+        if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
+            return self.function_arns[value["Fn::GetAtt"][0]]
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"the local engine cannot resolve the substitution {value!r}")
+
+    def wait(self, execution_arn: str, timeout_seconds: float = 120.0) -> dict[str, Any]:
+        """Poll until the execution ends; its description."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            description = executions.describe_execution(execution_arn)
+            if description["status"] in FINAL_EXECUTION_STATUSES:
+                return description
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout_seconds}s")
+            time.sleep(0.005)
+
+
+def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    """Stands in for moto's Docker run: import the function's handler here and call it."""
+    module_name, _, attribute = function.handler.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), attribute)
+    payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
+    try:
+        result = handler(payload, _context(function))
+    except Exception as error:
+        return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, ""
+    return json.dumps(result), False, ""
+
+
+def _context(function: LambdaFunction) -> SimpleNamespace:
+    deadline = time.monotonic() + int(function.timeout)
+    return SimpleNamespace(
+        function_name=function.function_name,
+        memory_limit_in_mb=int(function.memory_size),
+        invoked_function_arn=function.function_arn,
+        aws_request_id=uuid.uuid4().hex,
+        get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
+    )
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README", "code runs in-process from the repository")
+    return buffer.getvalue()
+
