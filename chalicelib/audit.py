@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chalicelib.contracts import AttemptStatus, SagaRequest, SagaStatus, action_of
+from chalicelib.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, action_of
 from chalicelib.models import AuditEvent, Saga
 
 SAGA_EVENT = "saga"
@@ -34,8 +34,8 @@ def create_saga(session: Session, request: SagaRequest, saga_id: str | None = No
 
 
 def set_status(session: Session, saga: Saga, status: SagaStatus) -> bool:
-    """Move the saga to `status`, logging the change; False if it already was there."""
-    if saga.status == status:
+    """Move the saga to `status` and log the change, if NEXT_STATUSES allows that move; else False."""
+    if status not in NEXT_STATUSES[SagaStatus(saga.status)]:
         return False
     saga.status = status
     session.add(_status_event(saga.id, status))

@@ -32,6 +32,19 @@ class SagaStatus(StrEnum):
         return self not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 
 
+NEXT_STATUSES: dict[SagaStatus, frozenset[SagaStatus]] = {
+    SagaStatus.RUNNING: frozenset({SagaStatus.COMPLETED, SagaStatus.REJECTED, SagaStatus.COMPENSATING}),
+    # A step whose outcome was lost (say, a timeout after its commit) is compensated even if it had completed.
+    SagaStatus.COMPLETED: frozenset({SagaStatus.COMPENSATING}),
+    SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATED, SagaStatus.FAILED}),
+    # An operator retries a FAILED saga's compensation once its cause is fixed.
+    SagaStatus.FAILED: frozenset({SagaStatus.COMPENSATING}),
+    SagaStatus.REJECTED: frozenset(),
+    SagaStatus.COMPENSATED: frozenset(),
+}
+"""The status moves a saga may make; any other move (a repeated step's) leaves the status as it is."""
+
+
 class Action(StrEnum):
     EXECUTE = "execute"
     COMPENSATE = "compensate"

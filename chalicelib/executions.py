@@ -44,3 +44,15 @@ def describe_execution(execution_arn: str) -> dict[str, Any]:
 def execution_history(execution_arn: str) -> list[dict[str, Any]]:
     paginator = sfn_client().get_paginator("get_execution_history")
     return [event for page in paginator.paginate(executionArn=execution_arn) for event in page["events"]]
+
+
+def states_entered(history: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The states an execution entered, in order, each with how many times its task was attempted."""
+    path: list[tuple[str, int]] = []
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            path.append((event["stateEnteredEventDetails"]["name"], 0))
+        elif event["type"] == "TaskScheduled" and path:
+            name, attempts = path[-1]
+            path[-1] = (name, attempts + 1)
+    return path

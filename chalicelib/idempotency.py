@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
+from typing import cast
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.cache import CacheClientProtocol, CachePersistenceLayer
 
 from chalicelib.cache import get_redis
 
 RECORD_TTL_SECONDS = 3600
 
 
-@lru_cache(maxsize=1)
-def persistence_layer() -> CachePersistenceLayer:
+@cache
+def persistence_layer(step: str) -> CachePersistenceLayer:
+    """One layer per step: Powertools keeps the step's key prefix on the layer, so steps must not share one."""
     with warnings.catch_warnings():
         # Powertools 3.x names CachePersistenceLayer as the successor but still warns on the shared class.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return CachePersistenceLayer(client=get_redis())
+        return CachePersistenceLayer(client=cast(CacheClientProtocol, get_redis()))
 
 
-@lru_cache(maxsize=1)
-def idempotency_config() -> IdempotencyConfig:
+@cache
+def idempotency_config(step: str) -> IdempotencyConfig:
     return IdempotencyConfig(
         event_key_jmespath="saga_id",
         raise_on_no_idempotency_key=True,

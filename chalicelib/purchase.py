@@ -109,8 +109,13 @@ def refund_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]
     if payment.status == CAPTURED:
         payment.status = REFUNDED
         session.add(
-            Refund(saga_id=saga.id, step="refund_payment", payment_id=payment.id, amount_cents=payment.amount_cents,
-                   status=ISSUED)
+            Refund(
+                saga_id=saga.id,
+                step="refund_payment",
+                payment_id=payment.id,
+                amount_cents=payment.amount_cents,
+                status=ISSUED,
+            )
         )
     return {"refunded_cents": payment.amount_cents}
 

@@ -81,10 +81,8 @@ def update_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
     """Take back the refund, if one was issued, and close the return request unrefunded."""
     refund = _refund(session, saga.id)
-    cancelled = 0
-    if refund is not None and refund.status == ISSUED:
+    if refund is not None:
         refund.status = CANCELLED
-        cancelled = refund.amount_cents
     record = _return_record(session, saga.id)
     if record is not None and record.status != CLOSED:
         if record.status == COMPLETED:
@@ -92,7 +90,7 @@ def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
             _add_on_hand(session, order.sku, -record.quantity)
             saga.result = {}
         record.status = CLOSED
-    return {"cancelled_cents": cancelled}
+    return {"cancelled_cents": refund.amount_cents if refund else 0}
 
 
 def _returned_or_pending(session: Session, order_id: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from pydantic import ValidationError
@@ -16,20 +16,20 @@ from chalicelib.steps import StepFunction, run_step
 def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
     """Entry point body shared by the step Lambdas; raises the step's error by name on failure."""
     parsed = parse_event(event)
-    config = idempotency_config()
+    config = idempotency_config(step.__name__)
     if context is not None:
         config.register_lambda_context(context)
 
-    @idempotent_function(
-        data_keyword_argument="event",
-        persistence_store=persistence_layer(),
-        config=config,
-        key_prefix=f"saga-step.{step.__name__}",
-    )
-    def run_once(event: dict[str, Any]) -> dict[str, Any]:
+    def run(event: dict[str, Any]) -> dict[str, Any]:
         return run_step(step, parsed)
 
-    return run_once(event=parsed.model_dump(mode="json"))
+    run_once = idempotent_function(
+        data_keyword_argument="event",
+        persistence_store=persistence_layer(step.__name__),
+        config=config,
+        key_prefix=f"saga-step.{step.__name__}",
+    )(run)
+    return cast(dict[str, Any], run_once(event=parsed.model_dump(mode="json")))
 
 
 def parse_event(event: Any) -> StepEvent:

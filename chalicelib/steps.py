@@ -65,8 +65,10 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
             if isinstance(error, REJECTIONS):
                 audit.set_status(uow.session, saga, SagaStatus.REJECTED)
             elif name in COMPENSATIONS:
-                last = event.is_last_attempt
-                audit.set_status(uow.session, saga, SagaStatus.FAILED if last else SagaStatus.COMPENSATING)
+                audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+                if event.is_last_attempt and audit.set_status(uow.session, saga, SagaStatus.FAILED):
+                    error_details = {"type": type(error).__name__, "message": str(error)}
+                    saga.result = {"failed_compensation": name, "error": error_details}
             uow.commit()
     except sa_exc.SQLAlchemyError:
         logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)

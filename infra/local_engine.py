@@ -135,10 +135,8 @@ class LocalEngine:
                 properties = resource["Properties"]
                 definition = (ROOT / properties["DefinitionUri"]).read_text()
                 for key, value in properties.get("DefinitionSubstitutions", {}).items():
-                    definition = definition.replace("${%s}" % key, self._resolve(value))
-                arn = sfn.create_state_machine(name=logical_id, definition=definition, roleArn=role)[
-                    "stateMachineArn"
-                ]
+                    definition = definition.replace(f"${{{key}}}", self._resolve(value))
+                arn = sfn.create_state_machine(name=logical_id, definition=definition, roleArn=role)["stateMachineArn"]
                 self.state_machine_arns[logical_id] = arn
                 setattr(settings, STATE_MACHINE_SETTINGS[logical_id], arn)
 
@@ -163,7 +161,7 @@ class LocalEngine:
 
 def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
     """Stands in for moto's Docker run: import the function's handler here and call it."""
-    module_name, _, attribute = function.handler.rpartition(".")
+    module_name, _, attribute = str(function.handler).rpartition(".")
     handler = getattr(importlib.import_module(module_name), attribute)
     payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
     try:
@@ -189,4 +187,3 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README", "code runs in-process from the repository")
     return buffer.getvalue()
-

@@ -1,0 +1,36 @@
+# Everything runs from a virtualenv in .venv, made on first use from the pinned requirements.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: demo test lint migrate clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## demo: migrate, seed and run every saga path on the local engine (embedded default unless DATABASE_URL/REDIS_URL)
+demo: $(VENV)/.installed
+	SAGA_ALLOW_FAULTS=true $(PY) -m infra.demo
+
+## test: the whole suite; the PostgreSQL/Redis half runs when they answer (always under CI=true)
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+## lint: ruff, mypy, statelint on the state machines, cfn-lint on the template
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/statelint statemachines/*.asl.json
+	$(VENV)/bin/cfn-lint template.yaml
+
+## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
+migrate: $(VENV)/.installed
+	$(VENV)/bin/alembic upgrade head
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,162 @@
+"""`make demo`: migrate, seed, then run every saga path through the local engine and show what happened.
+
+Exits non-zero if any saga ends in another status than expected, or an invariant of DESIGN.md section 4 breaks.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from chalicelib import catalogue, db, executions, invariants, payments, sagas
+from chalicelib.config import get_settings
+from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
+from chalicelib.models import Order, Payment, Product, Refund, Saga
+from infra.local_engine import LocalEngine
+
+RETRY_WAIT_SCALE = 0.05
+"""The demo shortens Retry waits twenty-fold so a saga whose compensation keeps failing ends in seconds."""
+
+SKU = "SKU-KEYBOARD"
+SCARCE_SKU = "SKU-MONITOR"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    expected: SagaStatus
+    request: Callable[[dict[str, str]], SagaRequest]
+    """Builds the request from the order ids of earlier scenarios (by their key)."""
+    key: str = ""
+
+
+def _purchase(
+    token: str = payments.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None
+) -> PurchaseRequest:
+    return PurchaseRequest(
+        customer_id="demo-customer", sku=SKU, quantity=quantity, payment_token=token, faults=faults or {}
+    )
+
+
+def _return(
+    order_key: str, quantity: int, faults: dict[str, str] | None = None
+) -> Callable[[dict[str, str]], ReturnRequest]:
+    return lambda orders: ReturnRequest(
+        order_id=orders[order_key], quantity=quantity, reason="demo return", faults=faults or {}
+    )
+
+
+def _too_many(_: dict[str, str]) -> PurchaseRequest:
+    with db.UnitOfWork() as uow:
+        product = uow.session.get_one(Product, SCARCE_SKU)
+        wanted = product.available + 1
+    return PurchaseRequest(
+        customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=payments.APPROVES
+    )
+
+
+SCENARIOS = (
+    Scenario("purchase, tok_visa", SagaStatus.COMPLETED, lambda _: _purchase(), key="visa"),
+    Scenario("purchase of more than is in stock", SagaStatus.REJECTED, _too_many),
+    Scenario("purchase, tok_declined", SagaStatus.COMPENSATED, lambda _: _purchase("tok_declined")),
+    Scenario("purchase, tok_flaky", SagaStatus.COMPLETED, lambda _: _purchase("tok_flaky"), key="flaky"),
+    Scenario(
+        "purchase, confirm_sale fails", SagaStatus.COMPENSATED, lambda _: _purchase(faults={"confirm_sale": "fail"})
+    ),
+    Scenario(
+        "purchase, confirm_sale and refund_payment fail",
+        SagaStatus.FAILED,
+        lambda _: _purchase(faults={"confirm_sale": "fail", "refund_payment": "fail"}),
+    ),
+    Scenario("return of part of an order", SagaStatus.COMPLETED, _return("visa", 1)),
+    Scenario("return of more than was bought", SagaStatus.REJECTED, _return("visa", 3)),
+    Scenario("return, update_stock fails", SagaStatus.COMPENSATED, _return("flaky", 1, {"update_stock": "fail"})),
+)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    settings = get_settings()
+    if not settings.allow_faults:
+        print("The demo injects faults: run it with SAGA_ALLOW_FAULTS=true (make demo does).", file=sys.stderr)
+        return 2
+    where = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
+    redis = "Redis" if settings.redis_url else "in-process Redis stand-in"
+    print(f"Data: {where}; cache: {redis}; retry waits x{RETRY_WAIT_SCALE}.")
+    db.migrate()
+    with db.UnitOfWork() as uow:
+        catalogue.seed(uow.session)
+        uow.commit()
+
+    orders: dict[str, str] = {}
+    mismatches = 0
+    print(f"{'#':>2}  {'scenario':<47} {'saga':<8}  {'expected':<11} {'actual':<11} path / effect")
+    with LocalEngine(retry_wait_scale=RETRY_WAIT_SCALE) as engine:
+        for number, scenario in enumerate(SCENARIOS, 1):
+            request = scenario.request(orders)
+            before = _snapshot(request)
+            started = time.monotonic()
+            saga = sagas.start_saga(request, executions.start_execution)
+            engine.wait(str(saga.execution_arn))
+            elapsed = time.monotonic() - started
+            with db.UnitOfWork() as uow:
+                final = uow.session.get_one(Saga, saga.id)
+                status, result = final.status, final.result
+            if scenario.key and "order_id" in result:
+                orders[scenario.key] = result["order_id"]
+            ok = status == scenario.expected
+            mismatches += not ok
+            path = " > ".join(
+                f"{name}x{attempts}" if attempts > 1 else name
+                for name, attempts in executions.states_entered(executions.execution_history(str(saga.execution_arn)))
+            )
+            mark = "ok" if ok else "MISMATCH"
+            print(
+                f"{number:>2}  {scenario.title:<47} {saga.id[:8]}  {scenario.expected:<11} {status:<11} {mark}"
+                f" ({elapsed:.2f}s)"
+            )
+            print(f"{'':>4}path:   {path}")
+            print(f"{'':>4}effect: {_effect(before, _snapshot(request), saga.id)}")
+
+    with db.UnitOfWork() as uow:
+        broken = invariants.violations(uow.session)
+    for problem in broken:
+        print(f"invariant broken: {problem}")
+    verdict = "all" if not mismatches else f"{len(SCENARIOS) - mismatches} of"
+    print(
+        f"{verdict} {len(SCENARIOS)} scenarios ended as expected; "
+        f"{'no invariant broken' if not broken else f'{len(broken)} invariant violations'}."
+    )
+    return 1 if mismatches or broken else 0
+
+
+def _snapshot(request: SagaRequest) -> tuple[str, int, int]:
+    with db.UnitOfWork() as uow:
+        sku = request.sku if isinstance(request, PurchaseRequest) else SKU
+        if isinstance(request, ReturnRequest):
+            sku = uow.session.scalar(select(Order.sku).where(Order.id == request.order_id)) or SKU
+        product = uow.session.get_one(Product, sku)
+        return sku, product.on_hand, product.reserved
+
+
+def _effect(before: tuple[str, int, int], after: tuple[str, int, int], saga_id: str) -> str:
+    sku, on_hand, reserved = before
+    stock = f"{sku} on_hand {on_hand}->{after[1]}, reserved {reserved}->{after[2]}"
+    with db.UnitOfWork() as uow:
+        payment = uow.session.scalar(select(Payment).where(Payment.saga_id == saga_id))
+        refunds = list(uow.session.scalars(select(Refund).where(Refund.saga_id == saga_id)))
+        failed = uow.session.get_one(Saga, saga_id).result.get("failed_compensation")
+    money = [f"payment {payment.status} {payment.amount_cents / 100:.2f}"] if payment else []
+    money += [f"refund {refund.status} {refund.amount_cents / 100:.2f}" for refund in refunds]
+    effect = f"{stock}; {', '.join(money) or 'no money moved'}"
+    return f"{effect}; audit log: compensation {failed} FAILED" if failed else effect
+
+
+if __name__ == "__main__":
+    sys.exit(main())

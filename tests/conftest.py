@@ -1,0 +1,115 @@
+"""Fixtures: the two backends (embedded SQLite + in-process Redis stand-in, real PostgreSQL + Redis) and the engine.
+
+Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL or Redis fails the run;
+elsewhere the real-server half is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from chalicelib import cache, catalogue, db, executions, idempotency
+from chalicelib.config import get_settings
+from chalicelib.models import Base
+from infra.local_engine import LocalEngine
+
+ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_RETRY_WAIT_SCALE = 0.001
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    database_url: str
+    redis_url: str | None
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} unreachable: {error}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: the PostgreSQL/Redis tier must run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"saga_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        _unavailable("PostgreSQL", error)
+    url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+    db.migrate(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'saga.db'}"
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as error:
+        _unavailable("Redis", error)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Backend]:
+    """A clean database and cache, seeded with the catalogue, wired into the settings."""
+    if request.param == "embedded":
+        chosen = Backend("embedded", sqlite_url, None)
+    else:
+        chosen = Backend("postgres", request.getfixturevalue("postgres_url"), request.getfixturevalue("real_redis_url"))
+    settings = get_settings()
+    saved = (settings.database_url, settings.redis_url, settings.allow_faults)
+    settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True
+    _reset_adapters()
+    _empty_database()
+    cache.get_redis().flushdb()
+    with db.UnitOfWork() as uow:
+        catalogue.seed(uow.session)
+        uow.commit()
+    yield chosen
+    settings.database_url, settings.redis_url, settings.allow_faults = saved
+    _reset_adapters()
+
+
+def _reset_adapters() -> None:
+    db.reset_engine()
+    cache.reset_redis()
+    idempotency.reset_idempotency()
+
+
+def _empty_database() -> None:
+    with db.get_engine().begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[LocalEngine]:
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    with LocalEngine(retry_wait_scale=TEST_RETRY_WAIT_SCALE) as local_engine:
+        yield local_engine
+    executions.reset_client()

@@ -1,0 +1,88 @@
+"""Running a saga through the local engine and reading back what it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from chalicelib import audit, db, executions, invariants, sagas
+from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest
+from chalicelib.models import AuditEvent, Product, Saga
+from infra.local_engine import LocalEngine
+
+
+@dataclass(frozen=True)
+class SagaRun:
+    saga_id: str
+    status: str
+    execution_status: str
+    path: list[tuple[str, int]]
+    """States entered, each with its task attempts (0 for non-Task states)."""
+    result: dict[str, Any]
+
+    @property
+    def states(self) -> list[str]:
+        return [name for name, _ in self.path]
+
+
+def run_saga(engine: LocalEngine, request: SagaRequest) -> SagaRun:
+    saga = sagas.start_saga(request, executions.start_execution)
+    return finish(engine, saga.id)
+
+
+def finish(engine: LocalEngine, saga_id: str) -> SagaRun:
+    with db.UnitOfWork() as uow:
+        arn = uow.session.get_one(Saga, saga_id).execution_arn
+    description = engine.wait(str(arn))
+    with db.UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, saga_id)
+        status, result = saga.status, saga.result
+    path = executions.states_entered(executions.execution_history(str(arn)))
+    return SagaRun(saga_id, status, description["status"], path, result)
+
+
+def purchase(sku: str = "SKU-MOUSE", quantity: int = 2, token: str = "tok_visa", **faults: str) -> PurchaseRequest:
+    return PurchaseRequest(customer_id="c-1", sku=sku, quantity=quantity, payment_token=token, faults=faults)
+
+
+def give_back(order_id: str, quantity: int = 1, **faults: str) -> ReturnRequest:
+    return ReturnRequest(order_id=order_id, quantity=quantity, reason="does not fit", faults=faults)
+
+
+def product(sku: str) -> Product:
+    with db.UnitOfWork() as uow:
+        return uow.session.get_one(Product, sku)
+
+
+def audited_attempts(saga_id: str) -> dict[str, int]:
+    """Per step, how many attempts the audit log holds."""
+    with db.UnitOfWork() as uow:
+        rows = uow.session.execute(
+            select(AuditEvent.step, func.count())
+            .where(AuditEvent.saga_id == saga_id, AuditEvent.step != audit.SAGA_EVENT)
+            .group_by(AuditEvent.step)
+        )
+        return {step: count for step, count in rows}
+
+
+def status_history(saga_id: str) -> list[str]:
+    with db.UnitOfWork() as uow:
+        return [e.status for e in audit.history(uow.session, saga_id) if e.step == audit.SAGA_EVENT]
+
+
+def assert_consistent() -> None:
+    with db.UnitOfWork() as uow:
+        broken = invariants.violations(uow.session)
+    assert broken == []
+
+
+def snake_case(state: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
+
+
+def assert_every_attempt_audited(run: SagaRun) -> None:
+    """Each Task attempt in the execution history has its row in the audit log, and no more."""
+    from_history = {snake_case(state): attempts for state, attempts in run.path if attempts}
+    assert audited_attempts(run.saga_id) == from_history

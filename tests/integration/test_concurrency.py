@@ -1,0 +1,50 @@
+"""Sagas racing for the last units of one product never oversell it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import update
+
+from chalicelib import db, executions, sagas
+from chalicelib.models import Product
+from infra.local_engine import LocalEngine
+from tests.conftest import Backend
+from tests.helpers import assert_consistent, finish, give_back, product, purchase
+
+RACERS = 24
+UNITS_LEFT = 5
+
+
+def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine: LocalEngine) -> None:
+    with db.UnitOfWork() as uow:
+        uow.session.execute(
+            update(Product)
+            .where(Product.sku == "SKU-WEBCAM")
+            .values(on_hand=UNITS_LEFT, initial_on_hand=UNITS_LEFT, reserved=0)
+        )
+        uow.commit()
+
+    # Executions run on the interpreter's own threads: starting them back to back makes them race.
+    started = [
+        sagas.start_saga(purchase(sku="SKU-WEBCAM", quantity=1), executions.start_execution) for _ in range(RACERS)
+    ]
+    runs = [finish(engine, saga.id) for saga in started]
+
+    outcomes = Counter(run.status for run in runs)
+    assert outcomes == {"COMPLETED": UNITS_LEFT, "REJECTED": RACERS - UNITS_LEFT}
+    webcam = product("SKU-WEBCAM")
+    assert (webcam.on_hand, webcam.reserved) == (0, 0)
+    assert_consistent()
+
+
+def test_racing_returns_of_one_order_never_return_more_than_was_bought(backend: Backend, engine: LocalEngine) -> None:
+    bought = finish(engine, sagas.start_saga(purchase(quantity=3), executions.start_execution).id)
+    order_id = bought.result["order_id"]
+
+    started = [sagas.start_saga(give_back(order_id, quantity=1), executions.start_execution) for _ in range(8)]
+    runs = [finish(engine, saga.id) for saga in started]
+
+    assert Counter(run.status for run in runs) == {"COMPLETED": 3, "REJECTED": 5}
+    assert product("SKU-MOUSE").on_hand == 1000
+    assert_consistent()
