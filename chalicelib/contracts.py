@@ -132,7 +132,7 @@ def fault_for(faults: dict[str, str], step: str) -> tuple[str, int] | None:
     spec = faults.get(step)
     if spec is None:
         return None
-    match = FAULT_PATTERN.match(spec)
+    match = FAULT_PATTERN.fullmatch(spec)
     if match is None:
         raise ValueError(f"bad fault spec {spec!r}")
     return ("transient", int(match.group(2))) if match.group(2) else ("fail", 0)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chalicelib import audit, cache
 from chalicelib.config import get_settings
@@ -34,9 +34,10 @@ def start_saga(request: SagaRequest, start_execution: StartExecution, saga_id: s
     execution_input = {"saga_id": saga.id, "type": saga.type, "request": saga.input}
     arn = start_execution(saga.type, saga.id, execution_input)
     with UnitOfWork() as uow:
-        saga = uow.session.get_one(Saga, saga.id)
-        saga.execution_arn = arn
+        # A plain UPDATE: the execution's first step may already be writing this saga (and its version).
+        uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
         uow.commit()
+    saga.execution_arn = arn
     return saga
 
 

@@ -160,15 +160,28 @@ class LocalEngine:
 
 
 def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-    """Stands in for moto's Docker run: import the function's handler here and call it."""
+    """Stands in for moto's Docker run: import the function's handler here and call it.
+
+    Failures come back the way the Lambda runtime reports them, named by `errorType`.
+    """
     module_name, _, attribute = str(function.handler).rpartition(".")
-    handler = getattr(importlib.import_module(module_name), attribute)
+    try:
+        handler = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        return _error("Runtime.ImportModuleError", f"cannot import handler {function.handler}: {error}")
     payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
     try:
         result = handler(payload, _context(function))
     except Exception as error:
-        return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}), True, ""
-    return json.dumps(result), False, ""
+        return _error(type(error).__name__, str(error))
+    try:
+        return json.dumps(result), False, ""
+    except (TypeError, ValueError) as error:
+        return _error("Runtime.MarshalError", f"the handler's result is not JSON: {error}")
+
+
+def _error(error_type: str, message: str) -> tuple[str, bool, str]:
+    return json.dumps({"errorType": error_type, "errorMessage": message}), True, ""
 
 
 def _context(function: LambdaFunction) -> SimpleNamespace:

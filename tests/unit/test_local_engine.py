@@ -1,0 +1,147 @@
+"""The local engine: template loading, the moto version guard, in-process invocation and scaled retry waits."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import moto
+import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+from infra.local_engine import MOTO_VERSION, LocalEngine, _invoke_in_process, load_template
+
+SHORT_FORMS = """\
+Resources:
+  Machine:
+    Properties:
+      Arn: !GetAtt Step.Arn
+      Name: !Ref Step
+      Listed: !GetAtt [Step, Arn]
+      Substituted: !Sub "${Step.Arn}"
+      Plain: text
+"""
+EVENT = {"saga_id": "0123456789abcdef0123456789abcdef", "sku": "SKU-MOUSE"}
+
+
+def _function(handler: str) -> Any:
+    """Stands in for moto's LambdaFunction: the attributes the in-process invocation reads."""
+    return SimpleNamespace(
+        handler=f"tests.unit.fake_handlers.{handler}",
+        timeout=3,
+        memory_size=128,
+        function_name="FakeFunction",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:FakeFunction",
+    )
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Templates the engine deploys, recorded instead of deployed.
+
+    A full deployment would clash with the session's engine (`tests/conftest.py`) when the integration tests ran
+    first: moto's backends are shared while any mock is active, and the IAM role would exist already.
+    """
+    templates: list[dict[str, Any]] = []
+    monkeypatch.setattr(LocalEngine, "_deploy", lambda _engine, template: templates.append(template))
+    return templates
+
+
+def test_short_form_intrinsics_are_read_as_their_long_form(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(SHORT_FORMS)
+
+    properties = load_template(template)["Resources"]["Machine"]["Properties"]
+
+    assert properties == {
+        "Arn": {"Fn::GetAtt": ["Step", "Arn"]},
+        "Name": {"Ref": "Step"},
+        "Listed": {"Fn::GetAtt": ["Step", "Arn"]},
+        "Substituted": {"Fn::Sub": "${Step.Arn}"},
+        "Plain": "text",
+    }
+
+
+def test_the_project_template_is_read_with_its_intrinsics() -> None:
+    template = load_template()
+
+    purchase = template["Resources"]["PurchaseSagaStateMachine"]["Properties"]
+    assert purchase["DefinitionSubstitutions"]["ReserveStockFunctionArn"] == {
+        "Fn::GetAtt": ["ReserveStockFunction", "Arn"],
+    }
+    assert purchase["Policies"][0] == {"LambdaInvokePolicy": {"FunctionName": {"Ref": "ReserveStockFunction"}}}
+    assert template["Outputs"]["PurchaseStateMachineArn"] == {"Value": {"Ref": "PurchaseSagaStateMachine"}}
+
+
+def test_substitutions_resolve_to_the_deployed_function_arns() -> None:
+    engine = LocalEngine(function_arns={"Step": "arn:aws:lambda:us-east-1:000000000000:function:Step"})
+
+    assert engine._resolve({"Fn::GetAtt": ["Step", "Arn"]}) == "arn:aws:lambda:us-east-1:000000000000:function:Step"
+    assert engine._resolve("literal") == "literal"
+    with pytest.raises(ValueError, match="Ref"):
+        engine._resolve({"Ref": "Step"})
+
+
+def test_the_engine_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto, "__version__", "4.0.0")
+    invoke_before, time_before = LambdaFunction._invoke_lambda, retrier_decl.time
+
+    with pytest.raises(RuntimeError) as raised, LocalEngine():
+        pass
+
+    assert MOTO_VERSION in str(raised.value)
+    assert "4.0.0" in str(raised.value)
+    assert (LambdaFunction._invoke_lambda, retrier_decl.time) == (invoke_before, time_before)
+
+
+@pytest.mark.parametrize("event", [json.dumps(EVENT), json.dumps(EVENT).encode(), EVENT], ids=["str", "bytes", "dict"])
+def test_the_handler_runs_in_process_and_answers_json(event: str | bytes | dict[str, Any]) -> None:
+    payload, errored, logs = _invoke_in_process(_function("echo"), event)
+
+    expected = {**EVENT, "time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128}
+    assert (json.loads(payload), errored, logs) == (expected, False, "")
+
+
+def test_a_missing_event_reaches_the_handler_as_an_empty_object() -> None:
+    payload, errored, _ = _invoke_in_process(_function("echo"), None)
+
+    assert (json.loads(payload), errored) == (
+        {"time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128},
+        False,
+    )
+
+
+@pytest.mark.parametrize("event", [json.dumps(EVENT), EVENT], ids=["str", "dict"])
+def test_a_raised_error_is_answered_by_its_class_name(event: str | dict[str, Any]) -> None:
+    payload, errored, logs = _invoke_in_process(_function("fail"), event)
+
+    expected = {"errorType": "OutOfStock", "errorMessage": "only 2 left of SKU-MOUSE"}
+    assert (json.loads(payload), errored, logs) == (expected, True, "")
+
+
+def test_the_retry_wait_scale_shortens_the_interpreters_sleeps_while_the_engine_runs(
+    deployed: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retrier_decl, "time", time)  # as it is when no other engine runs
+
+    with LocalEngine(retry_wait_scale=0.0):
+        started = time.monotonic()
+        retrier_decl.time.sleep(100)
+        assert time.monotonic() - started < 1
+
+    assert retrier_decl.time is time
+    assert deployed == [load_template()]
+
+
+def test_a_partial_retry_wait_scale_shortens_sleeps_in_proportion(deployed: list[dict[str, Any]]) -> None:
+    with LocalEngine(retry_wait_scale=0.01):
+        started = time.monotonic()
+        retrier_decl.time.sleep(5)
+        elapsed = time.monotonic() - started
+
+    assert 0.04 <= elapsed < 1
