@@ -38,7 +38,12 @@ def cache_status(saga_id: str, status: str, version: int) -> None:
 
 
 def cached_status(saga_id: str) -> dict[str, Any] | None:
-    raw = get_redis().get(STATUS_KEY.format(saga_id=saga_id))
+    """The cached status, or None when it is not cached or Redis cannot be reached."""
+    try:
+        raw = get_redis().get(STATUS_KEY.format(saga_id=saga_id))
+    except redis.RedisError:
+        logger.warning("status cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
+        return None
     return json.loads(raw) if raw else None
 
 

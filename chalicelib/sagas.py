@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +12,6 @@ from chalicelib.config import get_settings
 from chalicelib.contracts import SagaRequest
 from chalicelib.db import UnitOfWork
 from chalicelib.models import Saga
-
-logger = logging.getLogger(__name__)
 
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 
@@ -49,11 +46,7 @@ def get_saga(saga_id: str) -> dict[str, Any] | None:
 
 def saga_status(saga_id: str) -> str | None:
     """The saga's status from Redis when cached, else from the database (and cached again)."""
-    try:
-        cached = cache.cached_status(saga_id)
-    except Exception:
-        logger.warning("status cache unreachable; reading saga %s from the database", saga_id, exc_info=True)
-        cached = None
+    cached = cache.cached_status(saga_id)
     if cached:
         return str(cached["status"])
     with UnitOfWork() as uow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -41,6 +42,11 @@ def finish(engine: LocalEngine, saga_id: str) -> SagaRun:
         status, result = saga.status, saga.result
     path = executions.states_entered(executions.execution_history(str(arn)))
     return SagaRun(saga_id, status, description["status"], path, result)
+
+
+def lambda_context() -> SimpleNamespace:
+    """What the idempotency utility reads of a Lambda context: the time left."""
+    return SimpleNamespace(get_remaining_time_in_millis=lambda: 30_000)
 
 
 def purchase(sku: str = "SKU-MOUSE", quantity: int = 2, token: str = "tok_visa", **faults: str) -> PurchaseRequest:

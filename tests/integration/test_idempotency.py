@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,13 +24,9 @@ from functions import (
     validate_return,
 )
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, give_back, purchase
+from tests.helpers import assert_consistent, give_back, lambda_context, purchase
 
 Handler = Callable[[Any, Any], dict[str, Any]]
-
-
-def _context() -> SimpleNamespace:
-    return SimpleNamespace(get_remaining_time_in_millis=lambda: 30_000)
 
 
 def _recorded_saga(request: Any) -> str:
@@ -59,11 +54,11 @@ def _effects() -> dict[str, Any]:
 
 def _deliver_twice(handler: Handler, saga_id: str, redis_lost: bool = False) -> None:
     event = {"saga_id": saga_id, "retry_count": 0}
-    first = handler(event, _context())
+    first = handler(event, lambda_context())
     after_first = _effects()
     if redis_lost:
         cache.get_redis().flushdb()
-    second = handler(dict(event, retry_count=1), _context())
+    second = handler(dict(event, retry_count=1), lambda_context())
     after_second = _effects()
     assert second == first
     if redis_lost:
@@ -88,7 +83,7 @@ def test_every_purchase_step_and_compensation_is_idempotent(backend: Backend, re
 def test_every_return_step_and_compensation_is_idempotent(backend: Backend, redis_lost: bool) -> None:
     bought = _recorded_saga(purchase(quantity=2))
     for module in PURCHASE_STEPS:
-        module.lambda_handler({"saga_id": bought}, _context())
+        module.lambda_handler({"saga_id": bought}, lambda_context())
     with db.UnitOfWork() as uow:
         order_id = uow.session.scalars(select(Order.id)).one()
     saga_id = _recorded_saga(give_back(order_id, quantity=1))
@@ -105,7 +100,7 @@ def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> N
     def deliver() -> None:
         start.wait()
         try:
-            outcomes.append(reserve_stock.lambda_handler({"saga_id": saga_id}, _context()))
+            outcomes.append(reserve_stock.lambda_handler({"saga_id": saga_id}, lambda_context()))
         except Exception as error:
             outcomes.append(error)
 
@@ -123,4 +118,4 @@ def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> N
         assert uow.session.scalar(select(func.count()).select_from(Reservation)) == 1
         assert uow.session.get_one(Product, "SKU-MOUSE").reserved == 2
     # The state machine retries IdempotencyAlreadyInProgressError; the retry then gets the first result.
-    assert reserve_stock.lambda_handler({"saga_id": saga_id, "retry_count": 1}, _context()) == results[0]
+    assert reserve_stock.lambda_handler({"saga_id": saga_id, "retry_count": 1}, lambda_context()) == results[0]
