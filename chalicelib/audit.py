@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chalicelib.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, action_of
-from chalicelib.models import AuditEvent, Saga
+from chalicelib.models import AuditEvent, Saga, utcnow
 
 SAGA_EVENT = "saga"
 MAX_ERROR_MESSAGE = 2000
@@ -19,9 +19,13 @@ def new_saga_id() -> str:
     return uuid.uuid4().hex
 
 
-def create_saga(session: Session, request: SagaRequest, saga_id: str | None = None) -> Saga:
+def create_saga(
+    session: Session, request: SagaRequest, idempotency_key: str | None = None, request_hash: str | None = None
+) -> Saga:
     saga = Saga(
-        id=saga_id or new_saga_id(),
+        id=new_saga_id(),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
         type=request.saga_type(),
         status=SagaStatus.RUNNING,
         input=request.model_dump(mode="json"),
@@ -44,15 +48,16 @@ def set_status(session: Session, saga: Saga, status: SagaStatus) -> bool:
 
 def record_attempt(
     session: Session,
-    saga_id: str,
+    saga: Saga,
     step: str,
     attempt: int,
     error: BaseException | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
+    saga.updated_at = utcnow()
     session.add(
         AuditEvent(
-            saga_id=saga_id,
+            saga_id=saga.id,
             step=step,
             action=action_of(step),
             status=AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED,
@@ -85,6 +90,30 @@ def steps_of(events: list[AuditEvent]) -> list[dict[str, Any]]:
         step["status"] = event.status
         step["error"] = {"type": event.error_type, "message": event.error_message} if event.error_type else None
     return list(steps.values())
+
+
+def event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "step": event.step,
+        "action": event.action,
+        "status": event.status,
+        "attempt": event.attempt,
+        "error_type": event.error_type,
+        "error_message": event.error_message,
+        "payload": event.payload,
+        "time": event.created_at.isoformat(),
+    }
+
+
+def summary(saga: Saga) -> dict[str, Any]:
+    return {
+        "saga_id": saga.id,
+        "type": saga.type,
+        "status": saga.status,
+        "created_at": saga.created_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+        "links": {"self": f"/sagas/{saga.id}"},
+    }
 
 
 def describe(session: Session, saga: Saga) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Redis: the saga status read cache. With no REDIS_URL an in-process stand-in (fakeredis) serves."""
+"""Redis: the saga read cache. With no REDIS_URL an in-process stand-in (fakeredis) serves.
+
+Two keys per saga: its status with the saga's version, written through on every change; and its full view,
+stored under that version. A view is served only when its version is the current one, so it is never stale.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from chalicelib.config import get_settings
 logger = logging.getLogger(__name__)
 
 STATUS_KEY = "saga:{saga_id}:status"
+VIEW_KEY = "saga:{saga_id}:view:{version}"
 
 
 @lru_cache(maxsize=1)
@@ -53,3 +58,30 @@ def write_through(saga_id: str, status: str, version: int) -> None:
         cache_status(saga_id, status, version)
     except redis.RedisError:
         logger.warning("could not cache the status of saga %s", saga_id, exc_info=True)
+
+
+def cached_view(saga_id: str) -> dict[str, Any] | None:
+    """The saga's view at its current version, or None (not cached, or Redis unreachable)."""
+    status = cached_status(saga_id)
+    if status is None:
+        return None
+    try:
+        raw = get_redis().get(VIEW_KEY.format(saga_id=saga_id, version=status["version"]))
+    except redis.RedisError:
+        logger.warning("view cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
+        return None
+    return json.loads(raw) if raw else None
+
+
+def store_view(saga_id: str, status: str, version: int, view: dict[str, Any]) -> None:
+    """Cache a view read from the database, tolerating an unreachable Redis."""
+    ttl = get_settings().status_ttl_seconds
+    try:
+        pipeline = get_redis().pipeline()
+        # NX: a step that committed after this read has written a newer status, which must stay.
+        status_value = json.dumps({"status": status, "version": version})
+        pipeline.set(STATUS_KEY.format(saga_id=saga_id), status_value, ex=ttl, nx=True)
+        pipeline.set(VIEW_KEY.format(saga_id=saga_id, version=version), json.dumps(view), ex=ttl)
+        pipeline.execute()
+    except redis.RedisError:
+        logger.warning("could not cache the view of saga %s", saga_id, exc_info=True)

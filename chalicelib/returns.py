@@ -30,7 +30,7 @@ def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any
             raise ReturnRejected(f"no order {request.order_id!r}")
         if order.status != CONFIRMED:
             raise ReturnRejected(f"order {order.id} is {order.status}, not CONFIRMED")
-        if _as_utc(order.created_at) + timedelta(days=get_settings().return_window_days) < datetime.now(UTC):
+        if order.created_at + timedelta(days=get_settings().return_window_days) < datetime.now(UTC):
             raise ReturnRejected(f"order {order.id} is outside the {get_settings().return_window_days}-day window")
         returnable = order.quantity - _returned_or_pending(session, order.id)
         if request.quantity > returnable:
@@ -117,8 +117,3 @@ def _add_on_hand(session: Session, sku: str, quantity: int) -> None:
         .values(on_hand=Product.on_hand + quantity)
         .execution_options(synchronize_session=False)
     )
-
-
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything is stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

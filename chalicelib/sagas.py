@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from chalicelib import audit, cache
 from chalicelib.config import get_settings
@@ -20,16 +26,37 @@ class FaultsNotAllowed(ValueError):
     """The request carries `faults` but SAGA_ALLOW_FAULTS is off."""
 
 
-def start_saga(request: SagaRequest, start_execution: StartExecution, saga_id: str | None = None) -> Saga:
-    """Record the saga as RUNNING, then start its state machine execution."""
+class IdempotencyKeyReused(ValueError):
+    """The idempotency key already started a saga with a different request."""
+
+
+class BadCursor(ValueError):
+    """A listing cursor that this service did not hand out."""
+
+
+def start_saga(request: SagaRequest, start_execution: StartExecution, idempotency_key: str | None = None) -> Saga:
+    """Record the saga as RUNNING, then start its execution, named by the saga id.
+
+    The same idempotency key with the same request returns the saga it started (starting its execution if an
+    earlier attempt could not); with another request it raises IdempotencyKeyReused.
+    """
     if request.faults and not get_settings().allow_faults:
         raise FaultsNotAllowed("faults are accepted only when SAGA_ALLOW_FAULTS=true")
-    with UnitOfWork() as uow:
-        saga = audit.create_saga(uow.session, request, saga_id)
-        uow.commit()
+    request_hash = _fingerprint(request)
+    saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+    if saga is None:
+        try:
+            with UnitOfWork() as uow:
+                saga = audit.create_saga(uow.session, request, idempotency_key, request_hash)
+                uow.commit()
+        except IntegrityError:
+            saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+            if saga is None:
+                raise
+    if saga.execution_arn:
+        return saga
     cache.write_through(saga.id, saga.status, saga.version)
-    execution_input = {"saga_id": saga.id, "type": saga.type, "request": saga.input}
-    arn = start_execution(saga.type, saga.id, execution_input)
+    arn = start_execution(saga.type, saga.id, {"saga_id": saga.id, "type": saga.type, "request": saga.input})
     with UnitOfWork() as uow:
         # A plain UPDATE: the execution's first step may already be writing this saga (and its version).
         uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
@@ -38,20 +65,70 @@ def start_saga(request: SagaRequest, start_execution: StartExecution, saga_id: s
     return saga
 
 
-def get_saga(saga_id: str) -> dict[str, Any] | None:
+def _fingerprint(request: SagaRequest) -> str:
+    canonical = json.dumps([request.saga_type(), request.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _saga_for_key(idempotency_key: str, request_hash: str) -> Saga | None:
+    with UnitOfWork() as uow:
+        saga = uow.session.scalar(select(Saga).where(Saga.idempotency_key == idempotency_key))
+    if saga is not None and saga.request_hash != request_hash:
+        raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} already started another request")
+    return saga
+
+
+def read_saga(saga_id: str) -> dict[str, Any] | None:
+    """The saga's view: from Redis when cached at its current version, else from the database (cached again)."""
+    view = cache.cached_view(saga_id)
+    if view is not None:
+        return view
     with UnitOfWork() as uow:
         saga = uow.session.get(Saga, saga_id)
-        return audit.describe(uow.session, saga) if saga else None
+        if saga is None:
+            return None
+        view = audit.describe(uow.session, saga)
+    cache.store_view(saga.id, saga.status, saga.version, view)
+    return view
 
 
-def saga_status(saga_id: str) -> str | None:
-    """The saga's status from Redis when cached, else from the database (and cached again)."""
-    cached = cache.cached_status(saga_id)
-    if cached:
-        return str(cached["status"])
+def read_history(saga_id: str) -> list[dict[str, Any]] | None:
+    """The saga's audit log, oldest first; None for an unknown saga."""
     with UnitOfWork() as uow:
-        saga = uow.session.scalar(select(Saga).where(Saga.id == saga_id))
-    if saga is None:
-        return None
-    cache.write_through(saga.id, saga.status, saga.version)
-    return saga.status
+        if uow.session.get(Saga, saga_id) is None:
+            return None
+        return [audit.event_view(event) for event in audit.history(uow.session, saga_id)]
+
+
+def list_sagas(
+    saga_type: str | None, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Sagas newest first, filtered; with the cursor of the next page, if there is one."""
+    query = select(Saga).order_by(Saga.created_at.desc(), Saga.id.desc()).limit(limit + 1)
+    if saga_type:
+        query = query.where(Saga.type == saga_type)
+    if status:
+        query = query.where(Saga.status == status)
+    if cursor:
+        created_at, saga_id = _decode_cursor(cursor)
+        query = query.where(or_(Saga.created_at < created_at, and_(Saga.created_at == created_at, Saga.id < saga_id)))
+    with UnitOfWork() as uow:
+        page = list(uow.session.scalars(query))
+    next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
+    return [audit.summary(saga) for saga in page[:limit]], next_cursor
+
+
+def _encode_cursor(saga: Saga) -> str:
+    raw = json.dumps([saga.created_at.isoformat(), saga.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, saga_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(created_at)
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise BadCursor("cursor is not one this API returned") from error
+    if moment.tzinfo is None or not isinstance(saga_id, str):
+        raise BadCursor("cursor is not one this API returned")
+    return moment, saga_id

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import exc as orm_exc
 
 from chalicelib import audit, cache, faults
 from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent
@@ -38,13 +39,14 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
                 audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
-            audit.record_attempt(uow.session, saga.id, name, event.attempt, payload=result)
+            audit.record_attempt(uow.session, saga, name, event.attempt, payload=result)
             if name in ENDS_SAGA_ON_SUCCESS:
                 audit.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
             uow.commit()
-    except sa_exc.IntegrityError as error:
-        _record_failure(name, event, ConcurrentUpdate(str(error.orig)))
-        raise ConcurrentUpdate(f"{name}: {error.orig}") from error
+    except (sa_exc.IntegrityError, orm_exc.StaleDataError) as error:
+        conflict = ConcurrentUpdate(f"{name}: {getattr(error, 'orig', error)}")
+        _record_failure(name, event, conflict)
+        raise conflict from error
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         raise DatabaseUnavailable(f"{name}: database unreachable: {error.orig}") from error
     except Exception as error:
@@ -61,7 +63,7 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
     try:
         with UnitOfWork() as uow:
             saga = _load_saga(uow.session, event.saga_id)
-            audit.record_attempt(uow.session, saga.id, name, event.attempt, error=error)
+            audit.record_attempt(uow.session, saga, name, event.attempt, error=error)
             if isinstance(error, REJECTIONS):
                 audit.set_status(uow.session, saga, SagaStatus.REJECTED)
             elif name in COMPENSATIONS:

@@ -32,7 +32,7 @@ def test_approved_card_completes_with_one_order_and_one_payment(backend: Backend
     mouse = product("SKU-MOUSE")
     assert (mouse.on_hand, mouse.reserved) == (997, 0)
     assert status_history(run.saga_id) == ["RUNNING", "COMPLETED"]
-    assert cache.cached_status(run.saga_id) == {"status": "COMPLETED", "version": 2}
+    assert cache.cached_status(run.saga_id) == {"status": "COMPLETED", "version": 4}, "one version per attempt"
     assert_every_attempt_audited(run)
     assert_consistent()
 

@@ -15,25 +15,45 @@ from tests.conftest import Backend
 from tests.helpers import lambda_context, purchase, run_saga
 
 
-def test_status_is_read_from_the_cache_first(backend: Backend, engine: LocalEngine) -> None:
+def test_saga_is_read_from_the_cache_first(backend: Backend, engine: LocalEngine) -> None:
     run = run_saga(engine, purchase())
-    cache.cache_status(run.saga_id, "CACHED-VALUE", 99)
+    assert sagas.read_saga(run.saga_id)["status"] == "COMPLETED"  # type: ignore[index]
+    version = cache.cached_status(run.saga_id)["version"]  # type: ignore[index]
+    cache.get_redis().set(cache.VIEW_KEY.format(saga_id=run.saga_id, version=version), '{"served": "from cache"}')
 
-    assert sagas.saga_status(run.saga_id) == "CACHED-VALUE"
+    assert sagas.read_saga(run.saga_id) == {"served": "from cache"}
 
 
-def test_status_missing_from_the_cache_is_read_from_the_database_and_cached_again(
+def test_saga_missing_from_the_cache_is_read_from_the_database_and_cached_again(
     backend: Backend, engine: LocalEngine
 ) -> None:
     run = run_saga(engine, purchase())
     cache.get_redis().flushdb()
 
-    assert sagas.saga_status(run.saga_id) == "COMPLETED"
-    assert cache.cached_status(run.saga_id) == {"status": "COMPLETED", "version": 2}
+    view = sagas.read_saga(run.saga_id)
+
+    assert view is not None and view["status"] == "COMPLETED"
+    assert [step["name"] for step in view["steps"]] == ["reserve_stock", "process_payment", "confirm_sale"]
+    assert view["result"] == run.result
+    assert cache.cached_view(run.saga_id) == view
 
 
-def test_unknown_saga_has_no_status(backend: Backend) -> None:
-    assert sagas.saga_status("f" * 32) is None
+def test_a_cached_view_is_never_served_after_the_saga_changed(backend: Backend) -> None:
+    saga_id = sagas.start_saga(purchase(), lambda *_: "arn").id
+    assert sagas.read_saga(saga_id)["steps"] == []  # type: ignore[index]
+
+    reserve_stock.lambda_handler({"saga_id": saga_id}, lambda_context())
+
+    view = sagas.read_saga(saga_id)
+    assert view is not None
+    assert view["steps"] == [
+        {"name": "reserve_stock", "action": "execute", "status": "SUCCEEDED", "attempts": 1, "error": None}
+    ]
+
+
+def test_unknown_saga_reads_as_none(backend: Backend) -> None:
+    assert sagas.read_saga("f" * 32) is None
+    assert sagas.read_history("f" * 32) is None
 
 
 def test_unreachable_cache_falls_back_to_the_database(backend: Backend, engine: LocalEngine) -> None:
@@ -42,7 +62,7 @@ def test_unreachable_cache_falls_back_to_the_database(backend: Backend, engine: 
     settings.redis_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     cache.reset_redis()
 
-    assert sagas.saga_status(run.saga_id) == "COMPLETED"
+    assert sagas.read_saga(run.saga_id)["status"] == "COMPLETED"  # type: ignore[index]
 
 
 def test_faults_are_refused_unless_allowed(backend: Backend) -> None:
