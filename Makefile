@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate clean
+.PHONY: demo test lint migrate run clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ migrate: $(VENV)/.installed
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+
+## run: the API on 127.0.0.1:$(PORT) over the local engine (Ctrl-C stops it)
+PORT ?= 8000
+run: $(VENV)/.installed
+	PORT=$(PORT) SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.local_server

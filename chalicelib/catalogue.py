@@ -1,9 +1,13 @@
-"""The seed catalogue: products with stock, inserted where missing."""
+"""The catalogue: the seed products, and products as the API shows them."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chalicelib.db import UnitOfWork
 from chalicelib.models import Product
 
 SEED_PRODUCTS: tuple[tuple[str, str, int, int], ...] = (
@@ -27,3 +31,25 @@ def seed(session: Session) -> int:
 
 def add_product(sku: str, name: str, price_cents: int, stock: int) -> Product:
     return Product(sku=sku, name=name, price_cents=price_cents, on_hand=stock, reserved=0, initial_on_hand=stock)
+
+
+def list_products() -> list[dict[str, Any]]:
+    with UnitOfWork() as uow:
+        return [_view(product) for product in uow.session.scalars(select(Product).order_by(Product.sku))]
+
+
+def product_view(sku: str) -> dict[str, Any] | None:
+    with UnitOfWork() as uow:
+        product = uow.session.get(Product, sku)
+        return _view(product) if product else None
+
+
+def _view(product: Product) -> dict[str, Any]:
+    return {
+        "sku": product.sku,
+        "name": product.name,
+        "price_cents": product.price_cents,
+        "on_hand": product.on_hand,
+        "reserved": product.reserved,
+        "available": product.available,
+    }

@@ -15,15 +15,16 @@ from chalicelib.config import get_settings
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
+    """An engine for `url`; migrations turn SQLite's foreign keys off, since Alembic rebuilds tables there."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _serialise_sqlite_writers(engine)
+        _serialise_sqlite_writers(engine, sqlite_foreign_keys)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300)
 
 
-def _serialise_sqlite_writers(engine: Engine) -> None:
+def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
     # pysqlite starts transactions lazily, so two threads that read then write can deadlock
     # on the lock upgrade; BEGIN IMMEDIATE takes the write lock up front and waits its turn.
     @event.listens_for(engine, "connect")
@@ -31,7 +32,7 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

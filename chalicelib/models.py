@@ -131,13 +131,16 @@ class Saga(Base):
     """A saga; its version moves with every change, step attempts included (the view cache keys on it)."""
 
     __tablename__ = "sagas"
-    __table_args__ = (Index("ix_sagas_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_sagas_created_at_id", "created_at", "id"),
+        Index("ix_sagas_idempotency_key", "idempotency_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     type: Mapped[str] = mapped_column(String(16), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     execution_arn: Mapped[str | None] = mapped_column(String(256))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     input: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)

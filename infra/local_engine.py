@@ -25,6 +25,8 @@ import boto3
 import moto
 import yaml
 from moto.awslambda.models import LambdaFunction
+from moto.core import config as moto_config
+from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from chalicelib import executions
@@ -74,6 +76,10 @@ class LocalEngine:
     """
 
     retry_wait_scale: float = 1.0
+    endpoint_port: int | None = None
+    """None: an in-process mock with no endpoint (tests). A port (0: any free one): a moto server on
+    127.0.0.1 there, which boto3 clients and the AWS CLI can reach at `endpoint_url`."""
+    endpoint_url: str | None = None
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -100,17 +106,31 @@ class LocalEngine:
             os.environ.setdefault(name, "local")
         os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
         os.environ.pop("AWS_ENDPOINT_URL", None)  # moto's mock intercepts only the default endpoints
-        self._stack.enter_context(moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        if self.endpoint_port is None:
+            self._stack.enter_context(moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        else:
+            self._serve_endpoint(self.endpoint_port)
         self._stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _invoke_in_process))
         scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.retry_wait_scale))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", scaled))
         settings = get_settings()
         for attribute in ("aws_endpoint_url", *STATE_MACHINE_SETTINGS.values()):
             self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
-        settings.aws_endpoint_url = None
+        settings.aws_endpoint_url = self.endpoint_url
         self._stack.callback(executions.reset_client)
         executions.reset_client()
         self._deploy(load_template())
+
+    def _serve_endpoint(self, port: int) -> None:
+        stepfunctions = {"stepfunctions": {"execute_state_machine": True}}
+        self._stack.enter_context(mock.patch.dict(moto_config.default_user_config, stepfunctions))
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self._stack.callback(server.stop)
+        host, bound_port = server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{bound_port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+        os.environ["MOTO_PORT"] = str(bound_port)  # where the interpreter sends its Lambda invocations
 
     def _deploy(self, template: dict[str, Any]) -> None:
         resources = template["Resources"]

@@ -21,7 +21,7 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    engine = make_engine(url)
+    engine = make_engine(url, sqlite_foreign_keys=False)
     with engine.connect() as connection:
         run(connection)
     engine.dispose()

@@ -16,16 +16,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("sagas") as batch:
-        batch.add_column(sa.Column("idempotency_key", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("request_hash", sa.String(length=64), nullable=True))
-        batch.create_unique_constraint("uq_sagas_idempotency_key", ["idempotency_key"])
-        batch.create_index("ix_sagas_created_at_id", ["created_at", "id"])
+    op.add_column("sagas", sa.Column("idempotency_key", sa.String(length=200), nullable=True))
+    op.add_column("sagas", sa.Column("request_hash", sa.String(length=64), nullable=True))
+    op.create_index("ix_sagas_idempotency_key", "sagas", ["idempotency_key"], unique=True)
+    op.create_index("ix_sagas_created_at_id", "sagas", ["created_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sagas_created_at_id", table_name="sagas")
+    op.drop_index("ix_sagas_idempotency_key", table_name="sagas")
     with op.batch_alter_table("sagas") as batch:
-        batch.drop_index("ix_sagas_created_at_id")
-        batch.drop_constraint("uq_sagas_idempotency_key", type_="unique")
         batch.drop_column("request_hash")
         batch.drop_column("idempotency_key")

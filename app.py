@@ -1,0 +1,54 @@
+"""API Gateway entry: Chalice routes only. Each parses, calls the core, answers (chalicelib/http.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Chalice, Response
+
+from chalicelib import http
+from chalicelib.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.openapi import openapi_document
+
+app = Chalice(app_name="saga-orchestrator")
+app.register_middleware(http.answer_errors_as_json, "http")
+
+
+@app.route("/purchases", methods=["POST"])
+def start_purchase() -> Response:
+    return http.start_saga(app.current_request, PurchaseRequest)
+
+
+@app.route("/returns", methods=["POST"])
+def start_return() -> Response:
+    return http.start_saga(app.current_request, ReturnRequest)
+
+
+@app.route("/sagas", methods=["GET"])
+def list_sagas() -> dict[str, Any]:
+    return http.list_sagas(app.current_request.query_params)
+
+
+@app.route("/sagas/{saga_id}", methods=["GET"])
+def get_saga(saga_id: str) -> dict[str, Any]:
+    return http.get_saga(saga_id)
+
+
+@app.route("/sagas/{saga_id}/history", methods=["GET"])
+def get_saga_history(saga_id: str) -> dict[str, Any]:
+    return http.get_history(saga_id)
+
+
+@app.route("/products", methods=["GET"])
+def list_products() -> dict[str, Any]:
+    return http.list_products()
+
+
+@app.route("/products/{sku}", methods=["GET"])
+def get_product(sku: str) -> dict[str, Any]:
+    return http.get_product(sku)
+
+
+@app.route("/openapi.json", methods=["GET"])
+def get_openapi() -> dict[str, Any]:
+    return openapi_document()

@@ -1,0 +1,155 @@
+"""The HTTP adapter of the Chalice app: parse and check requests, call the saga service, shape answers.
+
+Every error leaves as JSON `{"error", "message", "details"}`; nothing a client sends can cause a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
+
+from chalice.app import ChaliceUnhandledError, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from chalicelib import catalogue, executions, sagas
+from chalicelib.contracts import SagaRequest, SagaStatus, SagaType
+from chalicelib.views import ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+"""Step Functions' limit on an execution's input."""
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+JSON_MEDIA_TYPE = "application/json"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(ChaliceUnhandledError):
+    """Answered as `{"error", "message", "details"}` with its status code by `answer_errors_as_json`."""
+
+    def __init__(self, status: int, error: str, message: str, details: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.details = status, error, message, details or []
+
+    def response(self) -> Response:
+        body = {"error": self.error, "message": self.message, "details": self.details}
+        return Response(body=body, status_code=self.status)
+
+
+class SagaListQuery(BaseModel):
+    """The query string of `GET /sagas`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: SagaType | None = None
+    status: SagaStatus | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+
+def start_saga(request: Request, model: type[SagaRequest]) -> Response:
+    saga_request = parse_body(request, model)
+    key = idempotency_key(request.headers)
+    try:
+        saga = sagas.start_saga(saga_request, executions.start_execution, key)
+    except sagas.FaultsNotAllowed as error:
+        raise _bad("faults", str(error)) from None
+    except sagas.IdempotencyKeyReused as error:
+        raise _bad(IDEMPOTENCY_HEADER, str(error), status=409, error="IdempotencyKeyReused") from None
+    accepted = SagaAccepted.model_validate(
+        {"saga_id": saga.id, "type": saga.type, "status": saga.status, "links": {"self": f"/sagas/{saga.id}"}}
+    )
+    return Response(body=accepted.model_dump(mode="json"), status_code=202)
+
+
+def get_saga(saga_id: str) -> dict[str, Any]:
+    return _found(SagaView, sagas.read_saga(saga_id), f"no saga {saga_id}")
+
+
+def get_history(saga_id: str) -> dict[str, Any]:
+    events = sagas.read_history(saga_id)
+    return _found(SagaHistory, None if events is None else {"events": events}, f"no saga {saga_id}")
+
+
+def list_sagas(query_params: Mapping[str, str] | None) -> dict[str, Any]:
+    query = _parse(SagaListQuery, dict(query_params or {}), location="query")
+    try:
+        items, next_cursor = sagas.list_sagas(query.type, query.status, query.limit, query.cursor)
+    except sagas.BadCursor as error:
+        raise _bad("cursor", str(error)) from None
+    return SagaList.model_validate({"items": items, "next_cursor": next_cursor}).model_dump(mode="json")
+
+
+def list_products() -> dict[str, Any]:
+    return ProductList.model_validate({"items": catalogue.list_products()}).model_dump(mode="json")
+
+
+def get_product(sku: str) -> dict[str, Any]:
+    return _found(ProductView, catalogue.product_view(sku), f"no product {sku}")
+
+
+def parse_body(request: Request, model: type[Model]) -> Model:
+    """The request's JSON object body as `model`; ApiError 413, 415 or 400 naming every bad field."""
+    media_type = (request.headers.get("content-type") or JSON_MEDIA_TYPE).split(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise ApiError(415, "UnsupportedMediaType", f"send the body as {JSON_MEDIA_TYPE}, not {media_type}")
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "PayloadTooLarge", f"the body is {len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _bad("body", str(error), error="InvalidJSON", message="the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _bad("body", f"expected a JSON object, got {type(data).__name__}", message="the body must be an object")
+    return _parse(model, data, location="body")
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
+    key = headers.get(IDEMPOTENCY_HEADER.lower())
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
+        raise _bad(IDEMPOTENCY_HEADER, "must be 1 to 200 printable ASCII characters")
+    return key
+
+
+def _bad(field: str, problem: str, status: int = 400, error: str = "ValidationError", message: str = "") -> ApiError:
+    """An ApiError about one field."""
+    return ApiError(status, error, message or f"{field}: {problem}", [{"field": field, "problem": problem}])
+
+
+def _parse(model: type[Model], data: dict[str, Any], location: str) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details = [
+            {"field": ".".join(str(part) for part in problem["loc"]) or location, "problem": problem["msg"]}
+            for problem in error.errors()
+        ]
+        fields = ", ".join(dict.fromkeys(detail["field"] for detail in details))
+        raise ApiError(400, "ValidationError", f"invalid {location}: {fields}", details) from None
+
+
+def _found(view: type[BaseModel], data: dict[str, Any] | None, message: str) -> dict[str, Any]:
+    if data is None:
+        raise ApiError(404, "NotFound", message)
+    return view.model_validate(data).model_dump(mode="json")
+
+
+def answer_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Chalice middleware: ApiError, Chalice's own errors and anything unexpected, all in the one error shape."""
+    try:
+        response = get_response(event)
+    except ApiError as error:
+        return error.response()
+    except Exception:
+        logger.exception("unexpected error answering %s", getattr(event, "path", "a request"))
+        return ApiError(500, "InternalError", "the request could not be completed; it has been logged").response()
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        return ApiError(response.status_code, str(body["Code"]), str(body["Message"])).response()
+    return response

@@ -1,0 +1,72 @@
+"""`make run`: the API on 127.0.0.1 (PORT, default 8000), backed by the local engine behind a local AWS endpoint.
+
+Sagas started with curl run on moto's interpreter, their steps in this process, against the embedded default
+or DATABASE_URL / REDIS_URL. Ctrl-C (or SIGTERM) stops the server and the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from chalice.cli.factory import CLIFactory
+from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
+
+from chalicelib import catalogue, db
+from chalicelib.config import get_settings
+from infra.local_engine import LocalEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+class _QueuedHTTPServer(ThreadedHTTPServer):
+    # Chalice's server keeps a listen backlog of 5: concurrent clients beyond it get connection resets.
+    request_queue_size = 128
+    daemon_threads = True
+
+
+def main() -> int:
+    port = int(os.environ.get("PORT", "8000"))
+    aws_port = int(os.environ.get("LOCAL_AWS_PORT", "0"))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("werkzeug", "moto.stepfunctions.parser"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    signal.signal(signal.SIGTERM, _stop)
+
+    settings = get_settings()
+    db.migrate()
+    with db.UnitOfWork() as uow:
+        catalogue.seed(uow.session)
+        uow.commit()
+    with LocalEngine(endpoint_port=aws_port) as engine:
+        from app import app
+
+        config = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name="dev")
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+        server = LocalDevServer(app, config, HOST, port, server_cls=_QueuedHTTPServer)
+        data = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
+        cache = "Redis" if settings.redis_url else "in-process Redis stand-in"
+        print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")
+        print(f"faults {'accepted' if settings.allow_faults else 'refused'} (SAGA_ALLOW_FAULTS); Ctrl-C stops.")
+        sys.stdout.flush()
+        try:
+            server.server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopping")
+        finally:
+            server.server.server_close()
+    return 0
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
