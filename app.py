@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from chalice.app import Chalice, Response
+from chalice.app import Chalice, Request, Response
 
 from chalicelib import http
 from chalicelib.contracts import PurchaseRequest, ReturnRequest
@@ -14,19 +14,24 @@ app = Chalice(app_name="saga-orchestrator")
 app.register_middleware(http.answer_errors_as_json, "http")
 
 
+def current_request() -> Request:
+    # Chalice types it Optional; inside a route it is always set.
+    return cast(Request, app.current_request)
+
+
 @app.route("/purchases", methods=["POST"])
 def start_purchase() -> Response:
-    return http.start_saga(app.current_request, PurchaseRequest)
+    return http.start_saga(current_request(), PurchaseRequest)
 
 
 @app.route("/returns", methods=["POST"])
 def start_return() -> Response:
-    return http.start_saga(app.current_request, ReturnRequest)
+    return http.start_saga(current_request(), ReturnRequest)
 
 
 @app.route("/sagas", methods=["GET"])
 def list_sagas() -> dict[str, Any]:
-    return http.list_sagas(app.current_request.query_params)
+    return http.list_sagas(current_request().query_params)
 
 
 @app.route("/sagas/{saga_id}", methods=["GET"])
