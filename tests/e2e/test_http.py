@@ -1,0 +1,152 @@
+"""`make run`'s server as a subprocess on a free loopback port, driven over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib import catalogue, db
+from tests.conftest import Backend
+
+ROOT = Path(__file__).resolve().parents[2]
+FINAL = {"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"}
+LIMITED_SKU = "SKU-LIMITED"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Api:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def final(self, saga_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, view = self.call("GET", f"/sagas/{saga_id}")
+            assert status == 200, view
+            if view["status"] in FINAL:
+                return view
+            time.sleep(0.05)
+        raise AssertionError(f"saga {saga_id} did not end in {timeout} s")
+
+
+@pytest.fixture
+def server(backend: Backend) -> Iterator[tuple[Api, subprocess.Popen[str]]]:
+    with db.UnitOfWork() as uow:
+        uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
+        uow.commit()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL")}
+    env |= {
+        "PORT": str(port),
+        "DATABASE_URL": backend.database_url,
+        "SAGA_ALLOW_FAULTS": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    if backend.redis_url:
+        env["REDIS_URL"] = backend.redis_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local_server"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_port(port, process)
+        yield Api(f"http://127.0.0.1:{port}"), process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"server did not listen on {port} within 60 s")
+
+
+def test_purchase_then_return_over_http(server: tuple[Api, subprocess.Popen[str]]) -> None:
+    api, _ = server
+
+    status, accepted = api.call(
+        "POST", "/purchases", {"customer_id": "c-e2e", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_flaky"}
+    )
+    assert status == 202
+    bought = api.final(accepted["saga_id"])
+    assert bought["status"] == "COMPLETED"
+    assert [s["attempts"] for s in bought["steps"]] == [1, 2, 1]
+
+    status, accepted = api.call(
+        "POST", "/returns", {"order_id": bought["result"]["order_id"], "quantity": 1, "reason": "wrong colour"}
+    )
+    assert status == 202
+    returned = api.final(accepted["saga_id"])
+    assert returned["status"] == "COMPLETED"
+    assert returned["result"]["refund_cents"] == 2_500
+    assert api.call("GET", "/products/SKU-MOUSE")[1]["on_hand"] == 999
+
+
+def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(
+    server: tuple[Api, subprocess.Popen[str]],
+) -> None:
+    api, _ = server
+    body = {"customer_id": "c-rush", "sku": LIMITED_SKU, "quantity": 1, "payment_token": "tok_visa"}
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        answers = list(pool.map(lambda _: api.call("POST", "/purchases", body), range(30)))
+
+    assert [status for status, _ in answers] == [202] * 30
+    outcomes = Counter(api.final(accepted["saga_id"])["status"] for _, accepted in answers)
+    assert outcomes == {"COMPLETED": 10, "REJECTED": 20}
+    product = api.call("GET", f"/products/{LIMITED_SKU}")[1]
+    assert (product["available"], product["on_hand"], product["reserved"]) == (0, 0, 0)
+
+
+def test_server_binds_loopback_only_and_stops_cleanly_on_ctrl_c(server: tuple[Api, subprocess.Popen[str]]) -> None:
+    api, process = server
+    port = int(api.base_url.rsplit(":", 1)[1])
+    listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+    assert f"127.0.0.1:{port}" in listening
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=20) == 0
