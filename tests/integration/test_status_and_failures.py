@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from chalicelib import cache, db, sagas
+from chalicelib import cache, db, executions, sagas
 from chalicelib.config import get_settings
 from chalicelib.errors import DatabaseUnavailable
 from chalicelib.models import Saga
 from functions import reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import lambda_context, purchase, run_saga
+from tests.helpers import finish, lambda_context, product, purchase, run_saga
 
 
 def test_saga_is_read_from_the_cache_first(backend: Backend, engine: LocalEngine) -> None:
@@ -82,3 +82,20 @@ def test_unreachable_database_is_a_retryable_step_error(backend: Backend) -> Non
     with pytest.raises(DatabaseUnavailable) as raised:
         reserve_stock.lambda_handler({"saga_id": saga_id}, lambda_context())
     assert raised.value.retryable
+
+
+def test_a_retried_start_never_runs_the_saga_twice(backend: Backend, engine: LocalEngine) -> None:
+    def start_then_crash(saga_type: str, saga_id: str, execution_input: dict[str, object]) -> str:
+        executions.start_execution(saga_type, saga_id, execution_input)
+        raise ConnectionError("lost the answer of StartExecution")
+
+    with pytest.raises(ConnectionError):
+        sagas.start_saga(purchase(), start_then_crash, idempotency_key="retry-me")
+
+    saga = sagas.start_saga(purchase(), executions.start_execution, idempotency_key="retry-me")
+
+    run = finish(engine, saga.id)
+    assert run.status == "COMPLETED"
+    listed = executions.sfn_client().list_executions(stateMachineArn=executions.state_machine_arn("purchase"))
+    assert [e["name"] for e in listed["executions"]].count(saga.id) == 1
+    assert product("SKU-MOUSE").on_hand == 998
