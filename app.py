@@ -11,6 +11,8 @@ from chalicelib.contracts import PurchaseRequest, ReturnRequest
 from chalicelib.openapi import openapi_document
 
 app = Chalice(app_name="saga-orchestrator")
+ANY_CONTENT = ["*/*"]
+"""A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
 app.register_middleware(http.answer_errors_as_json, "http")
 
 
@@ -29,31 +31,31 @@ def start_return() -> Response:
     return http.start_saga(current_request(), ReturnRequest)
 
 
-@app.route("/sagas", methods=["GET"])
+@app.route("/sagas", methods=["GET"], content_types=ANY_CONTENT)
 def list_sagas() -> dict[str, Any]:
     return http.list_sagas(current_request().query_params)
 
 
-@app.route("/sagas/{saga_id}", methods=["GET"])
+@app.route("/sagas/{saga_id}", methods=["GET"], content_types=ANY_CONTENT)
 def get_saga(saga_id: str) -> dict[str, Any]:
     return http.get_saga(saga_id)
 
 
-@app.route("/sagas/{saga_id}/history", methods=["GET"])
+@app.route("/sagas/{saga_id}/history", methods=["GET"], content_types=ANY_CONTENT)
 def get_saga_history(saga_id: str) -> dict[str, Any]:
     return http.get_history(saga_id)
 
 
-@app.route("/products", methods=["GET"])
+@app.route("/products", methods=["GET"], content_types=ANY_CONTENT)
 def list_products() -> dict[str, Any]:
     return http.list_products()
 
 
-@app.route("/products/{sku}", methods=["GET"])
+@app.route("/products/{sku}", methods=["GET"], content_types=ANY_CONTENT)
 def get_product(sku: str) -> dict[str, Any]:
     return http.get_product(sku)
 
 
-@app.route("/openapi.json", methods=["GET"])
+@app.route("/openapi.json", methods=["GET"], content_types=ANY_CONTENT)
 def get_openapi() -> dict[str, Any]:
     return openapi_document()

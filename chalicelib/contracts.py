@@ -60,7 +60,12 @@ def action_of(step: str) -> Action:
     return Action.COMPENSATE if step in COMPENSATIONS else Action.EXECUTE
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+IDENTIFIER_PATTERN = r"[A-Za-z0-9_.:@-]{1,64}"
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=rf"^{IDENTIFIER_PATTERN}$")]
+FreeText = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+"""Any text but control characters (tab and newlines allowed): PostgreSQL cannot store a NUL."""
 FaultSpec = Annotated[str, StringConstraints(pattern=FAULT_PATTERN.pattern)]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_QUANTITY)]
 
@@ -98,7 +103,7 @@ class PurchaseRequest(SagaRequest):
 class ReturnRequest(SagaRequest):
     order_id: Identifier
     quantity: Quantity
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: FreeText
 
     @classmethod
     def saga_type(cls) -> SagaType:

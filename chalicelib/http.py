@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from chalice.app import ChaliceUnhandledError, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from chalicelib import catalogue, executions, sagas
-from chalicelib.contracts import SagaRequest, SagaStatus, SagaType
+from chalicelib.contracts import IDENTIFIER_PATTERN, SagaRequest, SagaStatus, SagaType
 from chalicelib.views import ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ MAX_BODY_BYTES = 256 * 1024
 """Step Functions' limit on an execution's input."""
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+SAGA_ID = re.compile(r"[0-9a-f]{32}")
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+"""Path parameters that cannot name anything are 404 before any query (PostgreSQL refuses NUL bytes)."""
 JSON_MEDIA_TYPE = "application/json"
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -51,8 +55,7 @@ class SagaListQuery(BaseModel):
 
 
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
-    saga_request = parse_body(request, model)
-    key = idempotency_key(request.headers)
+    saga_request, key = _parse_both(lambda: parse_body(request, model), lambda: idempotency_key(request.headers))
     try:
         saga = sagas.start_saga(saga_request, executions.start_execution, key)
     except sagas.FaultsNotAllowed as error:
@@ -66,12 +69,13 @@ def start_saga(request: Request, model: type[SagaRequest]) -> Response:
 
 
 def get_saga(saga_id: str) -> dict[str, Any]:
-    return _found(SagaView, sagas.read_saga(saga_id), f"no saga {saga_id}")
+    view = sagas.read_saga(saga_id) if SAGA_ID.fullmatch(saga_id) else None
+    return _found(SagaView, view, f"no saga {saga_id!r}")
 
 
 def get_history(saga_id: str) -> dict[str, Any]:
-    events = sagas.read_history(saga_id)
-    return _found(SagaHistory, None if events is None else {"events": events}, f"no saga {saga_id}")
+    events = sagas.read_history(saga_id) if SAGA_ID.fullmatch(saga_id) else None
+    return _found(SagaHistory, None if events is None else {"events": events}, f"no saga {saga_id!r}")
 
 
 def list_sagas(query_params: Mapping[str, str] | None) -> dict[str, Any]:
@@ -88,20 +92,21 @@ def list_products() -> dict[str, Any]:
 
 
 def get_product(sku: str) -> dict[str, Any]:
-    return _found(ProductView, catalogue.product_view(sku), f"no product {sku}")
+    product = catalogue.product_view(sku) if IDENTIFIER.fullmatch(sku) else None
+    return _found(ProductView, product, f"no product {sku!r}")
 
 
 def parse_body(request: Request, model: type[Model]) -> Model:
     """The request's JSON object body as `model`; ApiError 413, 415 or 400 naming every bad field."""
     media_type = (request.headers.get("content-type") or JSON_MEDIA_TYPE).split(";")[0].strip().lower()
     if media_type != JSON_MEDIA_TYPE:
-        raise ApiError(415, "UnsupportedMediaType", f"send the body as {JSON_MEDIA_TYPE}, not {media_type}")
+        raise _bad("Content-Type", f"send the body as {JSON_MEDIA_TYPE}, not {media_type}", 415, "UnsupportedMediaType")
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "PayloadTooLarge", f"the body is {len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted")
+        raise _bad("body", f"{len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted", 413, "PayloadTooLarge")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise _bad("body", str(error), error="InvalidJSON", message="the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _bad("body", f"expected a JSON object, got {type(data).__name__}", message="the body must be an object")
@@ -115,6 +120,28 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
         raise _bad(IDEMPOTENCY_HEADER, "must be 1 to 200 printable ASCII characters")
     return key
+
+
+def _parse_both(body: Callable[[], Model], key: Callable[[], str | None]) -> tuple[Model, str | None]:
+    """Parse the body and the Idempotency-Key, naming the bad fields of both when both are bad."""
+    problems: list[ApiError] = []
+    parsed_body: Model | None = None
+    parsed_key: str | None = None
+    try:
+        parsed_body = body()
+    except ApiError as error:
+        problems.append(error)
+    try:
+        parsed_key = key()
+    except ApiError as error:
+        problems.append(error)
+    if not problems:
+        return cast(Model, parsed_body), parsed_key
+    first = problems[0]
+    if len(problems) == 1 or first.status != 400:
+        raise first
+    details = [detail for problem in problems for detail in problem.details]
+    raise ApiError(400, first.error, "; ".join(problem.message for problem in problems), details)
 
 
 def _bad(field: str, problem: str, status: int = 400, error: str = "ValidationError", message: str = "") -> ApiError:
@@ -151,5 +178,7 @@ def answer_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -
         return ApiError(500, "InternalError", "the request could not be completed; it has been logged").response()
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
-        return ApiError(response.status_code, str(body["Code"]), str(body["Message"])).response()
+        # Chalice answers some requests itself (a POST body that is not JSON: 415) in its own shape.
+        field = "Content-Type" if response.status_code == 415 else "request"
+        return _bad(field, str(body["Message"]), response.status_code, str(body["Code"])).response()
     return response

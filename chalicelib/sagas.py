@@ -19,6 +19,9 @@ from chalicelib.contracts import SagaRequest
 from chalicelib.db import UnitOfWork
 from chalicelib.models import Saga
 
+CURSOR_YEARS = (2000, 9000)
+"""Years a cursor may name: well inside what every database and driver converts without overflow."""
+
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 
 
@@ -129,6 +132,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(created_at)
     except (ValueError, TypeError, binascii.Error) as error:
         raise BadCursor("cursor is not one this API returned") from error
-    if moment.tzinfo is None or not isinstance(saga_id, str):
+    if moment.tzinfo is None or not isinstance(saga_id, str) or not CURSOR_YEARS[0] <= moment.year <= CURSOR_YEARS[1]:
         raise BadCursor("cursor is not one this API returned")
     return moment, saga_id
