@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -92,3 +93,17 @@ def assert_every_attempt_audited(run: SagaRun) -> None:
     """Each Task attempt in the execution history has its row in the audit log, and no more."""
     from_history = {snake_case(state): attempts for state, attempts in run.path if attempts}
     assert audited_attempts(run.saga_id) == from_history
+
+
+FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"})
+
+
+def final_view(client: Any, saga_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll `GET /sagas/{id}` through a chalice test client until the saga is final."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = client.http.get(f"/sagas/{saga_id}").json_body
+        if view["status"] in FINAL_STATUSES:
+            return dict(view)
+        time.sleep(0.02)
+    raise AssertionError(f"saga {saga_id} did not end in {timeout} s")

@@ -21,9 +21,10 @@ import pytest
 
 from chalicelib import catalogue, db
 from tests.conftest import Backend
+from tests.helpers import FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[2]
-FINAL = {"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"}
+
 LIMITED_SKU = "SKU-LIMITED"
 
 
@@ -53,7 +54,7 @@ class Api:
         while time.monotonic() < deadline:
             status, view = self.call("GET", f"/sagas/{saga_id}")
             assert status == 200, view
-            if view["status"] in FINAL:
+            if view["status"] in FINAL_STATUSES:
                 return view
             time.sleep(0.05)
         raise AssertionError(f"saga {saga_id} did not end in {timeout} s")

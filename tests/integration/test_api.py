@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +15,9 @@ from chalicelib import db, executions
 from chalicelib.models import Saga
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
+from tests.helpers import final_view
 
 JSON = {"Content-Type": "application/json"}
-FINAL = {"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"}
 
 
 @pytest.fixture
@@ -36,16 +35,6 @@ def _purchase(**overrides: Any) -> dict[str, Any]:
     return {"customer_id": "c-api", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"} | overrides
 
 
-def _final(client: Client, saga_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        view = client.http.get(f"/sagas/{saga_id}").json_body
-        if view["status"] in FINAL:
-            return dict(view)
-        time.sleep(0.02)
-    raise AssertionError(f"saga {saga_id} did not end in 60 s")
-
-
 def _saga_count() -> int:
     with db.UnitOfWork() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(Saga)) or 0)
@@ -58,7 +47,7 @@ def test_purchase_is_accepted_and_runs_to_completion(client: Client) -> None:
     accepted = response.json_body
     assert accepted["type"] == "purchase" and accepted["status"] == "RUNNING"
     assert accepted["links"] == {"self": f"/sagas/{accepted['saga_id']}"}
-    view = _final(client, accepted["saga_id"])
+    view = final_view(client, accepted["saga_id"])
     assert view["status"] == "COMPLETED"
     assert [(s["name"], s["action"], s["status"], s["attempts"]) for s in view["steps"]] == [
         ("reserve_stock", "execute", "SUCCEEDED", 1),
@@ -70,12 +59,12 @@ def test_purchase_is_accepted_and_runs_to_completion(client: Client) -> None:
 
 
 def test_a_completed_purchase_can_be_returned_through_its_order_id(client: Client) -> None:
-    bought = _final(client, _post(client, "/purchases", _purchase(quantity=3)).json_body["saga_id"])
+    bought = final_view(client, _post(client, "/purchases", _purchase(quantity=3)).json_body["saga_id"])
 
     response = _post(client, "/returns", {"order_id": bought["result"]["order_id"], "quantity": 2, "reason": "late"})
 
     assert response.status_code == 202
-    returned = _final(client, response.json_body["saga_id"])
+    returned = final_view(client, response.json_body["saga_id"])
     assert returned["status"] == "COMPLETED"
     assert [s["name"] for s in returned["steps"]] == ["validate_return", "issue_refund", "update_stock"]
     assert client.http.get("/products/SKU-MOUSE").json_body["on_hand"] == 999
@@ -98,7 +87,7 @@ def test_a_completed_purchase_can_be_returned_through_its_order_id(client: Clien
 def test_each_purchase_path_reaches_its_final_status(
     client: Client, body: dict[str, Any], status: str, steps: list[str]
 ) -> None:
-    view = _final(client, _post(client, "/purchases", body).json_body["saga_id"])
+    view = final_view(client, _post(client, "/purchases", body).json_body["saga_id"])
 
     assert view["status"] == status
     assert [step["name"] for step in view["steps"]] == steps
@@ -106,7 +95,7 @@ def test_each_purchase_path_reaches_its_final_status(
 
 def test_failed_saga_shows_the_failed_compensation_and_its_attempts(client: Client) -> None:
     body = _purchase(faults={"confirm_sale": "fail", "refund_payment": "fail"})
-    view = _final(client, _post(client, "/purchases", body).json_body["saga_id"])
+    view = final_view(client, _post(client, "/purchases", body).json_body["saga_id"])
 
     refund = view["steps"][-1]
     assert (refund["action"], refund["status"], refund["attempts"]) == ("compensate", "FAILED", 6)
@@ -116,7 +105,7 @@ def test_failed_saga_shows_the_failed_compensation_and_its_attempts(client: Clie
 
 def test_history_is_the_audit_log_oldest_first(client: Client) -> None:
     saga_id = _post(client, "/purchases", _purchase(payment_token="tok_flaky")).json_body["saga_id"]
-    _final(client, saga_id)
+    final_view(client, saga_id)
 
     events = client.http.get(f"/sagas/{saga_id}/history").json_body["events"]
 
@@ -157,7 +146,7 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(client: Client) ->
 def test_listing_pages_through_every_saga_once_newest_first(client: Client) -> None:
     started = [_post(client, "/purchases", _purchase(quantity=1)).json_body["saga_id"] for _ in range(5)]
     for saga_id in started:
-        _final(client, saga_id)
+        final_view(client, saga_id)
 
     seen: list[str] = []
     cursor = None
@@ -174,10 +163,12 @@ def test_listing_pages_through_every_saga_once_newest_first(client: Client) -> N
 
 
 def test_listing_filters_by_type_and_status(client: Client) -> None:
-    done = _final(client, _post(client, "/purchases", _purchase()).json_body["saga_id"])
-    declined = _final(client, _post(client, "/purchases", _purchase(payment_token="tok_declined")).json_body["saga_id"])
+    done = final_view(client, _post(client, "/purchases", _purchase()).json_body["saga_id"])
+    declined = final_view(
+        client, _post(client, "/purchases", _purchase(payment_token="tok_declined")).json_body["saga_id"]
+    )
     returned = _post(client, "/returns", {"order_id": done["result"]["order_id"], "quantity": 1, "reason": "x"})
-    _final(client, returned.json_body["saga_id"])
+    final_view(client, returned.json_body["saga_id"])
 
     purchases = client.http.get("/sagas?type=purchase").json_body["items"]
     compensated = client.http.get("/sagas?status=COMPENSATED").json_body["items"]
@@ -189,7 +180,7 @@ def test_listing_filters_by_type_and_status(client: Client) -> None:
 
 
 def test_products_show_stock_and_availability(client: Client) -> None:
-    _final(client, _post(client, "/purchases", _purchase(quantity=4)).json_body["saga_id"])
+    final_view(client, _post(client, "/purchases", _purchase(quantity=4)).json_body["saga_id"])
 
     products = client.http.get("/products").json_body["items"]
     mouse = client.http.get("/products/SKU-MOUSE").json_body

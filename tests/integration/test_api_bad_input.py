@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,9 @@ from chalicelib.http import MAX_BODY_BYTES
 from chalicelib.models import Base, ReturnRequestRecord, Saga
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
+from tests.helpers import final_view
 
 JSON = {"Content-Type": "application/json"}
-FINAL = {"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"}
 PURCHASE: dict[str, Any] = {"customer_id": "c-1", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}
 RETURN: dict[str, Any] = {"order_id": "o-1", "quantity": 1, "reason": "does not fit"}
 SAGAS = (("purchases", PURCHASE, "issue_refund"), ("returns", RETURN, "reserve_stock"))
@@ -348,16 +347,6 @@ def test_a_cursor_outside_the_databases_time_range_is_refused_and_the_next_reque
     assert product.status_code == 200
 
 
-def _final(client: Client, saga_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.http.get(f"/sagas/{saga_id}").json_body
-        if view["status"] in FINAL:
-            return dict(view)
-        time.sleep(0.02)
-    raise AssertionError(f"saga {saga_id} did not end in {timeout} s")
-
-
 def _start(client: Client, path: str, body: dict[str, Any]) -> str:
     response = client.http.post(path, headers=JSON, body=json.dumps(body))
     assert response.status_code == 202, response.body
@@ -374,11 +363,11 @@ def _start(client: Client, path: str, body: dict[str, Any]) -> str:
     ids=["script-and-or-1-1", "drop-table", "template-jndi-unicode"],
 )
 def test_sql_and_script_lookalikes_in_a_reason_are_stored_and_returned_verbatim(client: Client, reason: str) -> None:
-    bought = _final(client, _start(client, "/purchases", PURCHASE))
+    bought = final_view(client, _start(client, "/purchases", PURCHASE))
     assert bought["status"] == "COMPLETED"
 
     saga_id = _start(client, "/returns", {"order_id": bought["result"]["order_id"], "quantity": 1, "reason": reason})
-    view = _final(client, saga_id)
+    view = final_view(client, saga_id)
 
     assert view["status"] == "COMPLETED"
     assert view["input"]["reason"] == reason
