@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run clean
+.PHONY: demo test lint migrate run package clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,21 @@ lint: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	$(VENV)/bin/alembic upgrade head
 
+## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
+package: $(VENV)/.installed
+	rm -rf out && mkdir -p out/build/vendor/infra
+	cp -r app.py chalicelib requirements.txt .chalice out/build/
+	cp -r functions out/build/vendor/
+	cp -r infra/migrations out/build/vendor/infra/
+	cp -r statemachines out/
+	find out -name __pycache__ -prune -exec rm -rf {} +
+	cd out/build && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
+		$(CURDIR)/$(VENV)/bin/chalice package --merge-template $(CURDIR)/template.yaml $(CURDIR)/out
+	rm -rf out/build
+	$(VENV)/bin/cfn-lint out/sam.yaml
+
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out
 
 ## run: the API on 127.0.0.1:$(PORT) over the local engine (Ctrl-C stops it)
 PORT ?= 8000

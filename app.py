@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, IAMAuthorizer, Request, Response
 
 from chalicelib import http
 from chalicelib.contracts import PurchaseRequest, ReturnRequest
 from chalicelib.openapi import openapi_document
 
 app = Chalice(app_name="saga-orchestrator")
+SIGNED = IAMAuthorizer()
+"""Routes that start sagas need SigV4-signed requests on API Gateway (chalice local lets them through)."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
 app.register_middleware(http.answer_errors_as_json, "http")
@@ -21,12 +23,12 @@ def current_request() -> Request:
     return cast(Request, app.current_request)
 
 
-@app.route("/purchases", methods=["POST"])
+@app.route("/purchases", methods=["POST"], authorizer=SIGNED)
 def start_purchase() -> Response:
     return http.start_saga(current_request(), PurchaseRequest)
 
 
-@app.route("/returns", methods=["POST"])
+@app.route("/returns", methods=["POST"], authorizer=SIGNED)
 def start_return() -> Response:
     return http.start_saga(current_request(), ReturnRequest)
 

@@ -23,7 +23,7 @@ VIEW_KEY = "saga:{saga_id}:view:{version}"
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    url = get_settings().redis_url
+    url = get_settings().effective_redis_url
     if url:
         # Short timeouts and no retries: an outage must fail fast, not stall a step for a minute.
         return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=None)

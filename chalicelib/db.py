@@ -21,7 +21,10 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _serialise_sqlite_writers(engine, sqlite_foreign_keys)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300)
+    connect_args = {"ssl_context": True} if get_settings().database_tls else {}
+    return create_engine(
+        url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
+    )
 
 
 def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
