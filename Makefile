@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run package clean
+.PHONY: demo test lint migrate run package cost clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ package: $(VENV)/.installed
 		$(CURDIR)/$(VENV)/bin/chalice package --merge-template $(CURDIR)/template.yaml $(CURDIR)/out
 	rm -rf out/build
 	$(VENV)/bin/cfn-lint out/sam.yaml
+
+## cost: transitions, invocations and task time per saga path, priced per 1,000 sagas (COUNT sagas per path)
+COUNT ?= 20
+cost: $(VENV)/.installed
+	$(PY) -m infra.cost --count $(COUNT)
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out
