@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run package cost clean
+.PHONY: demo test lint migrate run package cost bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ package: $(VENV)/.installed
 COUNT ?= 20
 cost: $(VENV)/.installed
 	$(PY) -m infra.cost --count $(COUNT)
+
+## bench: step overhead, cold start, throughput, transitions and cost, memory -> bench/results.json
+bench: $(VENV)/.installed
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out

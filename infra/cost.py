@@ -104,38 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = f"{database} + {'Redis' if settings.effective_redis_url else 'in-process Redis stand-in'}"
     print(f"{args.count} sagas per path on the local engine ({backend}); prices as published {PRICES_READ_ON}.")
 
-    def bought() -> str:
-        saga = sagas.start_saga(_purchase(), executions.start_execution)
-        engine.wait(str(saga.execution_arn))
-        with db.UnitOfWork() as uow:
-            return str(uow.session.get_one(Saga, saga.id).result["order_id"])
-
-    with LocalEngine(retry_wait_scale=0.01) as engine:
-        paths = [
-            measure(engine, "purchase COMPLETED", _purchase, args.count),
-            measure(
-                engine,
-                "purchase REJECTED (out of stock)",
-                lambda: _purchase(quantity=1000, sku="SKU-MONITOR"),
-                args.count,
-            ),
-            measure(engine, "purchase COMPENSATED (declined)", lambda: _purchase(token=payments.DECLINES), args.count),
-            measure(
-                engine,
-                "purchase COMPENSATED (confirm fails)",
-                lambda: _purchase(faults={"confirm_sale": "fail"}),
-                args.count,
-            ),
-            measure(
-                engine, "purchase COMPLETED (provider retried)", lambda: _purchase(token=payments.FLAKY), args.count
-            ),
-            measure(
-                engine,
-                "return COMPLETED",
-                lambda: ReturnRequest(order_id=bought(), quantity=1, reason="cost"),
-                args.count,
-            ),
-        ]
+    paths = measure_all(args.count)
     print(
         f"{'path':<40} {'transitions':>11} {'invocations':>11} {'task ms':>8} {'$/1k Standard':>14} "
         f"{'$/1k Express':>13}"
@@ -150,6 +119,38 @@ def main(argv: list[str] | None = None) -> int:
         "saga; not RDS, RDS Proxy, ElastiCache, NAT or logs, which cost by the hour or by volume."
     )
     return 0
+
+
+def measure_all(count: int) -> list[PathCost]:
+    """Every saga path, `count` sagas each, on a fresh local engine."""
+
+    def bought() -> str:
+        saga = sagas.start_saga(_purchase(), executions.start_execution)
+        engine.wait(str(saga.execution_arn))
+        with db.UnitOfWork() as uow:
+            return str(uow.session.get_one(Saga, saga.id).result["order_id"])
+
+    paths: list[tuple[str, Callable[[], SagaRequest]]] = [
+        ("purchase COMPLETED", _purchase),
+        ("purchase REJECTED (out of stock)", lambda: _purchase(quantity=1000, sku="SKU-MONITOR")),
+        ("purchase COMPENSATED (declined)", lambda: _purchase(token=payments.DECLINES)),
+        ("purchase COMPENSATED (confirm fails)", lambda: _purchase(faults={"confirm_sale": "fail"})),
+        ("purchase COMPLETED (provider retried)", lambda: _purchase(token=payments.FLAKY)),
+        ("return COMPLETED", lambda: ReturnRequest(order_id=bought(), quantity=1, reason="cost")),
+    ]
+    with LocalEngine(retry_wait_scale=0.01) as engine:
+        return [measure(engine, name, make, count) for name, make in paths]
+
+
+def as_dict(cost: PathCost) -> dict[str, Any]:
+    return {
+        "path": cost.path,
+        "transitions": cost.transitions,
+        "invocations": cost.invocations,
+        "task_ms": cost.task_ms,
+        "standard_per_1000": cost.per_thousand(express=False),
+        "express_per_1000": cost.per_thousand(express=True),
+    }
 
 
 def _purchase(

@@ -14,11 +14,12 @@ import os
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import boto3
@@ -28,11 +29,13 @@ from moto.awslambda.models import LambdaFunction
 from moto.core import config as moto_config
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from chalicelib import executions
 from chalicelib.config import get_settings
 
 MOTO_VERSION = "5.2.5"
+Handler = Callable[[Any, Any], Any]
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
@@ -80,6 +83,11 @@ class LocalEngine:
     """None: an in-process mock with no endpoint (tests). A port (0: any free one): a moto server on
     127.0.0.1 there, which boto3 clients and the AWS CLI can reach at `endpoint_url`."""
     endpoint_url: str | None = None
+    handler_for: Callable[[str], Handler] | None = None
+    """Resolves a function's `Handler` (module.attribute) to what runs; None imports the real one.
+    The benchmarks pass no-op handlers here to measure the engine's own cost."""
+    reuse_lambda_client: bool = True
+    """moto's interpreter builds a boto3 Lambda client for every Task (~8 ms); reuse one per region."""
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -110,7 +118,23 @@ class LocalEngine:
             self._stack.enter_context(moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         else:
             self._serve_endpoint(self.endpoint_port)
-        self._stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", _invoke_in_process))
+        resolve = self.handler_for or _import_handler
+        self._stack.enter_context(
+            mock.patch.object(
+                LambdaFunction, "_invoke_lambda", lambda fn, event=None: _invoke_in_process(fn, event, resolve)
+            )
+        )
+        if self.reuse_lambda_client:
+            clients: dict[tuple[str, str], Any] = {}
+            build = lambda_eval_utils.boto_client_for  # type: ignore[attr-defined]
+
+            def reused(region: str, service: str, state_credentials: Any = None) -> Any:
+                key = (region, service)
+                if key not in clients:
+                    clients[key] = build(region, service, state_credentials)
+                return clients[key]
+
+            self._stack.enter_context(mock.patch.object(lambda_eval_utils, "boto_client_for", reused))
         scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.retry_wait_scale))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", scaled))
         settings = get_settings()
@@ -167,8 +191,9 @@ class LocalEngine:
             return value
         raise ValueError(f"the local engine cannot resolve the substitution {value!r}")
 
-    def wait(self, execution_arn: str, timeout_seconds: float = 120.0) -> dict[str, Any]:
-        """Poll until the execution ends; its description."""
+    def wait(self, execution_arn: str, timeout_seconds: float = 120.0, poll_seconds: float = 0.005) -> dict[str, Any]:
+        """Poll until the execution ends; its description. Many pollers in one process compete with the
+        executions for the interpreter, so a load test polls less often."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             description = executions.describe_execution(execution_arn)
@@ -176,17 +201,23 @@ class LocalEngine:
                 return description
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout_seconds}s")
-            time.sleep(0.005)
+            time.sleep(poll_seconds)
 
 
-def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-    """Stands in for moto's Docker run: import the function's handler here and call it.
+def _import_handler(handler: str) -> Handler:
+    module_name, _, attribute = handler.rpartition(".")
+    return cast(Handler, getattr(importlib.import_module(module_name), attribute))
+
+
+def _invoke_in_process(
+    function: LambdaFunction, event: Any, resolve: Callable[[str], Handler]
+) -> tuple[str, bool, str]:
+    """Stands in for moto's Docker run: call the function's handler in this process.
 
     Failures come back the way the Lambda runtime reports them, named by `errorType`.
     """
-    module_name, _, attribute = str(function.handler).rpartition(".")
     try:
-        handler = getattr(importlib.import_module(module_name), attribute)
+        handler = resolve(str(function.handler))
     except (ImportError, AttributeError) as error:
         return _error("Runtime.ImportModuleError", f"cannot import handler {function.handler}: {error}")
     payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})

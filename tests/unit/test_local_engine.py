@@ -13,7 +13,7 @@ import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from infra.local_engine import MOTO_VERSION, LocalEngine, _invoke_in_process, load_template
+from infra.local_engine import MOTO_VERSION, LocalEngine, _import_handler, _invoke_in_process, load_template
 
 SHORT_FORMS = """\
 Resources:
@@ -100,14 +100,14 @@ def test_the_engine_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize("event", [json.dumps(EVENT), json.dumps(EVENT).encode(), EVENT], ids=["str", "bytes", "dict"])
 def test_the_handler_runs_in_process_and_answers_json(event: str | bytes | dict[str, Any]) -> None:
-    payload, errored, logs = _invoke_in_process(_function("echo"), event)
+    payload, errored, logs = _invoke_in_process(_function("echo"), event, _import_handler)
 
     expected = {**EVENT, "time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128}
     assert (json.loads(payload), errored, logs) == (expected, False, "")
 
 
 def test_a_missing_event_reaches_the_handler_as_an_empty_object() -> None:
-    payload, errored, _ = _invoke_in_process(_function("echo"), None)
+    payload, errored, _ = _invoke_in_process(_function("echo"), None, _import_handler)
 
     assert (json.loads(payload), errored) == (
         {"time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128},
@@ -117,7 +117,7 @@ def test_a_missing_event_reaches_the_handler_as_an_empty_object() -> None:
 
 @pytest.mark.parametrize("event", [json.dumps(EVENT), EVENT], ids=["str", "dict"])
 def test_a_raised_error_is_answered_by_its_class_name(event: str | dict[str, Any]) -> None:
-    payload, errored, logs = _invoke_in_process(_function("fail"), event)
+    payload, errored, logs = _invoke_in_process(_function("fail"), event, _import_handler)
 
     expected = {"errorType": "OutOfStock", "errorMessage": "only 2 left of SKU-MOUSE"}
     assert (json.loads(payload), errored, logs) == (expected, True, "")

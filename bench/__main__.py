@@ -1,0 +1,159 @@
+"""`make bench`: step overhead against its floor, cold start against two references, throughput against the
+engine's floor, transitions and cost per saga path, peak memory. Writes bench/results.json, prints a table.
+
+Uses DATABASE_URL/REDIS_URL when set; else PostgreSQL and Redis on 127.0.0.1 when they answer (a `saga_bench`
+database, Redis db 14); else the embedded default, and says which it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chalicelib import cache, catalogue, db, idempotency
+from chalicelib.config import get_settings
+from infra import cost
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
+LOCAL_REDIS = "redis://127.0.0.1:6379/14"
+STEP_TARGET, COLD_TARGET = 1.3, 0.5
+
+
+def choose_backend() -> str:
+    settings = get_settings()
+    if not settings.database_url and not settings.redis_url:
+        try:
+            import redis
+            from sqlalchemy import create_engine, text
+
+            redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1).ping()
+            admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                if not connection.execute(text("SELECT 1 FROM pg_database WHERE datname = 'saga_bench'")).first():
+                    connection.execute(text("CREATE DATABASE saga_bench"))
+            admin.dispose()
+            settings.database_url, settings.redis_url = LOCAL_POSTGRES + "saga_bench", LOCAL_REDIS
+        except Exception as error:  # any failure means no local servers: use the embedded default
+            print(f"PostgreSQL/Redis on 127.0.0.1 not reachable ({error}); using the embedded default.")
+    db.reset_engine()
+    cache.reset_redis()
+    idempotency.reset_idempotency()
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        database = f"PostgreSQL ({url.rsplit('@', 1)[-1]})"
+    else:
+        database = "embedded default: SQLite file"
+    return f"{database} + {settings.effective_redis_url or 'in-process Redis stand-in'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=200, help="warm calls per step and variant (200)")
+    parser.add_argument("--cold-repeats", type=int, default=5, help="cold starts per handler (5)")
+    parser.add_argument("--sagas", type=int, default=40, help="sagas per throughput run (40)")
+    parser.add_argument("--cost-count", type=int, default=10, help="sagas per path for transitions (10)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
+    from bench import cold_start, step_overhead, throughput
+
+    backend = choose_backend()
+    get_settings().allow_faults = True
+    db.migrate()
+    with db.UnitOfWork() as uow:
+        catalogue.seed(uow.session)
+        uow.commit()
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"Backend: {backend}\nMachine: {machine}")
+    print("1/4 step overhead ...", flush=True)
+    steps = step_overhead.run(args.calls)
+    print("2/4 cold start ...", flush=True)
+    cold = cold_start.run(args.cold_repeats)
+    print("3/4 throughput ...", flush=True)
+    load = throughput.run(args.sagas)
+    print("4/4 transitions and cost ...", flush=True)
+    paths = cost.measure_all(args.cost_count)
+    results = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": backend,
+        "machine": machine,
+        "step_overhead": steps,
+        "cold_start": cold,
+        "throughput": {k: v for k, v in load.items() if k != "peak_rss_mb"},
+        "peak_rss_mb": load["peak_rss_mb"],
+        "transitions_and_cost": [cost.as_dict(path) for path in paths],
+        "prices_as_published": cost.PRICES_READ_ON,
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+    print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    return 0
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "Step overhead (warm, in-process): handler vs floor",
+        f"{'step':<18}{'handler p50/p99 ms':>20}"
+        f"{'floor p50/p99 ms':>20}{'ratio p50':>10}{'ratio p99':>10}  target <= {STEP_TARGET}",
+    ]
+    for step, row in results["step_overhead"].items():
+        ours, base = row["handler"], row["floor"]
+        lines.append(
+            f"{step:<18}{ours['p50_ms']:>10.2f} /{ours['p99_ms']:>7.2f}{base['p50_ms']:>11.2f} /"
+            f"{base['p99_ms']:>7.2f}{row['ratio_p50']:>10.2f}{row['ratio_p99']:>10.2f}  "
+            f"{'met' if row['ratio_p50'] <= STEP_TARGET else 'MISSED'}"
+        )
+    cold = results["cold_start"]
+    lines += [
+        "",
+        f"Cold start (fresh interpreter, import + init + one event): hello-world "
+        f"{cold['hello_world_ms']:.0f} ms, eager reference {cold['eager_reference_ms']:.0f} ms",
+        f"{'step':<18}{'ms':>8}{'x eager':>9}{'x hello':>9}  target <= {COLD_TARGET} x eager",
+    ]
+    for step, row in cold["steps"].items():
+        lines.append(
+            f"{step:<18}{row['ms']:>8.0f}{row['ratio_to_eager']:>9.2f}{row['ratio_to_hello']:>9.1f}  "
+            f"{'met' if row['ratio_to_eager'] <= COLD_TARGET else 'MISSED'}"
+        )
+    lines.append(
+        "top imports (ms, self time): " + ", ".join(f"{i['package']} {i['ms']:.0f}" for i in cold["top_imports"][:8])
+    )
+    lines += [
+        "",
+        "Throughput on the local engine (one process)",
+        f"{'run':<48}{'sagas/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'floor/s':>8}{'floor p50':>10}{'ours':>6}",
+    ]
+    for name, row in results["throughput"].items():
+        if "ours" in row:
+            ours, base = row["ours"], row["engine_floor"]
+            lines.append(
+                f"{name:<48}{ours['sagas_per_second']:>8.1f}{ours['p50_ms']:>8.0f}{ours['p99_ms']:>8.0f}"
+                f"{base['sagas_per_second']:>8.1f}{base['p50_ms']:>10.0f}{row['our_share_of_p50']:>6.0%}"
+            )
+        else:
+            base = row["engine_floor"]
+            lines.append(f"{name:<48}{'':>24}{base['sagas_per_second']:>8.1f}{base['p50_ms']:>10.0f}")
+    lines.append(f"peak RSS during the run: {results['peak_rss_mb']:.0f} MB")
+    lines += ["", f"Transitions and cost per 1,000 sagas (prices as published {results['prices_as_published']})"]
+    for row in results["transitions_and_cost"]:
+        lines.append(
+            f"{row['path']:<40}{row['transitions']:>5.1f} transitions{row['invocations']:>5.1f} invocations"
+            f"  ${row['standard_per_1000']:.4f} Standard  ${row['express_per_1000']:.4f} Express"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`make bench` runs end to end at a tiny size and writes every figure the issue asks for (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = {
+    "reserve_stock",
+    "process_payment",
+    "confirm_sale",
+    "refund_payment",
+    "release_stock",
+    "validate_return",
+    "issue_refund",
+    "update_stock",
+    "cancel_refund",
+}
+
+
+def test_bench_writes_every_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'bench.db'}", "PYTHONPATH": str(ROOT)}
+    results_file = ROOT / "bench" / "results.json"
+    before = results_file.read_bytes() if results_file.exists() else None
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        results = json.loads(results_file.read_text())
+    finally:
+        if before is not None:
+            results_file.write_bytes(before)
+        else:
+            results_file.unlink(missing_ok=True)
+
+    assert results["backend"].startswith("embedded default")
+    assert set(results["step_overhead"]) == STEPS
+    for row in results["step_overhead"].values():
+        assert row["handler"]["n"] == row["floor"]["n"] == 3
+        assert row["ratio_p50"] == row["handler"]["p50_ms"] / row["floor"]["p50_ms"]
+    assert set(results["cold_start"]["steps"]) == STEPS
+    assert results["cold_start"]["eager_reference_ms"] > 0 and results["cold_start"]["top_imports"]
+    assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
+    assert any("concurrency 8" in name for name in results["throughput"])
+    assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
+    assert results["peak_rss_mb"] > 0
+    assert done.stdout.strip().splitlines()[-1].startswith("written to")
