@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run package cost bench clean
+.PHONY: demo test lint migrate run recover package cost bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(VENV)/.installed
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
 	$(VENV)/bin/alembic upgrade head
+
+## recover: run every saga a killed `make run` left unfinished to a final status
+recover: $(VENV)/.installed
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.recover
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed

@@ -29,12 +29,20 @@ def state_machine_arn(saga_type: str) -> str:
     return arn
 
 
-def start_execution(saga_type: str, saga_id: str, execution_input: dict[str, Any]) -> str:
-    """Start the saga's execution, named by the saga id so a repeated start cannot run it twice."""
+def start_execution(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+    """Start a saga's execution. Named by the saga id, a repeated start cannot run the saga twice."""
     response = sfn_client().start_execution(
-        stateMachineArn=state_machine_arn(saga_type), name=saga_id, input=json.dumps(execution_input)
+        stateMachineArn=state_machine_arn(saga_type), name=name, input=json.dumps(execution_input)
     )
     return str(response["executionArn"])
+
+
+def execution_status(execution_arn: str) -> str | None:
+    """RUNNING, SUCCEEDED, FAILED, ... or None when Step Functions has no such execution."""
+    try:
+        return str(describe_execution(execution_arn)["status"])
+    except sfn_client().exceptions.ExecutionDoesNotExist:
+        return None
 
 
 def describe_execution(execution_arn: str) -> dict[str, Any]:

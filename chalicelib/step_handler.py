@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from pydantic import ValidationError
 
 from chalicelib.contracts import StepEvent
 from chalicelib.errors import InvalidStepEvent
 from chalicelib.idempotency import idempotency_config, persistence_layer
 from chalicelib.steps import StepFunction, run_step
+
+logger = logging.getLogger(__name__)
 
 
 def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
@@ -29,7 +33,17 @@ def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
         config=config,
         key_prefix=f"saga-step.{step.__name__}",
     )(run)
-    return cast(dict[str, Any], run_once(event=parsed.model_dump(mode="json")))
+    try:
+        return cast(dict[str, Any], run_once(event=parsed.model_dump(mode="json")))
+    except IdempotencyPersistenceLayerError:
+        # Redis is out: the saga's unique rows in the database still make the step take effect once.
+        logger.warning(
+            "idempotency store unreachable; running %s for saga %s on the database alone",
+            step.__name__,
+            parsed.saga_id,
+            exc_info=True,
+        )
+        return run_step(step, parsed)
 
 
 def parse_event(event: Any) -> StepEvent:

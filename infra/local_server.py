@@ -1,7 +1,8 @@
 """`make run`: the API on 127.0.0.1 (PORT, default 8000), backed by the local engine behind a local AWS endpoint.
 
 Sagas started with curl run on moto's interpreter, their steps in this process, against the embedded default
-or DATABASE_URL / REDIS_URL. Ctrl-C (or SIGTERM) stops the server and the endpoint.
+or DATABASE_URL / REDIS_URL. At start, sagas a killed earlier run left unfinished are run to a final status.
+Ctrl-C (or SIGTERM) stops the server and the endpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from types import FrameType
 from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
-from chalicelib import catalogue, db
+from chalicelib import catalogue, db, executions, recovery
 from chalicelib.config import get_settings
 from infra.local_engine import LocalEngine
 
@@ -45,6 +46,10 @@ def main() -> int:
         uow.commit()
     with LocalEngine(endpoint_port=aws_port) as engine:
         from app import app
+
+        resumed = recovery.resume_unfinished(executions.start_execution, executions.execution_status)
+        if resumed:
+            print(f"resumed {len(resumed)} saga(s) left unfinished by an earlier run", flush=True)
 
         config = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name="dev")
         CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)

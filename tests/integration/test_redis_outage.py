@@ -1,0 +1,110 @@
+"""A Redis outage: sagas still complete, reads fall back to PostgreSQL, and the cache is right once Redis is back.
+
+The test starts its own redis-server on a free loopback port and stops it; it never touches the machine's Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from chalicelib import cache, idempotency, sagas
+from chalicelib.config import get_settings
+from infra.local_engine import LocalEngine
+from tests.conftest import Backend
+from tests.helpers import assert_consistent, purchase, run_saga
+
+
+class PrivateRedis:
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.fail("redis-server is not installed", pytrace=False)
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(backend: Backend, tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    get_settings().redis_url = server.url  # the backend fixture restores the setting
+    cache.reset_redis()
+    idempotency.reset_idempotency()
+    try:
+        yield server
+    finally:
+        server.stop()
+        cache.reset_redis()
+        idempotency.reset_idempotency()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_sagas_complete_and_reads_fall_back_while_redis_is_down(
+    backend: Backend, engine: LocalEngine, private_redis: PrivateRedis
+) -> None:
+    before = run_saga(engine, purchase())
+    assert sagas.read_saga(before.saga_id)["status"] == "COMPLETED"  # type: ignore[index]
+
+    private_redis.stop()
+    during = [run_saga(engine, purchase(token=token)) for token in ("tok_visa", "tok_declined", "tok_flaky")]
+
+    assert [run.status for run in during] == ["COMPLETED", "COMPENSATED", "COMPLETED"]
+    assert all(sagas.read_saga(run.saga_id)["status"] == run.status for run in during)  # type: ignore[index]
+    assert sagas.read_saga(before.saga_id)["status"] == "COMPLETED"  # type: ignore[index]
+    assert_consistent()
+
+    private_redis.start()
+    for run in [before, *during]:
+        assert sagas.read_saga(run.saga_id)["status"] == run.status  # type: ignore[index]
+        assert cache.cached_status(run.saga_id)["status"] == run.status  # type: ignore[index]
+    after = run_saga(engine, purchase())
+    assert after.status == "COMPLETED"
+    assert_consistent()
