@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run recover package cost bench clean
+.PHONY: demo test lint migrate run recover retry package cost bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ migrate: $(VENV)/.installed
 
 ## recover: run every saga a killed `make run` left unfinished to a final status
 recover: $(VENV)/.installed
-	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.recover
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate recover
+
+## retry: retry the compensations of the FAILED saga SAGA=<id>, once their cause is fixed
+retry: $(VENV)/.installed
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate retry $(SAGA)
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed

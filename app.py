@@ -33,6 +33,11 @@ def start_return() -> Response:
     return http.start_saga(current_request(), ReturnRequest)
 
 
+@app.route("/sagas/{saga_id}/retry", methods=["POST"], authorizer=SIGNED, content_types=ANY_CONTENT)
+def retry_saga(saga_id: str) -> Response:
+    return http.retry_saga(saga_id)
+
+
 @app.route("/sagas", methods=["GET"], content_types=ANY_CONTENT)
 def list_sagas() -> dict[str, Any]:
     return http.list_sagas(current_request().query_params)

@@ -65,6 +65,11 @@ class StepOutOfOrder(StepError):
     """A step ran before the step it depends on had succeeded."""
 
 
+class SagaNotRunning(StepError):
+    """A forward step was delivered for a saga that is compensating or already ended without completing:
+    it must not act. The state machine's Catch then runs the compensations, which undo what took effect."""
+
+
 class ConcurrentUpdate(StepError):
     """The step's write lost a race with a concurrent one; run again, it finds the winner's result."""
 

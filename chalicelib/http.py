@@ -14,8 +14,9 @@ from typing import Annotated, Any, TypeVar, cast
 from chalice.app import ChaliceUnhandledError, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from chalicelib import catalogue, executions, sagas
+from chalicelib import catalogue, executions, recovery, sagas
 from chalicelib.contracts import IDENTIFIER_PATTERN, SagaRequest, SagaStatus, SagaType
+from chalicelib.models import Saga
 from chalicelib.views import ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ def start_saga(request: Request, model: type[SagaRequest]) -> Response:
         raise _bad("faults", str(error)) from None
     except sagas.IdempotencyKeyReused as error:
         raise _bad(IDEMPOTENCY_HEADER, str(error), status=409, error="IdempotencyKeyReused") from None
+    return _accepted(saga)
+
+
+def _accepted(saga: Saga) -> Response:
     accepted = SagaAccepted.model_validate(
         {"saga_id": saga.id, "type": saga.type, "status": saga.status, "links": {"self": f"/sagas/{saga.id}"}}
     )
@@ -71,6 +76,16 @@ def start_saga(request: Request, model: type[SagaRequest]) -> Response:
 def get_saga(saga_id: str) -> dict[str, Any]:
     view = sagas.read_saga(saga_id) if SAGA_ID.fullmatch(saga_id) else None
     return _found(SagaView, view, f"no saga {saga_id!r}")
+
+
+def retry_saga(saga_id: str) -> Response:
+    try:
+        saga = recovery.retry_failed(saga_id, executions.start_execution) if SAGA_ID.fullmatch(saga_id) else None
+    except recovery.NotRetryable as error:
+        raise ApiError(409, "NotRetryable", str(error)) from None
+    if saga is None:
+        raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
+    return _accepted(saga)
 
 
 def get_history(saga_id: str) -> dict[str, Any]:

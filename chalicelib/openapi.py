@@ -37,6 +37,13 @@ _NOT_FOUND = {404: "No such saga"}
 OPERATIONS = (
     Operation("post", "/purchases", "Start a purchase saga", (202, SagaAccepted), PurchaseRequest, _BODY_ERRORS),
     Operation("post", "/returns", "Start a return saga", (202, SagaAccepted), ReturnRequest, _BODY_ERRORS),
+    Operation(
+        "post",
+        "/sagas/{saga_id}/retry",
+        "Retry a FAILED saga's compensations once their cause is fixed",
+        (202, SagaAccepted),
+        errors={404: "No such saga", 409: "The saga is not FAILED"},
+    ),
     Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
     Operation("get", "/sagas/{saga_id}", "A saga's status, steps and result", (200, SagaView), errors=_NOT_FOUND),
     Operation("get", "/sagas/{saga_id}/history", "A saga's audit log", (200, SagaHistory), errors=_NOT_FOUND),

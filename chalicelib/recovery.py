@@ -1,4 +1,5 @@
-"""Bring sagas that are not final back to a final status after the process running them died.
+"""Bring sagas back to a final status: after the process running them died, or after an operator fixed
+the cause of a failed compensation.
 
 Every step is idempotent on the saga, so running a saga's execution again from the start is safe: steps that
 took effect find their effect and return it, and the saga goes on from where it was cut.
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from chalicelib import audit, cache
 from chalicelib.contracts import SagaStatus
 from chalicelib.db import UnitOfWork
 from chalicelib.models import Saga
@@ -33,10 +35,40 @@ def resume_unfinished(start_execution: StartExecution, execution_status: Executi
     for saga in unfinished:
         if saga.execution_arn and execution_status(saga.execution_arn) == "RUNNING":
             continue
-        name = saga.id if saga.execution_arn is None else f"{saga.id}-resumed-{uuid.uuid4().hex[:8]}"
-        arn = start_execution(saga.type, name, {"saga_id": saga.id, "type": saga.type, "request": saga.input})
-        with UnitOfWork() as uow:
-            uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
-            uow.commit()
+        run_again(saga, start_execution, "resumed")
         resumed.append(saga.id)
     return resumed
+
+
+class NotRetryable(ValueError):
+    """Only a FAILED saga's compensation can be retried."""
+
+
+def retry_failed(saga_id: str, start_execution: StartExecution) -> Saga | None:
+    """Once the cause of a failed compensation is fixed: run the saga's compensations again. None if unknown.
+
+    The saga moves FAILED -> COMPENSATING; in the new execution its forward steps refuse to act
+    (SagaNotRunning), so the state machine goes down its compensations, each undoing what is left.
+    """
+    with UnitOfWork() as uow:
+        saga = uow.session.get(Saga, saga_id)
+        if saga is None:
+            return None
+        if saga.status != SagaStatus.FAILED:
+            raise NotRetryable(f"saga {saga_id} is {saga.status}; only a FAILED saga can be retried")
+        audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+        uow.commit()
+    cache.write_through(saga.id, saga.status, saga.version)
+    run_again(saga, start_execution, "retry")
+    return saga
+
+
+def run_again(saga: Saga, start_execution: StartExecution, reason: str) -> str:
+    """Start a new execution of the saga's state machine (its first keeps the saga id as its name)."""
+    name = saga.id if saga.execution_arn is None else f"{saga.id}-{reason}-{uuid.uuid4().hex[:8]}"
+    arn = start_execution(saga.type, name, {"saga_id": saga.id, "type": saga.type, "request": saga.input})
+    with UnitOfWork() as uow:
+        uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
+        uow.commit()
+    saga.execution_arn = arn
+    return arn

@@ -13,7 +13,7 @@ from sqlalchemy.orm import exc as orm_exc
 from chalicelib import audit, cache, faults
 from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent
 from chalicelib.db import UnitOfWork
-from chalicelib.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, UnknownSaga
+from chalicelib.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
 from chalicelib.models import Saga
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,11 @@ ENDS_SAGA_ON_SUCCESS: dict[str, SagaStatus] = {
 }
 """The last forward step and the last compensation of each saga, whose success is the saga's outcome."""
 
+FORWARD_STEPS_REFUSED = frozenset(
+    {SagaStatus.COMPENSATING, SagaStatus.COMPENSATED, SagaStatus.FAILED, SagaStatus.REJECTED}
+)
+"""A late or repeated delivery, or a resumed execution, must not move such a saga forward again."""
+
 
 def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
     """Run `step` for the saga in `event` and record the attempt, whether it succeeds or fails."""
@@ -37,6 +42,8 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
             saga = _load_saga(uow.session, event.saga_id)
             if name in COMPENSATIONS:
                 audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            elif saga.status in FORWARD_STEPS_REFUSED:
+                raise SagaNotRunning(f"{name}: saga is {saga.status}; forward steps no longer run")
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
             audit.record_attempt(uow.session, saga, name, event.attempt, payload=result)

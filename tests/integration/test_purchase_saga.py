@@ -159,7 +159,7 @@ def test_transient_failures_beyond_the_retry_budget_compensate(backend: Backend,
 def test_permanent_failure_of_the_first_step_compensates_without_effects(backend: Backend, engine: LocalEngine) -> None:
     run = run_saga(engine, purchase(reserve_stock="fail"))
 
-    assert run.path == [("ReserveStock", 1), ("ReleaseStock", 1), ("Compensated", 0)]
+    assert run.path == [("ReserveStock", 1), ("RefundPayment", 1), ("ReleaseStock", 1), ("Compensated", 0)]
     assert run.status == "COMPENSATED"
     assert product("SKU-MOUSE").reserved == 0
     assert_consistent()

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from chalice.test import Client
 from sqlalchemy import func, select, update
 
+from app import app
 from chalicelib import db, executions, recovery, sagas
-from chalicelib.models import Payment, Reservation, Saga
+from chalicelib.errors import SagaNotRunning
+from chalicelib.models import Payment, Product, Reservation, Saga
 from functions import confirm_sale, process_payment, refund_payment, reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, finish, lambda_context, purchase
+from tests.helpers import assert_consistent, final_view, finish, lambda_context, purchase, status_history
 
+ROOT = Path(__file__).resolve().parents[2]
 LOST = "arn:aws:states:us-east-1:123456789012:execution:PurchaseSagaStateMachine:lost"
 
 
@@ -93,3 +101,113 @@ def test_running_and_final_sagas_are_left_alone(backend: Backend, engine: LocalE
     with db.UnitOfWork() as uow:
         assert uow.session.get_one(Saga, done.saga_id).status == "COMPLETED"
         assert uow.session.get_one(Saga, running).status == "RUNNING"
+
+
+def _fix_the_cause(saga_id: str) -> None:
+    """The world is mended: the request's injected compensation fault is gone."""
+    with db.UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, saga_id)
+        saga.input = {**saga.input, "faults": {"confirm_sale": "fail"}}
+        uow.commit()
+
+
+def _failed_saga(engine: LocalEngine) -> str:
+    run = finish(
+        engine, sagas.start_saga(purchase(confirm_sale="fail", refund_payment="fail"), executions.start_execution).id
+    )
+    assert run.status == "FAILED"
+    return run.saga_id
+
+
+def test_a_failed_saga_retried_over_the_api_once_its_cause_is_fixed_ends_compensated(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    saga_id = _failed_saga(engine)
+    _fix_the_cause(saga_id)
+
+    with Client(app) as client:
+        response = client.http.post(f"/sagas/{saga_id}/retry")
+        assert response.status_code == 202
+        assert response.json_body["status"] == "COMPENSATING"
+        view = final_view(client, saga_id)
+
+    assert view["status"] == "COMPENSATED"
+    assert [(s["name"], s["status"]) for s in view["steps"]][-2:] == [
+        ("refund_payment", "SUCCEEDED"),
+        ("release_stock", "SUCCEEDED"),
+    ]
+    assert status_history(saga_id) == ["RUNNING", "COMPENSATING", "FAILED", "COMPENSATING", "COMPENSATED"]
+    with db.UnitOfWork() as uow:
+        assert uow.session.scalars(select(Payment.status).where(Payment.saga_id == saga_id)).one() == "REFUNDED"
+    assert_consistent()
+
+
+def test_retrying_a_saga_that_is_not_failed_is_a_conflict_and_an_unknown_one_is_404(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    done = finish(engine, sagas.start_saga(purchase(), executions.start_execution).id)
+    with Client(app) as client:
+        conflict = client.http.post(f"/sagas/{done.saga_id}/retry")
+        unknown = client.http.post(f"/sagas/{'0' * 32}/retry")
+
+    assert (conflict.status_code, conflict.json_body["error"]) == (409, "NotRetryable")
+    assert (unknown.status_code, unknown.json_body["error"]) == (404, "NotFound")
+    assert status_history(done.saga_id) == ["RUNNING", "COMPLETED"]
+
+
+def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend, engine: LocalEngine) -> None:
+    rejected = finish(
+        engine, sagas.start_saga(purchase(sku="SKU-MONITOR", quantity=201), executions.start_execution).id
+    )
+    with db.UnitOfWork() as uow:
+        uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(on_hand=500))
+        uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(initial_on_hand=500))
+        uow.commit()
+
+    with pytest.raises(SagaNotRunning):
+        reserve_stock.lambda_handler({"saga_id": rejected.saga_id, "retry_count": 0}, lambda_context())
+
+    assert _count(Reservation, rejected.saga_id) == 0
+    assert_consistent()
+
+
+def test_the_operator_commands_retry_and_recover(backend: Backend, engine: LocalEngine) -> None:
+    failed = _failed_saga(engine)
+    _fix_the_cause(failed)
+    cut = _recorded(purchase())
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"DATABASE_URL": backend.database_url, "SAGA_ALLOW_FAULTS": "true", "PYTHONPATH": str(ROOT)}
+    if backend.redis_url:
+        env["REDIS_URL"] = backend.redis_url
+
+    retried = subprocess.run(
+        [sys.executable, "-m", "infra.operate", "retry", failed],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    recovered = subprocess.run(
+        [sys.executable, "-m", "infra.operate", "recover"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "infra.operate", "retry", failed],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    assert f"{failed} COMPENSATED" in retried.stdout
+    assert recovered.returncode == 0, recovered.stderr[-2000:]
+    assert f"{cut} COMPLETED" in recovered.stdout
+    assert refused.returncode == 1 and "only a FAILED saga can be retried" in refused.stderr
+    assert_consistent()

@@ -23,6 +23,7 @@ BODY_ERRORS = {400, 409, 413, 415}
 OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel], type[BaseModel] | None, set[int]]] = {
     ("POST", "/purchases"): (202, SagaAccepted, PurchaseRequest, BODY_ERRORS),
     ("POST", "/returns"): (202, SagaAccepted, ReturnRequest, BODY_ERRORS),
+    ("POST", "/sagas/{saga_id}/retry"): (202, SagaAccepted, None, {404, 409}),
     ("GET", "/sagas"): (200, SagaList, None, {400}),
     ("GET", "/sagas/{saga_id}"): (200, SagaView, None, {404}),
     ("GET", "/sagas/{saga_id}/history"): (200, SagaHistory, None, {404}),
@@ -122,7 +123,7 @@ def test_operation_documents_its_path_query_and_header_parameters(method: str, p
     assert by_place["path"] == set(re.findall(r"{(\w+)}", path)) == set(view_args)
     assert all(p["required"] for p in parameters if p["in"] == "path")
     assert by_place["query"] == (set(SagaListQuery.model_fields) if path == "/sagas" else set())
-    assert by_place["header"] == ({IDEMPOTENCY_HEADER} if method == "POST" else set())
+    assert by_place["header"] == ({IDEMPOTENCY_HEADER} if path in ("/purchases", "/returns") else set())
     assert not any(p["required"] for p in parameters if p["in"] != "path")
 
 
