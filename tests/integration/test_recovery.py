@@ -171,6 +171,11 @@ def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend,
     assert_consistent()
 
 
+def operate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "infra.operate", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_the_operator_commands_retry_and_recover(backend: Backend, engine: LocalEngine) -> None:
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
@@ -180,30 +185,9 @@ def test_the_operator_commands_retry_and_recover(backend: Backend, engine: Local
     if backend.redis_url:
         env["REDIS_URL"] = backend.redis_url
 
-    retried = subprocess.run(
-        [sys.executable, "-m", "infra.operate", "retry", failed],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    recovered = subprocess.run(
-        [sys.executable, "-m", "infra.operate", "recover"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    refused = subprocess.run(
-        [sys.executable, "-m", "infra.operate", "retry", failed],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    retried = operate(env, "retry", failed)
+    recovered = operate(env, "recover")
+    refused = operate(env, "retry", failed)
 
     assert retried.returncode == 0, retried.stderr[-2000:]
     assert f"{failed} COMPENSATED" in retried.stdout
