@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from chalicelib import catalogue, db
+from chalicelib.models import Saga
 from tests.conftest import Backend
-from tests.helpers import FINAL_STATUSES
+from tests.helpers import FINAL_STATUSES, assert_consistent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,8 +61,44 @@ class Api:
         raise AssertionError(f"saga {saga_id} did not end in {timeout} s")
 
 
+class Server:
+    """`make run`'s server as a subprocess; its output goes to a file so a chatty server never blocks on a pipe."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.api = Api(f"http://127.0.0.1:{port}")
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "infra.local_server"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early: {self.log.read_text()[-3000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not listen on {self.port} within 60 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
-def server(backend: Backend) -> Iterator[tuple[Api, subprocess.Popen[str]]]:
+def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     with db.UnitOfWork() as uow:
         uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
@@ -75,38 +112,16 @@ def server(backend: Backend) -> Iterator[tuple[Api, subprocess.Popen[str]]]:
     }
     if backend.redis_url:
         env["REDIS_URL"] = backend.redis_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local_server"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    running = Server(env, port, tmp_path / "server.log")
+    running.start()
     try:
-        _wait_for_port(port, process)
-        yield Api(f"http://127.0.0.1:{port}"), process
+        yield running
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+        running.kill()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"server did not listen on {port} within 60 s")
-
-
-def test_purchase_then_return_over_http(server: tuple[Api, subprocess.Popen[str]]) -> None:
-    api, _ = server
+def test_purchase_then_return_over_http(server: Server) -> None:
+    api = server.api
 
     status, accepted = api.call(
         "POST", "/purchases", {"customer_id": "c-e2e", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_flaky"}
@@ -127,9 +142,9 @@ def test_purchase_then_return_over_http(server: tuple[Api, subprocess.Popen[str]
 
 
 def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(
-    server: tuple[Api, subprocess.Popen[str]],
+    server: Server,
 ) -> None:
-    api, _ = server
+    api = server.api
     body = {"customer_id": "c-rush", "sku": LIMITED_SKU, "quantity": 1, "payment_token": "tok_visa"}
 
     with ThreadPoolExecutor(max_workers=30) as pool:
@@ -142,12 +157,32 @@ def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(
     assert (product["available"], product["on_hand"], product["reserved"]) == (0, 0, 0)
 
 
-def test_server_binds_loopback_only_and_stops_cleanly_on_ctrl_c(server: tuple[Api, subprocess.Popen[str]]) -> None:
-    api, process = server
-    port = int(api.base_url.rsplit(":", 1)[1])
+def test_server_binds_loopback_only_and_stops_cleanly_on_ctrl_c(server: Server) -> None:
+    process, port = server.process, server.port
+    assert process is not None
     listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
     assert f"127.0.0.1:{port}" in listening
 
     process.send_signal(signal.SIGINT)
 
     assert process.wait(timeout=20) == 0
+
+
+def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Server) -> None:
+    body = {"customer_id": "c-crash", "sku": LIMITED_SKU, "quantity": 1, "payment_token": "tok_flaky"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: server.api.call("POST", "/purchases", body), range(8)))
+    server.kill()  # SIGKILL: no clean-up, executions die mid-run
+
+    with db.UnitOfWork() as uow:
+        statuses = [uow.session.get_one(Saga, accepted["saga_id"]).status for _, accepted in answers]
+    server.start()
+    final = [server.api.final(accepted["saga_id"])["status"] for _, accepted in answers]
+
+    assert [status for status, _ in answers] == [202] * 8
+    assert "RUNNING" in statuses, "the kill should have cut at least one saga"
+    assert final == ["COMPLETED"] * 8
+    assert "resumed" in server.log.read_text()
+    product = server.api.call("GET", f"/products/{LIMITED_SKU}")[1]
+    assert (product["on_hand"], product["reserved"]) == (2, 0)
+    assert_consistent()
