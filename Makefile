@@ -20,13 +20,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-## lint: ruff, mypy, statelint on the state machines, cfn-lint on the template
+## lint: ruff, mypy, statelint on the state machines, cfn-lint on the template, bandit
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/statelint statemachines/*.asl.json
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/bandit -q -r app.py chalicelib functions infra bench -x infra/migrations/versions
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
