@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run recover retry package cost bench clean
+.PHONY: demo test lint migrate run recover retry soak package cost bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ recover: $(VENV)/.installed
 ## retry: retry the compensations of the FAILED saga SAGA=<id>, once their cause is fixed
 retry: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate retry $(SAGA)
+
+## soak: 1,000 sagas with faults, duplicates, a Redis restart and dropped connections (SOAK_ARGS to change)
+soak: $(VENV)/.installed
+	$(PY) -m infra.soak $(SOAK_ARGS)
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed

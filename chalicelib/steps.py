@@ -18,6 +18,8 @@ from chalicelib.models import Saga
 
 logger = logging.getLogger(__name__)
 
+RECORD_TRIES = 3
+
 StepFunction = Callable[[Session, Saga, int], dict[str, Any]]
 
 ENDS_SAGA_ON_SUCCESS: dict[str, SagaStatus] = {
@@ -54,8 +56,11 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
         conflict = ConcurrentUpdate(f"{name}: {getattr(error, 'orig', error)}")
         _record_failure(name, event, conflict)
         raise conflict from error
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-        raise DatabaseUnavailable(f"{name}: database unreachable: {error.orig}") from error
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError) as error:
+        # (pg8000 lets a reset socket escape as a bare ConnectionError when the pool pings a dropped connection.)
+        unavailable = DatabaseUnavailable(f"{name}: database unreachable: {getattr(error, 'orig', error)}")
+        _record_failure(name, event, unavailable)  # a fresh connection often works: the attempt is then audited
+        raise unavailable from error
     except Exception as error:
         _record_failure(name, event, error)
         raise
@@ -67,22 +72,34 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
     """Log the failed attempt, and the saga's outcome when this failure decides it."""
     if isinstance(error, UnknownSaga):
         return
-    try:
-        with UnitOfWork() as uow:
-            saga = _load_saga(uow.session, event.saga_id)
-            audit.record_attempt(uow.session, saga, name, event.attempt, error=error)
-            if isinstance(error, REJECTIONS):
-                audit.set_status(uow.session, saga, SagaStatus.REJECTED)
-            elif name in COMPENSATIONS:
-                audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
-                if event.is_last_attempt and audit.set_status(uow.session, saga, SagaStatus.FAILED):
-                    error_details = {"type": type(error).__name__, "message": str(error)}
-                    saga.result = {"failed_compensation": name, "error": error_details}
-            uow.commit()
-    except sa_exc.SQLAlchemyError:
-        logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
-        return
+    for tries_left in reversed(range(RECORD_TRIES)):
+        try:
+            saga = _record_failure_once(name, event, error)
+            break
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError):
+            # The pool may hold more connections the server dropped; each try takes the next one.
+            if not tries_left:
+                logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
+                return
+        except sa_exc.SQLAlchemyError:
+            logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
+            return
     cache.write_through(saga.id, saga.status, saga.version)
+
+
+def _record_failure_once(name: str, event: StepEvent, error: Exception) -> Saga:
+    with UnitOfWork() as uow:
+        saga = _load_saga(uow.session, event.saga_id)
+        audit.record_attempt(uow.session, saga, name, event.attempt, error=error)
+        if isinstance(error, REJECTIONS):
+            audit.set_status(uow.session, saga, SagaStatus.REJECTED)
+        elif name in COMPENSATIONS:
+            audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            if event.is_last_attempt and audit.set_status(uow.session, saga, SagaStatus.FAILED):
+                error_details = {"type": type(error).__name__, "message": str(error)}
+                saga.result = {"failed_compensation": name, "error": error_details}
+        uow.commit()
+    return saga
 
 
 def _load_saga(session: Session, saga_id: str) -> Saga:

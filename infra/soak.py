@@ -1,0 +1,314 @@
+"""`make soak`: many sagas at once on real PostgreSQL and Redis, with seeded random faults, duplicate deliveries,
+a Redis restart and dropped PostgreSQL connections; then every invariant is checked. The last line is the verdict.
+
+    make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
+
+It uses DATABASE_URL when set (a database it may empty), else a `saga_soak` database on 127.0.0.1, and a
+redis-server of its own, which it restarts mid-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from chalicelib import audit, cache, catalogue, db, executions, idempotency, invariants, sagas
+from chalicelib.config import get_settings
+from chalicelib.contracts import PURCHASE_STEPS, RETURN_STEPS, PurchaseRequest, ReturnRequest, SagaRequest
+from chalicelib.models import AuditEvent, Base, Saga
+from infra.local_engine import Handler, LocalEngine, _import_handler
+from infra.redis_server import PrivateRedis
+
+T = TypeVar("T")
+LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
+SOAK_SKUS = ("SKU-SOAK-A", "SKU-SOAK-B")
+TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined")
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    statuses: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    duplicates_absorbed: int = 0
+    orders: list[str] = field(default_factory=list)
+    saga_ids: list[str] = field(default_factory=list)
+    done: int = 0
+
+
+def duplicating(rate: float, rng: random.Random, tally: Tally) -> Any:
+    """Handler resolver that delivers some invocations twice, as Lambda and Step Functions may."""
+
+    def resolve(name: str) -> Handler:
+        handler = _import_handler(name)
+
+        def deliver(event: Any, context: Any) -> Any:
+            with tally.lock:
+                twice = rng.random() < rate
+            if not twice:
+                return handler(event, context)
+            first_error, first = None, None
+            try:
+                first = handler(event, context)
+            except Exception as error:
+                first_error = error
+            try:
+                second = handler(event, context)
+                absorbed = first_error is None and second == first
+            except Exception:
+                absorbed = first_error is not None
+            with tally.lock:
+                tally.duplicates += 1
+                tally.duplicates_absorbed += absorbed
+            if first_error is not None:
+                raise first_error
+            return first
+
+        return deliver
+
+    return resolve
+
+
+def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest:
+    faults: dict[str, str] = {}
+    with tally.lock:
+        orders = list(tally.orders)
+    is_return = orders and rng.random() < 0.3
+    steps = RETURN_STEPS if is_return else PURCHASE_STEPS
+    if rng.random() < fault_rate:
+        step = rng.choice(steps)
+        faults[step] = rng.choice(("fail", "transient:1", "transient:2"))
+        with tally.lock:
+            tally.faults[f"{step}={faults[step]}"] += 1
+    if is_return:
+        return ReturnRequest(order_id=rng.choice(orders), quantity=rng.randint(1, 2), reason="soak", faults=faults)
+    return PurchaseRequest(
+        customer_id=f"soak-{rng.randint(1, 50)}",
+        sku=rng.choice(SOAK_SKUS),
+        quantity=rng.randint(1, 3),
+        payment_token=rng.choice(TOKENS),
+        faults=faults,
+    )
+
+
+# Seeded random generators below choose chaos, not secrets.
+def _run_one(engine: LocalEngine, number: int, seed: int, tally: Tally, fault_rate: float) -> None:
+    rng = random.Random(seed * 100_003 + number)  # noqa: S311  # nosec B311
+    request = _request(rng, tally, fault_rate)
+    key = f"soak-{seed}-{number}"
+    # A dropped connection may cut a start short; the same idempotency key makes starting again safe.
+    saga = _retrying(lambda: sagas.start_saga(request, executions.start_execution, idempotency_key=key))
+    engine.wait(str(saga.execution_arn), timeout_seconds=600, poll_seconds=0.05)
+    status, result = _retrying(lambda: _outcome(saga.id))
+    with tally.lock:
+        tally.statuses[status] += 1
+        tally.saga_ids.append(saga.id)
+        if "order_id" in result:
+            tally.orders.append(result["order_id"])
+        tally.done += 1
+
+
+def _outcome(saga_id: str) -> tuple[str, dict[str, Any]]:
+    with db.UnitOfWork() as uow:
+        final = uow.session.get_one(Saga, saga_id)
+        return final.status, dict(final.result)
+
+
+def _retrying(call: Callable[[], T], attempts: int = 5) -> T:
+    """The soak's own database calls ride out a dropped connection, as the state machine's Retry does for steps."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (DBAPIError, ConnectionError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _progress(tally: Tally, count: int, started: float, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        _draw(tally, count, started)
+    _draw(tally, count, started)
+    print(file=sys.stderr)
+
+
+def _draw(tally: Tally, count: int, started: float) -> None:
+    done = tally.done
+    filled = int(30 * done / count)
+    rate = done / max(time.monotonic() - started, 1e-9)
+    bar = "#" * filled + "." * (30 - filled)
+    sys.stderr.write(f"\r[{bar}] {done}/{count} sagas, {rate:.1f}/s")
+    sys.stderr.flush()
+
+
+def _chaos(tally: Tally, count: int, private_redis: PrivateRedis, stop: threading.Event, log: list[str]) -> None:
+    """At a third of the run restart Redis; at half and two thirds drop every PostgreSQL connection."""
+    plan = [(count // 3, "redis"), (count // 2, "postgres"), (2 * count // 3, "postgres")]
+    for threshold, what in plan:
+        while tally.done < threshold:
+            if stop.wait(0.05):
+                return
+        if what == "redis":
+            private_redis.stop()
+            time.sleep(0.5)
+            private_redis.start()
+            log.append(f"restarted Redis after {tally.done} sagas")
+        else:
+            dropped = _drop_postgres_connections()
+            log.append(f"dropped {dropped} PostgreSQL connection(s) after {tally.done} sagas")
+
+
+def _drop_postgres_connections() -> int:
+    with db.get_engine().connect() as connection:
+        dropped = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    return int(dropped or 0)
+
+
+def check(tally: Tally) -> list[str]:
+    """Every invariant of DESIGN.md section 4, plus: every saga final, every attempt audited, cache = database."""
+    with db.UnitOfWork() as uow:
+        problems = invariants.violations(uow.session)
+        unfinished = uow.session.scalar(
+            select(func.count()).select_from(Saga).where(Saga.status.in_(("RUNNING", "COMPENSATING")))
+        )
+        if unfinished:
+            problems.append(f"{unfinished} saga(s) not final")
+        rows = dict(uow.session.execute(select(Saga.id, Saga.execution_arn)).all())
+        versions = {s.id: (s.status, s.version) for s in uow.session.scalars(select(Saga))}
+        audited = Counter(
+            (saga_id, step)
+            for saga_id, step in uow.session.execute(
+                select(AuditEvent.saga_id, AuditEvent.step).where(AuditEvent.step != audit.SAGA_EVENT)
+            )
+        )
+    for saga_id in tally.saga_ids:
+        history = executions.execution_history(str(rows[saga_id]))
+        for state, attempts in executions.states_entered(history):
+            step = "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
+            if attempts and audited[(saga_id, step)] < attempts:
+                problems.append(f"saga {saga_id}: {step} ran {attempts} time(s), audited {audited[(saga_id, step)]}")
+        cached = cache.cached_status(saga_id)
+        if cached is not None and (cached["status"], cached["version"]) != versions[saga_id]:
+            problems.append(f"saga {saga_id}: cache says {cached}, database {versions[saga_id]}")
+    return problems
+
+
+def _prepare_database(url: str | None) -> str:
+    if url:
+        return url
+    admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text('DROP DATABASE IF EXISTS "saga_soak" WITH (FORCE)'))
+        connection.execute(text('CREATE DATABASE "saga_soak"'))
+    admin.dispose()
+    return LOCAL_POSTGRES + "saga_soak"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fault-rate", type=float, default=0.3, help="share of sagas with an injected fault")
+    parser.add_argument("--duplicate-rate", type=float, default=0.1, help="share of deliveries made twice")
+    args = parser.parse_args(argv)
+    logging.disable(logging.ERROR)  # dropped connections and injected faults log tracebacks the soak expects
+
+    settings = get_settings()
+    settings.database_url = _prepare_database(settings.database_url)
+    settings.allow_faults = True
+    with tempfile.TemporaryDirectory() as directory:
+        private_redis = PrivateRedis(Path(directory))
+        private_redis.start()
+        settings.redis_url = private_redis.url
+        db.reset_engine()
+        cache.reset_redis()
+        idempotency.reset_idempotency()
+        db.migrate()
+        with db.get_engine().begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name != "alembic_version":
+                    connection.execute(table.delete())
+        with db.UnitOfWork() as uow:
+            for sku in SOAK_SKUS:
+                uow.session.add(catalogue.add_product(sku, f"Soak {sku}", 1_500, 2 * args.count))
+            uow.commit()
+        try:
+            return _soak(args, private_redis)
+        finally:
+            private_redis.stop()
+
+
+def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
+    tally = Tally()
+    chaos_log: list[str] = []
+    rng = random.Random(args.seed)  # noqa: S311  # nosec B311
+    print(
+        f"soak: {args.count} sagas, {args.concurrency} at a time, seed {args.seed}, fault rate {args.fault_rate}, "
+        f"duplicate rate {args.duplicate_rate}; PostgreSQL + a private Redis",
+        flush=True,
+    )
+    stop = threading.Event()
+    started = time.monotonic()
+    with LocalEngine(retry_wait_scale=0.02, handler_for=duplicating(args.duplicate_rate, rng, tally)) as engine:
+        watchers = [
+            threading.Thread(target=_progress, args=(tally, args.count, started, stop)),
+            threading.Thread(target=_chaos, args=(tally, args.count, private_redis, stop, chaos_log)),
+        ]
+        for watcher in watchers:
+            watcher.start()
+        try:
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                list(pool.map(lambda n: _run_one(engine, n, args.seed, tally, args.fault_rate), range(args.count)))
+        finally:
+            stop.set()
+            for watcher in watchers:
+                watcher.join()
+        elapsed = time.monotonic() - started
+        problems = check(tally)
+    retries = _retries()
+    print(f"final statuses: {dict(sorted(tally.statuses.items()))}")
+    print(f"faults injected: {sum(tally.faults.values())} ({dict(sorted(tally.faults.items()))})")
+    print(
+        f"retries: {retries}; duplicate deliveries: {tally.duplicates}, absorbed with the same answer: "
+        f"{tally.duplicates_absorbed}"
+    )
+    print(f"chaos: {'; '.join(chaos_log) or 'none'}")
+    print(f"throughput: {args.count / elapsed:.1f} sagas/s ({elapsed:.1f} s)")
+    for problem in problems[:50]:
+        print(f"VIOLATION: {problem}")
+    verdict = "PASS" if not problems else f"FAIL ({len(problems)} violations)"
+    print(f"soak {verdict}: {args.count} sagas, every invariant {'held' if not problems else 'checked'}")
+    return 0 if not problems else 1
+
+
+def _retries() -> int:
+    with db.UnitOfWork() as uow:
+        return int(uow.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.attempt > 1)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
