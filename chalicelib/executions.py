@@ -37,6 +37,11 @@ def start_execution(saga_type: str, name: str, execution_input: dict[str, Any]) 
     return str(response["executionArn"])
 
 
+def execution_arn_for(saga_type: str, name: str) -> str:
+    """The ARN an execution of this saga type started under `name` has (Step Functions derives it)."""
+    return state_machine_arn(saga_type).replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
 def execution_status(execution_arn: str) -> str | None:
     """RUNNING, SUCCEEDED, FAILED, ... or None when Step Functions has no such execution."""
     try:

@@ -23,18 +23,30 @@ UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 ExecutionStatus = Callable[[str], str | None]
 """The status of an execution by ARN (RUNNING, SUCCEEDED, ...), or None when it does not exist."""
+ExecutionArnFor = Callable[[str, str], str]
+"""The ARN of the execution of a saga type with a given name."""
 
 
-def resume_unfinished(start_execution: StartExecution, execution_status: ExecutionStatus) -> list[str]:
-    """Start a new execution for every unfinished saga whose execution is not running; their ids."""
+def resume_unfinished(
+    start_execution: StartExecution, execution_status: ExecutionStatus, execution_arn_for: ExecutionArnFor
+) -> list[str]:
+    """Start a new execution for every unfinished saga whose execution is not running; their ids.
+
+    A saga with no recorded execution may still have one: the process may have died between starting it
+    and recording it. Its ARN follows from its name, the saga id, so it is looked up before starting anew.
+    """
     with UnitOfWork() as uow:
         unfinished = list(
             uow.session.scalars(select(Saga).where(Saga.status.in_(UNFINISHED)).order_by(Saga.created_at))
         )
     resumed = []
     for saga in unfinished:
-        if saga.execution_arn and execution_status(saga.execution_arn) == "RUNNING":
+        arn = saga.execution_arn or execution_arn_for(saga.type, saga.id)
+        status = execution_status(arn)
+        if status == "RUNNING":
             continue
+        if status is not None:
+            saga.execution_arn = arn  # it ran and ended: the next one needs a name of its own
         run_again(saga, start_execution, "resumed")
         resumed.append(saga.id)
     return resumed

@@ -47,7 +47,9 @@ def main() -> int:
     with LocalEngine(endpoint_port=aws_port) as engine:
         from app import app
 
-        resumed = recovery.resume_unfinished(executions.start_execution, executions.execution_status)
+        resumed = recovery.resume_unfinished(
+            executions.start_execution, executions.execution_status, executions.execution_arn_for
+        )
         if resumed:
             print(f"resumed {len(resumed)} saga(s) left unfinished by an earlier run", flush=True)
 

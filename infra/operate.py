@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     db.migrate()
     with LocalEngine():
         if args.command == "recover":
-            started = recovery.resume_unfinished(executions.start_execution, executions.execution_status)
+            started = recovery.resume_unfinished(
+                executions.start_execution, executions.execution_status, executions.execution_arn_for
+            )
             print(f"resumed {len(started)} unfinished saga(s)", flush=True)
         else:
             try:

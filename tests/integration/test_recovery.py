@@ -50,7 +50,9 @@ def _count(model: type[Any], saga_id: str) -> int:
 def test_a_saga_whose_execution_never_started_is_run(backend: Backend, engine: LocalEngine) -> None:
     saga_id = _recorded(purchase(), arn=None)
 
-    assert recovery.resume_unfinished(executions.start_execution, executions.execution_status) == [saga_id]
+    assert recovery.resume_unfinished(
+        executions.start_execution, executions.execution_status, executions.execution_arn_for
+    ) == [saga_id]
 
     assert finish(engine, saga_id).status == "COMPLETED"
     assert_consistent()
@@ -62,7 +64,7 @@ def test_a_saga_cut_after_two_steps_completes_without_a_second_reservation_or_ch
     saga_id = _recorded(purchase())
     _deliver(saga_id, reserve_stock.lambda_handler, process_payment.lambda_handler)
 
-    recovery.resume_unfinished(executions.start_execution, executions.execution_status)
+    recovery.resume_unfinished(executions.start_execution, executions.execution_status, executions.execution_arn_for)
 
     run = finish(engine, saga_id)
     assert run.status == "COMPLETED"
@@ -83,7 +85,7 @@ def test_a_saga_cut_while_compensating_ends_compensated(backend: Backend, engine
     with db.UnitOfWork() as uow:
         assert uow.session.get_one(Saga, saga_id).status == "COMPENSATING"
 
-    recovery.resume_unfinished(executions.start_execution, executions.execution_status)
+    recovery.resume_unfinished(executions.start_execution, executions.execution_status, executions.execution_arn_for)
 
     assert finish(engine, saga_id).status == "COMPENSATED"
     assert_consistent()
@@ -94,7 +96,9 @@ def test_running_and_final_sagas_are_left_alone(backend: Backend, engine: LocalE
     running = _recorded(purchase())
 
     resumed = recovery.resume_unfinished(
-        pytest.fail, lambda arn: "RUNNING" if arn == LOST else executions.execution_status(arn)
+        pytest.fail,
+        lambda arn: "RUNNING" if arn == LOST else executions.execution_status(arn),
+        executions.execution_arn_for,
     )
 
     assert resumed == []
