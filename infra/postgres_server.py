@@ -5,18 +5,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 
 # Runs only PostgreSQL's own initdb and pg_ctl, with fixed arguments.
 import subprocess  # nosec B404
 from pathlib import Path
 
+from infra.ports import free_loopback_port
+
 
 class PrivatePostgres:
     def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_loopback_port()
         self.directory = directory
         self.data = directory / "data"
         binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))

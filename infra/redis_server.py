@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 
 # Starts only the redis-server binary, with fixed arguments.
 import subprocess  # nosec B404
@@ -12,12 +11,12 @@ from pathlib import Path
 
 import redis
 
+from infra.ports import free_loopback_port
+
 
 class PrivateRedis:
     def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_loopback_port()
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
 

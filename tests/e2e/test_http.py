@@ -21,18 +21,13 @@ import pytest
 
 from chalicelib import catalogue, db
 from chalicelib.models import Saga
+from infra.ports import free_loopback_port
 from tests.conftest import Backend
 from tests.helpers import FINAL_STATUSES, assert_consistent
 
 ROOT = Path(__file__).resolve().parents[2]
 
 LIMITED_SKU = "SKU-LIMITED"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Api:
@@ -102,7 +97,7 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     with db.UnitOfWork() as uow:
         uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
-    port = _free_port()
+    port = free_loopback_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL")}
     env |= {
         "PORT": str(port),

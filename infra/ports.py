@@ -1,0 +1,12 @@
+"""Loopback ports for the servers the tools start."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_loopback_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
