@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -34,17 +35,50 @@ def get_redis() -> redis.Redis:
 
 def reset_redis() -> None:
     get_redis.cache_clear()
+    _unwritten.clear()
+
+
+_unwritten: dict[str, tuple[str, int]] = {}
+"""Statuses this process could not write while Redis was out. A Redis that comes back with older entries
+(a replica, a snapshot) would serve them stale: these are written first, on the next use of the cache."""
+_unwritten_lock = threading.Lock()
+
+
+def _write_unwritten() -> None:
+    with _unwritten_lock:
+        pending = dict(_unwritten)
+    for saga_id, (status, version) in pending.items():
+        cache_status(saga_id, status, version)  # never overwrites a newer version
+        with _unwritten_lock:
+            if _unwritten.get(saga_id) == (status, version):
+                del _unwritten[saga_id]
 
 
 def cache_status(saga_id: str, status: str, version: int) -> None:
-    """Write the saga's current status through to Redis (steps of one saga run one after another)."""
+    """Write the saga's status to Redis unless a newer version is there: writes may arrive out of order."""
+    key = STATUS_KEY.format(saga_id=saga_id)
     value = json.dumps({"status": status, "version": version})
-    get_redis().set(STATUS_KEY.format(saga_id=saga_id), value, ex=get_settings().status_ttl_seconds)
+    with get_redis().pipeline() as pipeline:
+        while True:
+            try:
+                pipeline.watch(key)  # type: ignore[no-untyped-call]
+                current = pipeline.get(key)
+                if current is not None and json.loads(current)["version"] > version:
+                    pipeline.unwatch()
+                    return
+                pipeline.multi()
+                pipeline.set(key, value, ex=get_settings().status_ttl_seconds)
+                pipeline.execute()
+                return
+            except redis.WatchError:
+                continue
 
 
 def cached_status(saga_id: str) -> dict[str, Any] | None:
     """The cached status, or None when it is not cached or Redis cannot be reached."""
     try:
+        if _unwritten:
+            _write_unwritten()
         raw = get_redis().get(STATUS_KEY.format(saga_id=saga_id))
     except redis.RedisError:
         logger.warning("status cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
@@ -55,9 +89,14 @@ def cached_status(saga_id: str) -> dict[str, Any] | None:
 def write_through(saga_id: str, status: str, version: int) -> None:
     """Cache the status, tolerating an unreachable Redis: the database holds the truth and readers fall back."""
     try:
+        if _unwritten:
+            _write_unwritten()
         cache_status(saga_id, status, version)
+        return
     except redis.RedisError:
         logger.warning("could not cache the status of saga %s", saga_id, exc_info=True)
+    with _unwritten_lock:
+        _unwritten[saga_id] = (status, version)
 
 
 def cached_view(saga_id: str) -> dict[str, Any] | None:

@@ -64,7 +64,6 @@ def _snapshot() -> dict[str, Any]:
     return counts
 
 
-@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 @settings(
     max_examples=150,
     deadline=None,

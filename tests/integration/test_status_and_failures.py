@@ -99,3 +99,10 @@ def test_a_retried_start_never_runs_the_saga_twice(backend: Backend, engine: Loc
     listed = executions.sfn_client().list_executions(stateMachineArn=executions.state_machine_arn("purchase"))
     assert [e["name"] for e in listed["executions"]].count(saga.id) == 1
     assert product("SKU-MOUSE").on_hand == 998
+
+
+def test_a_late_cache_write_never_replaces_a_newer_status(backend: Backend) -> None:
+    cache.cache_status("a" * 32, "COMPLETED", 5)
+    cache.cache_status("a" * 32, "RUNNING", 3)
+
+    assert cache.cached_status("a" * 32) == {"status": "COMPLETED", "version": 5}
