@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -26,10 +26,6 @@ class SagaStatus(StrEnum):
     COMPENSATED = "COMPENSATED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 
 
 NEXT_STATUSES: dict[SagaStatus, frozenset[SagaStatus]] = {
@@ -141,6 +137,3 @@ def fault_for(faults: dict[str, str], step: str) -> tuple[str, int] | None:
     if match is None:
         raise ValueError(f"bad fault spec {spec!r}")
     return ("transient", int(match.group(2))) if match.group(2) else ("fail", 0)
-
-
-JSONDict = dict[str, Any]
