@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run recover retry soak package cost bench clean
+.PHONY: demo test lint migrate run recover retry soak package cost bench diagrams clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ retry: $(VENV)/.installed
 ## soak: 1,000 sagas with faults, duplicates, a Redis restart and dropped connections (SOAK_ARGS to change)
 soak: $(VENV)/.installed
 	$(PY) -m infra.soak $(SOAK_ARGS)
+
+## diagrams: docs/<machine>.svg, drawn from each state machine's ASL file
+diagrams: $(VENV)/.installed
+	$(PY) -m infra.diagrams
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed
