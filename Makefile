@@ -55,6 +55,7 @@ package: $(VENV)/.installed
 	cp -r app.py chalicelib requirements.txt .chalice out/build/
 	cp -r functions out/build/vendor/
 	cp -r infra/migrations out/build/vendor/infra/
+	cp -r statemachines out/build/vendor/
 	cp -r statemachines out/
 	find out -name __pycache__ -prune -exec rm -rf {} +
 	cd out/build && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \

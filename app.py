@@ -53,6 +53,11 @@ def get_saga_history(saga_id: str) -> dict[str, Any]:
     return http.get_history(saga_id)
 
 
+@app.route("/sagas/{saga_id}/view", methods=["GET"], content_types=ANY_CONTENT)
+def view_saga(saga_id: str) -> Response:
+    return http.view_page(saga_id)
+
+
 @app.route("/products", methods=["GET"], content_types=ANY_CONTENT)
 def list_products() -> dict[str, Any]:
     return http.list_products()

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar, cast
 from chalice.app import ChaliceUnhandledError, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from chalicelib import catalogue, executions, recovery, sagas
+from chalicelib import catalogue, executions, recovery, saga_page, sagas
 from chalicelib.contracts import IDENTIFIER_PATTERN, SagaRequest, SagaStatus, SagaType
 from chalicelib.models import Saga
 from chalicelib.views import ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
@@ -86,6 +86,15 @@ def retry_saga(saga_id: str) -> Response:
     if saga is None:
         raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
     return _accepted(saga)
+
+
+def view_page(saga_id: str) -> Response:
+    view = sagas.read_saga(saga_id) if SAGA_ID.fullmatch(saga_id) else None
+    events = sagas.read_history(saga_id) if view is not None else None
+    if view is None or events is None:
+        raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
+    html = saga_page.render_page(view, events)
+    return Response(body=html, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 def get_history(saga_id: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ class Operation:
     method: str
     path: str
     summary: str
-    answer: tuple[int, type[BaseModel]]
+    answer: tuple[int, type[BaseModel] | None]
+    """The success status and its JSON model; None for an HTML page."""
     body: type[BaseModel] | None = None
     errors: dict[int, str] = field(default_factory=dict)
 
@@ -47,6 +48,13 @@ OPERATIONS = (
     Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
     Operation("get", "/sagas/{saga_id}", "A saga's status, steps and result", (200, SagaView), errors=_NOT_FOUND),
     Operation("get", "/sagas/{saga_id}/history", "A saga's audit log", (200, SagaHistory), errors=_NOT_FOUND),
+    Operation(
+        "get",
+        "/sagas/{saga_id}/view",
+        "A saga as a page: status, steps, path on the diagram, history",
+        (200, None),
+        errors=_NOT_FOUND,
+    ),
     Operation("get", "/products", "The catalogue with stock", (200, ProductList)),
     Operation("get", "/products/{sku}", "One product with stock", (200, ProductView), errors={404: "No such product"}),
 )
@@ -55,7 +63,7 @@ OPERATIONS = (
 @cache
 def openapi_document() -> dict[str, Any]:
     requests = {op.body for op in OPERATIONS if op.body}
-    answers = {op.answer[1] for op in OPERATIONS} | {ErrorBody}
+    answers = {op.answer[1] for op in OPERATIONS if op.answer[1]} | {ErrorBody}
     keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [(model, "validation") for model in requests]
     keyed += [(model, "serialization") for model in answers]
     _, schemas = models_json_schema(sorted(keyed, key=lambda pair: pair[0].__name__), ref_template=REF)
@@ -76,7 +84,12 @@ def openapi_document() -> dict[str, Any]:
 
 def _operation(op: Operation) -> dict[str, Any]:
     status, answer = op.answer
-    responses: dict[str, Any] = {str(status): _json(answer, "Success")}
+    success = (
+        _json(answer, "Success")
+        if answer
+        else {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    )
+    responses: dict[str, Any] = {str(status): success}
     responses |= {str(code): _json(ErrorBody, text) for code, text in op.errors.items()}
     operation: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op), "responses": responses}
     parameters = [_path_parameter(name) for name in _path_names(op.path)]
