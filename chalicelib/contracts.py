@@ -52,6 +52,16 @@ class AttemptStatus(StrEnum):
     FAILED = "FAILED"
 
 
+def step_of_state(state: str) -> str:
+    """A state's step name: its snake_case form (ReserveStock -> reserve_stock), as DESIGN.md section 2 fixes."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
+
+
+def state_of_step(step: str) -> str:
+    """A step's state name (reserve_stock -> ReserveStock)."""
+    return "".join(part.capitalize() for part in step.split("_"))
+
+
 def action_of(step: str) -> Action:
     return Action.COMPENSATE if step in COMPENSATIONS else Action.EXECUTE
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from chalicelib.contracts import COMPENSATIONS
+from chalicelib.contracts import COMPENSATIONS, step_of_state
 
 BOX_WIDTH, BOX_HEIGHT, COLUMN, MARGIN = 170, 54, 215, 30
 ROWS = {"step": 50, "compensation": 250, "outcome": 450}
@@ -19,14 +19,10 @@ STYLE = {
 TERMINAL_ORDER = ("Rejected", "Compensated", "CompensationFailed", "Completed")
 
 
-def snake_case(state: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
-
-
 def _kind(name: str, state: dict[str, Any]) -> str:
     if state["Type"] in ("Succeed", "Fail"):
         return "outcome"
-    return "compensation" if snake_case(name) in COMPENSATIONS else "step"
+    return "compensation" if step_of_state(name) in COMPENSATIONS else "step"
 
 
 def _edges(states: dict[str, Any]) -> list[tuple[str, str, str]]:

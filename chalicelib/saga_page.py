@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from chalicelib.contracts import state_of_step
 from chalicelib.diagram import render
 
 STATEMACHINES = Path(__file__).resolve().parent.parent / "statemachines"
@@ -34,18 +35,14 @@ def definition(saga_type: str) -> dict[str, Any]:
     return dict(json.loads((STATEMACHINES / f"{saga_type}_saga.asl.json").read_text()))
 
 
-def _state(step: str) -> str:
-    return "".join(part.capitalize() for part in step.split("_"))
-
-
 def path_of(view: dict[str, Any]) -> dict[str, str]:
     """How the saga met each state: SUCCEEDED, RETRIED (succeeded after failing) or FAILED."""
     met = {}
     for step in view["steps"]:
         if step["status"] == "FAILED":
-            met[_state(step["name"])] = "FAILED"
+            met[state_of_step(step["name"])] = "FAILED"
         else:
-            met[_state(step["name"])] = "RETRIED" if step["attempts"] > 1 else "SUCCEEDED"
+            met[state_of_step(step["name"])] = "RETRIED" if step["attempts"] > 1 else "SUCCEEDED"
     if view["status"] in OUTCOME_STATES:
         state, how = OUTCOME_STATES[view["status"]]
         met[state] = how

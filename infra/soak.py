@@ -28,7 +28,14 @@ from sqlalchemy.exc import DBAPIError
 
 from chalicelib import audit, cache, catalogue, db, executions, idempotency, invariants, sagas
 from chalicelib.config import get_settings
-from chalicelib.contracts import PURCHASE_STEPS, RETURN_STEPS, PurchaseRequest, ReturnRequest, SagaRequest
+from chalicelib.contracts import (
+    PURCHASE_STEPS,
+    RETURN_STEPS,
+    PurchaseRequest,
+    ReturnRequest,
+    SagaRequest,
+    step_of_state,
+)
 from chalicelib.models import AuditEvent, Base, Saga
 from infra.local_engine import Handler, LocalEngine, _import_handler
 from infra.redis_server import PrivateRedis
@@ -205,7 +212,7 @@ def check(tally: Tally) -> list[str]:
     for saga_id in tally.saga_ids:
         history = executions.execution_history(str(rows[saga_id]))
         for state, attempts in executions.states_entered(history):
-            step = "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
+            step = step_of_state(state)
             if attempts and audited[(saga_id, step)] < attempts:
                 problems.append(f"saga {saga_id}: {step} ran {attempts} time(s), audited {audited[(saga_id, step)]}")
         cached = cache.cached_status(saga_id)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chalicelib import audit, db, executions, invariants, sagas
-from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest
+from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest, step_of_state
 from chalicelib.models import AuditEvent, Product, Saga
 from infra.local_engine import LocalEngine
 
@@ -85,13 +85,9 @@ def assert_consistent() -> None:
     assert broken == []
 
 
-def snake_case(state: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
-
-
 def assert_every_attempt_audited(run: SagaRun) -> None:
     """Each Task attempt in the execution history has its row in the audit log, and no more."""
-    from_history = {snake_case(state): attempts for state, attempts in run.path if attempts}
+    from_history = {step_of_state(state): attempts for state, attempts in run.path if attempts}
     assert audited_attempts(run.saga_id) == from_history
 
 

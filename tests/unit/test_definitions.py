@@ -14,10 +14,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from statelint.linter import Linter
 
 from chalicelib import errors
-from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent
+from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
 from chalicelib.steps import ENDS_SAGA_ON_SUCCESS
 from infra.local_engine import ROOT, load_template
-from tests.helpers import snake_case
 
 Definition = dict[str, Any]
 State = dict[str, Any]
@@ -58,7 +57,7 @@ def _tasks(definition: Definition) -> dict[str, State]:
 
 
 def _is_compensation(name: str) -> bool:
-    return snake_case(name) in COMPENSATIONS
+    return step_of_state(name) in COMPENSATIONS
 
 
 def _forward_tasks(definition: Definition) -> dict[str, State]:
@@ -144,7 +143,7 @@ def test_each_task_invokes_the_function_named_after_its_state(machine: str, defi
         module_name, _, handler_name = function["Properties"]["Handler"].rpartition(".")
 
         assert (attribute, function["Type"]) == ("Arn", "AWS::Serverless::Function"), name
-        assert module_name == f"functions.{snake_case(name)}"
+        assert module_name == f"functions.{step_of_state(name)}"
         assert callable(getattr(importlib.import_module(module_name), handler_name)), name
 
 
@@ -232,10 +231,10 @@ def test_forward_steps_send_no_retry_limit(definition: Definition) -> None:
 
 
 def test_every_compensation_of_the_contracts_is_a_state() -> None:
-    states = {snake_case(name) for machine in MACHINES for name in _definition(machine)["States"]}
+    states = {step_of_state(name) for machine in MACHINES for name in _definition(machine)["States"]}
 
     assert states >= COMPENSATIONS
-    assert {snake_case(name) for name in UNDOES} == COMPENSATIONS
+    assert {step_of_state(name) for name in UNDOES} == COMPENSATIONS
 
 
 def test_every_catch_keeps_the_input_and_goes_to_an_existing_state(definition: Definition) -> None:
@@ -320,7 +319,9 @@ def test_a_failed_step_undoes_every_earlier_step(definition: Definition) -> None
 def test_the_steps_that_end_a_saga_lead_to_its_outcome_state() -> None:
     tasks = {name: state for machine in MACHINES for name, state in _tasks(_definition(machine)).items()}
     leading_to_outcome = {
-        snake_case(name): state["Next"] for name, state in tasks.items() if state.get("Next") in OUTCOME_STATES.values()
+        step_of_state(name): state["Next"]
+        for name, state in tasks.items()
+        if state.get("Next") in OUTCOME_STATES.values()
     }
 
     expected = {step: OUTCOME_STATES[status] for step, status in ENDS_SAGA_ON_SUCCESS.items()}
