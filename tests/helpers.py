@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,3 +105,15 @@ def final_view(client: Any, saga_id: str, timeout: float = 60.0) -> dict[str, An
             return dict(view)
         time.sleep(0.02)
     raise AssertionError(f"saga {saga_id} did not end in {timeout} s")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a tool run as a subprocess against the given data stores (and nothing inherited)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL")}
+    env |= {"DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), **extra}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env

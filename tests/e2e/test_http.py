@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from chalicelib import catalogue, db
 from chalicelib.models import Saga
 from infra.ports import free_loopback_port
 from tests.conftest import Backend
-from tests.helpers import FINAL_STATUSES, assert_consistent
+from tests.helpers import FINAL_STATUSES, assert_consistent, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,15 +97,7 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
         uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
     port = free_loopback_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL")}
-    env |= {
-        "PORT": str(port),
-        "DATABASE_URL": backend.database_url,
-        "SAGA_ALLOW_FAULTS": "true",
-        "PYTHONPATH": str(ROOT),
-    }
-    if backend.redis_url:
-        env["REDIS_URL"] = backend.redis_url
+    env = child_env(backend.database_url, backend.redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true")
     running = Server(env, port, tmp_path / "server.log")
     running.start()
     try:

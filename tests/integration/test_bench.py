@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = {
@@ -23,8 +24,7 @@ STEPS = {
 
 
 def test_bench_writes_every_figure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'bench.db'}", "PYTHONPATH": str(ROOT)}
+    env = child_env(f"sqlite:///{tmp_path / 'bench.db'}")
     results_file = ROOT / "bench" / "results.json"
     before = results_file.read_bytes() if results_file.exists() else None
     try:

@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import child_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL")}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "SAGA_ALLOW_FAULTS": "true", "PYTHONPATH": str(ROOT)}
+    env = child_env(f"sqlite:///{tmp_path / 'demo.db'}", SAGA_ALLOW_FAULTS="true")
 
     done = subprocess.run(
         [sys.executable, "-m", "infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from chalicelib.models import Payment, Product, Reservation, Saga
 from functions import confirm_sale, process_payment, refund_payment, reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, final_view, finish, lambda_context, purchase, status_history
+from tests.helpers import assert_consistent, child_env, final_view, finish, lambda_context, purchase, status_history
 
 ROOT = Path(__file__).resolve().parents[2]
 LOST = "arn:aws:states:us-east-1:123456789012:execution:PurchaseSagaStateMachine:lost"
@@ -184,10 +183,7 @@ def test_the_operator_commands_retry_and_recover(backend: Backend, engine: Local
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
     cut = _recorded(purchase())
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"DATABASE_URL": backend.database_url, "SAGA_ALLOW_FAULTS": "true", "PYTHONPATH": str(ROOT)}
-    if backend.redis_url:
-        env["REDIS_URL"] = backend.redis_url
+    env = child_env(backend.database_url, backend.redis_url, SAGA_ALLOW_FAULTS="true")
 
     retried = operate(env, "retry", failed)
     recovered = operate(env, "recover")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_short_soak_keeps_every_invariant(postgres_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"DATABASE_URL": postgres_url, "PYTHONPATH": str(ROOT)}
+    env = child_env(postgres_url)
 
     done = subprocess.run(
         [sys.executable, "-m", "infra.soak", "--count", "100", "--concurrency", "8", "--seed", "11"],
