@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,8 +92,26 @@ def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Backend
         catalogue.seed(uow.session)
         uow.commit()
     yield chosen
+    _let_running_executions_end()
     settings.database_url, settings.redis_url, settings.allow_faults = saved
     _reset_adapters()
+
+
+def _let_running_executions_end(timeout_seconds: float = 60.0) -> None:
+    """A test may start sagas it does not wait for; they must not write into the next test's emptied tables."""
+    settings = get_settings()
+    machines = [arn for arn in (settings.purchase_state_machine_arn, settings.return_state_machine_arn) if arn]
+    deadline = time.monotonic() + timeout_seconds
+    while machines and time.monotonic() < deadline:
+        client = executions.sfn_client()
+        running = [
+            execution
+            for arn in machines
+            for execution in client.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+        ]
+        if not running:
+            return
+        time.sleep(0.05)
 
 
 def _reset_adapters() -> None:
