@@ -15,6 +15,7 @@ SIGNED = IAMAuthorizer()
 """Routes that start sagas need SigV4-signed requests on API Gateway (chalice local lets them through)."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
+app.register_middleware(http.observe_requests, "http")
 app.register_middleware(http.answer_errors_as_json, "http")
 
 

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chalicelib import cache, catalogue, db, idempotency
+from chalicelib import cache, catalogue, db, idempotency, observability
 from chalicelib.config import get_settings
 from infra import cost
+
+REPORT = sys.stdout
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
@@ -42,7 +44,11 @@ def choose_backend() -> str:
             admin.dispose()
             settings.database_url, settings.redis_url = LOCAL_POSTGRES + "saga_bench", LOCAL_REDIS
         except Exception as error:  # any failure means no local servers: use the embedded default
-            print(f"PostgreSQL/Redis on 127.0.0.1 not reachable ({error}); using the embedded default.")
+            print(
+                f"PostgreSQL/Redis on 127.0.0.1 not reachable ({error}); using the embedded default.",
+                file=REPORT,
+                flush=True,
+            )
     db.reset_engine()
     cache.reset_redis()
     idempotency.reset_idempotency()
@@ -54,6 +60,13 @@ def choose_backend() -> str:
     return f"{database} + {settings.effective_redis_url or 'in-process Redis stand-in'}"
 
 
+def _discard_handler_output() -> None:
+    """Handlers log and emit EMF records on stdout as in Lambda, and pay for it; the report alone is shown."""
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
+    observability.logger.registered_handler.setStream(sink)
+    sys.stdout = sink
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200, help="warm calls per step and variant (200)")
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    _discard_handler_output()
 
     from bench import cold_start, step_overhead, throughput
 
@@ -75,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(f"Backend: {backend}\nMachine: {machine}")
-    print("1/4 step overhead ...", flush=True)
+    print(f"Backend: {backend}\nMachine: {machine}", file=REPORT, flush=True)
+    print("1/4 step overhead ...", file=REPORT, flush=True)
     steps = step_overhead.run(args.calls)
-    print("2/4 cold start ...", flush=True)
+    print("2/4 cold start ...", file=REPORT, flush=True)
     cold = cold_start.run(args.cold_repeats)
-    print("3/4 throughput ...", flush=True)
+    print("3/4 throughput ...", file=REPORT, flush=True)
     load = throughput.run(args.sagas)
-    print("4/4 transitions and cost ...", flush=True)
+    print("4/4 transitions and cost ...", file=REPORT, flush=True)
     paths = cost.measure_all(args.cost_count)
     results = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -96,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "prices_as_published": cost.PRICES_READ_ON,
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(render(results))
-    print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    print(render(results), file=REPORT, flush=True)
+    written = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
+    print(f"written to {written}", file=REPORT, flush=True)
     return 0
 
 

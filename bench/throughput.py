@@ -50,7 +50,7 @@ def _ours(engine: LocalEngine, token: str) -> float:
 def _floor(engine: LocalEngine, token: str) -> float:
     saga_id = uuid.uuid4().hex
     started = time.perf_counter()
-    arn = executions.start_execution("purchase", saga_id, {"saga_id": saga_id, "token": token})
+    arn = executions.start_execution("purchase", saga_id, {"saga_id": saga_id, "correlation_id": saga_id})
     engine.wait(arn, timeout_seconds=300, poll_seconds=POLL_SECONDS)
     return time.perf_counter() - started
 

@@ -20,12 +20,17 @@ def new_saga_id() -> str:
 
 
 def create_saga(
-    session: Session, request: SagaRequest, idempotency_key: str | None = None, request_hash: str | None = None
+    session: Session,
+    request: SagaRequest,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    correlation_id: str | None = None,
 ) -> Saga:
     saga = Saga(
         id=new_saga_id(),
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        correlation_id=correlation_id,
         type=request.saga_type(),
         status=SagaStatus.RUNNING,
         input=request.model_dump(mode="json"),

@@ -7,7 +7,6 @@ stored under that version. A view is served only when its version is the current
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from functools import lru_cache
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 import redis
 
 from chalicelib.config import get_settings
-
-logger = logging.getLogger(__name__)
+from chalicelib.observability import logger, traced
 
 STATUS_KEY = "saga:{saga_id}:status"
 VIEW_KEY = "saga:{saga_id}:view:{version}"
@@ -58,7 +56,7 @@ def cache_status(saga_id: str, status: str, version: int) -> None:
     """Write the saga's status to Redis unless a newer version is there: writes may arrive out of order."""
     key = STATUS_KEY.format(saga_id=saga_id)
     value = json.dumps({"status": status, "version": version})
-    with get_redis().pipeline() as pipeline:
+    with traced("redis", namespace="remote", operation="cache status"), get_redis().pipeline() as pipeline:
         while True:
             try:
                 pipeline.watch(key)  # type: ignore[no-untyped-call]
@@ -79,7 +77,8 @@ def cached_status(saga_id: str) -> dict[str, Any] | None:
     try:
         if _unwritten:
             _write_unwritten()
-        raw = get_redis().get(STATUS_KEY.format(saga_id=saga_id))
+        with traced("redis", namespace="remote", operation="read status"):
+            raw = get_redis().get(STATUS_KEY.format(saga_id=saga_id))
     except redis.RedisError:
         logger.warning("status cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
         return None
@@ -105,7 +104,8 @@ def cached_view(saga_id: str) -> dict[str, Any] | None:
     if status is None:
         return None
     try:
-        raw = get_redis().get(VIEW_KEY.format(saga_id=saga_id, version=status["version"]))
+        with traced("redis", namespace="remote", operation="read view"):
+            raw = get_redis().get(VIEW_KEY.format(saga_id=saga_id, version=status["version"]))
     except redis.RedisError:
         logger.warning("view cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
         return None
@@ -121,6 +121,7 @@ def store_view(saga_id: str, status: str, version: int, view: dict[str, Any]) ->
         status_value = json.dumps({"status": status, "version": version})
         pipeline.set(STATUS_KEY.format(saga_id=saga_id), status_value, ex=ttl, nx=True)
         pipeline.set(VIEW_KEY.format(saga_id=saga_id, version=version), json.dumps(view), ex=ttl)
-        pipeline.execute()
+        with traced("redis", namespace="remote", operation="store view"):
+            pipeline.execute()
     except redis.RedisError:
         logger.warning("could not cache the view of saga %s", saga_id, exc_info=True)

@@ -62,6 +62,10 @@ def state_of_step(step: str) -> str:
     return "".join(part.capitalize() for part in step.split("_"))
 
 
+def saga_type_of(step: str) -> SagaType:
+    return "purchase" if step in PURCHASE_STEPS else "return"
+
+
 def action_of(step: str) -> Action:
     return Action.COMPENSATE if step in COMPENSATIONS else Action.EXECUTE
 
@@ -127,6 +131,8 @@ class StepEvent(BaseModel):
     saga_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
     retry_count: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
     retry_limit: Annotated[int, Field(strict=True, ge=0, le=100)] | None = None
+    correlation_id: Identifier | None = None
+    """The id of the request that started (or retried) the saga, carried into every step's logs and traces."""
 
     @property
     def attempt(self) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from chalicelib import observability
 from chalicelib.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "migrations"
@@ -20,11 +21,37 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _serialise_sqlite_writers(engine, sqlite_foreign_keys)
-        return engine
-    connect_args = {"ssl_context": True} if get_settings().database_tls else {}
-    return create_engine(
-        url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
-    )
+    else:
+        connect_args = {"ssl_context": True} if get_settings().database_tls else {}
+        engine = create_engine(
+            url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
+        )
+    _trace_queries(engine)
+    return engine
+
+
+def _trace_queries(engine: Engine) -> None:
+    """Each statement a subsegment named by the database (`postgresql`, `sqlite`) when tracing is on."""
+    database = engine.dialect.name
+    url = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        subsegment = observability.begin_traced(database, namespace="remote")
+        if subsegment is not None:
+            subsegment.set_sql({"database_type": database, "url": url, "sanitized_query": statement})
+            connection.info.setdefault("subsegments", []).append(subsegment)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(connection: Any, *_: Any) -> None:
+        if connection.info.get("subsegments"):
+            observability.end_traced(connection.info["subsegments"].pop())
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        subsegments = context.connection.info.get("subsegments") if context.connection is not None else None
+        if subsegments:
+            observability.end_traced(subsegments.pop(), context.original_exception)
 
 
 def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:

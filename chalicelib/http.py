@@ -6,8 +6,8 @@ Every error leaves as JSON `{"error", "message", "details"}`; nothing a client s
 from __future__ import annotations
 
 import json
-import logging
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar, cast
 
@@ -17,14 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from chalicelib import catalogue, executions, recovery, saga_page, sagas
 from chalicelib.contracts import IDENTIFIER_PATTERN, SagaRequest, SagaStatus, SagaType
 from chalicelib.models import Saga
+from chalicelib.observability import Stopwatch, current_keys, logger, saga_scope, traced
 from chalicelib.views import ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
-
-logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 """Step Functions' limit on an execution's input."""
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+CORRELATION_HEADER = "X-Correlation-Id"
 SAGA_ID = re.compile(r"[0-9a-f]{32}")
 IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 """Path parameters that cannot name anything are 404 before any query (PostgreSQL refuses NUL bytes)."""
@@ -58,7 +58,7 @@ class SagaListQuery(BaseModel):
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
     saga_request, key = _parse_both(lambda: parse_body(request, model), lambda: idempotency_key(request.headers))
     try:
-        saga = sagas.start_saga(saga_request, executions.start_execution, key)
+        saga = sagas.start_saga(saga_request, executions.start_execution, key, correlation_id())
     except sagas.FaultsNotAllowed as error:
         raise _bad("faults", str(error)) from None
     except sagas.IdempotencyKeyReused as error:
@@ -80,7 +80,8 @@ def get_saga(saga_id: str) -> dict[str, Any]:
 
 def retry_saga(saga_id: str) -> Response:
     try:
-        saga = recovery.retry_failed(saga_id, executions.start_execution) if SAGA_ID.fullmatch(saga_id) else None
+        known = SAGA_ID.fullmatch(saga_id)
+        saga = recovery.retry_failed(saga_id, executions.start_execution, correlation_id()) if known else None
     except recovery.NotRetryable as error:
         raise ApiError(409, "NotRetryable", str(error)) from None
     if saga is None:
@@ -189,6 +190,40 @@ def _found(view: type[BaseModel], data: dict[str, Any] | None, message: str) -> 
     if data is None:
         raise ApiError(404, "NotFound", message)
     return view.model_validate(data).model_dump(mode="json")
+
+
+def correlation_id() -> str | None:
+    """The current request's correlation id (set by `observe_requests`)."""
+    return current_keys().get("correlation_id")
+
+
+def observe_requests(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice middleware: one log line and one trace subsegment per request, under its correlation id.
+
+    The id is the caller's X-Correlation-Id when it is a plain identifier, else API Gateway's request id; it is
+    echoed in the answer and passed on to the sagas the request starts.
+    """
+    given = request.headers.get(CORRELATION_HEADER.lower()) or ""
+    request_id = (request.context or {}).get("requestId") or uuid.uuid4().hex
+    correlation = given if IDENTIFIER.fullmatch(given) else str(request_id)
+    saga_id = (request.uri_params or {}).get("saga_id")
+    watch = Stopwatch()
+    with saga_scope(correlation_id=correlation, saga_id=saga_id if saga_id and SAGA_ID.fullmatch(saga_id) else None):
+        with traced(f"## {request.method} {request.path}"):
+            response = get_response(request)
+        response.headers[CORRELATION_HEADER] = correlation
+        body = response.body if isinstance(response.body, dict) else {}
+        logger.info(
+            "request answered",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status_code": response.status_code,
+                "latency_ms": watch.milliseconds,
+                **({"started_saga_id": body["saga_id"]} if response.status_code == 202 and "saga_id" in body else {}),
+            },
+        )
+    return response
 
 
 def answer_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -> Response:

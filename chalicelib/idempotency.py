@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import warnings
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.persistence.cache import CacheClientProtocol, CachePersistenceLayer
 
 from chalicelib.cache import get_redis
+from chalicelib.observability import traced
 
 RECORD_TTL_SECONDS = 3600
+
+
+class TracedCachePersistenceLayer(CachePersistenceLayer):
+    """Powertools' Redis layer, each of its record operations a `redis` subsegment when tracing is on."""
+
+    def _get_record(self, idempotency_key: Any) -> Any:
+        with traced("redis", namespace="remote", operation="idempotency get"):
+            return super()._get_record(idempotency_key)
+
+    def _put_record(self, data_record: Any) -> None:
+        with traced("redis", namespace="remote", operation="idempotency put"):
+            super()._put_record(data_record)
+
+    def _update_record(self, data_record: Any) -> None:
+        with traced("redis", namespace="remote", operation="idempotency update"):
+            super()._update_record(data_record)
+
+    def _delete_record(self, data_record: Any) -> None:
+        with traced("redis", namespace="remote", operation="idempotency delete"):
+            super()._delete_record(data_record)
 
 
 @cache
@@ -20,7 +41,7 @@ def persistence_layer(step: str) -> CachePersistenceLayer:
     with warnings.catch_warnings():
         # Powertools 3.x names CachePersistenceLayer as the successor but still warns on the shared class.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return CachePersistenceLayer(client=cast(CacheClientProtocol, get_redis()))
+        return TracedCachePersistenceLayer(client=cast(CacheClientProtocol, get_redis()))
 
 
 @cache

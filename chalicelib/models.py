@@ -142,6 +142,7 @@ class Saga(Base):
     execution_arn: Mapped[str | None] = mapped_column(String(256))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
     input: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -149,6 +150,15 @@ class Saga(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - read once by SQLAlchemy
+
+    def execution_input(self, correlation_id: str | None = None) -> dict[str, Any]:
+        """What its state machine starts with; every Task passes `saga_id` and `correlation_id` on to its step."""
+        return {
+            "saga_id": self.id,
+            "type": self.type,
+            "request": self.input,
+            "correlation_id": correlation_id or self.correlation_id or self.id,
+        }
 
 
 class AuditEvent(Base):

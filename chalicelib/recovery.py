@@ -56,7 +56,7 @@ class NotRetryable(ValueError):
     """Only a FAILED saga's compensation can be retried."""
 
 
-def retry_failed(saga_id: str, start_execution: StartExecution) -> Saga | None:
+def retry_failed(saga_id: str, start_execution: StartExecution, correlation_id: str | None = None) -> Saga | None:
     """Once the cause of a failed compensation is fixed: run the saga's compensations again. None if unknown.
 
     The saga moves FAILED -> COMPENSATING; in the new execution its forward steps refuse to act
@@ -71,14 +71,17 @@ def retry_failed(saga_id: str, start_execution: StartExecution) -> Saga | None:
         audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
     cache.write_through(saga.id, saga.status, saga.version)
-    run_again(saga, start_execution, "retry")
+    run_again(saga, start_execution, "retry", correlation_id)
     return saga
 
 
-def run_again(saga: Saga, start_execution: StartExecution, reason: str) -> str:
-    """Start a new execution of the saga's state machine (its first keeps the saga id as its name)."""
+def run_again(saga: Saga, start_execution: StartExecution, reason: str, correlation_id: str | None = None) -> str:
+    """Start a new execution of the saga's state machine (its first keeps the saga id as its name).
+
+    Its steps log `correlation_id` (the retry request's), else the id of the request that started the saga.
+    """
     name = saga.id if saga.execution_arn is None else f"{saga.id}-{reason}-{uuid.uuid4().hex[:8]}"
-    arn = start_execution(saga.type, name, {"saga_id": saga.id, "type": saga.type, "request": saga.input})
+    arn = start_execution(saga.type, name, saga.execution_input(correlation_id))
     with UnitOfWork() as uow:
         uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
         uow.commit()

@@ -17,7 +17,9 @@ from chalicelib import audit, cache
 from chalicelib.config import get_settings
 from chalicelib.contracts import SagaRequest
 from chalicelib.db import UnitOfWork
+from chalicelib.metric_names import SAGAS_STARTED
 from chalicelib.models import Saga
+from chalicelib.observability import emit, saga_scope
 
 CURSOR_YEARS = (2000, 9000)
 """Years a cursor may name: well inside what every database and driver converts without overflow."""
@@ -37,7 +39,12 @@ class BadCursor(ValueError):
     """A listing cursor that this service did not hand out."""
 
 
-def start_saga(request: SagaRequest, start_execution: StartExecution, idempotency_key: str | None = None) -> Saga:
+def start_saga(
+    request: SagaRequest,
+    start_execution: StartExecution,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+) -> Saga:
     """Record the saga as RUNNING, then start its execution, named by the saga id.
 
     The same idempotency key with the same request returns the saga it started (starting its execution if an
@@ -50,8 +57,10 @@ def start_saga(request: SagaRequest, start_execution: StartExecution, idempotenc
     if saga is None:
         try:
             with UnitOfWork() as uow:
-                saga = audit.create_saga(uow.session, request, idempotency_key, request_hash)
+                saga = audit.create_saga(uow.session, request, idempotency_key, request_hash, correlation_id)
                 uow.commit()
+            with saga_scope(saga_id=saga.id, saga_type=saga.type):
+                emit(SAGAS_STARTED, SagaType=saga.type)
         except IntegrityError:
             saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
             if saga is None:
@@ -59,7 +68,7 @@ def start_saga(request: SagaRequest, start_execution: StartExecution, idempotenc
     if saga.execution_arn:
         return saga
     cache.write_through(saga.id, saga.status, saga.version)
-    arn = start_execution(saga.type, saga.id, {"saga_id": saga.id, "type": saga.type, "request": saga.input})
+    arn = start_execution(saga.type, saga.id, saga.execution_input())
     with UnitOfWork() as uow:
         # A plain UPDATE: the execution's first step may already be writing this saga (and its version).
         uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))

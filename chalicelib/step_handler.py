@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from pydantic import ValidationError
 
-from chalicelib.contracts import StepEvent
+from chalicelib.contracts import StepEvent, saga_type_of
 from chalicelib.errors import InvalidStepEvent
 from chalicelib.idempotency import idempotency_config, persistence_layer
+from chalicelib.metric_names import STEP_FAILURES, STEP_LATENCY
+from chalicelib.observability import Stopwatch, emit, logger, saga_scope, traced
 from chalicelib.steps import StepFunction, run_step
-
-logger = logging.getLogger(__name__)
 
 
 def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
-    """Entry point body shared by the step Lambdas; raises the step's error by name on failure."""
-    parsed = parse_event(event)
+    """Entry point body shared by the step Lambdas; raises the step's error by name on failure.
+
+    Logs one line per attempt, traces it as the subsegment `## <step>` and measures its latency and failures.
+    """
+    name = step.__name__
+    watch = Stopwatch()
+    request_id = getattr(context, "aws_request_id", None)
+    keys = {"step": name, "saga_type": saga_type_of(name), "function_request_id": request_id}
+    try:
+        parsed = parse_event(event)
+    except InvalidStepEvent as error:
+        with saga_scope(**keys):
+            _failed(name, error, watch)
+        raise
+    scope = saga_scope(saga_id=parsed.saga_id, attempt=parsed.attempt, correlation_id=parsed.correlation_id, **keys)
+    with scope, traced(f"## {name}"):
+        try:
+            result = _run_once(step, parsed, context)
+        except Exception as error:
+            _failed(name, error, watch)
+            raise
+        emit(STEP_LATENCY, watch.milliseconds, Step=name)
+        logger.info("step succeeded", extra={"latency_ms": watch.milliseconds})
+        return result
+
+
+def _failed(name: str, error: Exception, watch: Stopwatch) -> None:
+    emit(STEP_LATENCY, watch.milliseconds, Step=name)
+    emit(STEP_FAILURES, Step=name)
+    logger.warning(
+        "step failed",
+        extra={"latency_ms": watch.milliseconds, "error_type": type(error).__name__, "error_message": str(error)},
+    )
+
+
+def _run_once(step: StepFunction, parsed: StepEvent, context: Any) -> dict[str, Any]:
+    """The step, once per (saga, step) through Powertools idempotency, or on the database alone if Redis is out."""
     config = idempotency_config(step.__name__)
     if context is not None:
         config.register_lambda_context(context)
@@ -37,12 +71,7 @@ def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
         return cast(dict[str, Any], run_once(event=parsed.model_dump(mode="json")))
     except IdempotencyPersistenceLayerError:
         # Redis is out: the saga's unique rows in the database still make the step take effect once.
-        logger.warning(
-            "idempotency store unreachable; running %s for saga %s on the database alone",
-            step.__name__,
-            parsed.saga_id,
-            exc_info=True,
-        )
+        logger.warning("idempotency store unreachable; running the step on the database alone", exc_info=True)
         return run_step(step, parsed)
 
 

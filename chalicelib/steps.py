@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,9 @@ from chalicelib import audit, cache, faults
 from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent
 from chalicelib.db import UnitOfWork
 from chalicelib.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
+from chalicelib.metric_names import COMPENSATIONS_FAILED, COMPENSATIONS_RUN, SAGAS_ENDED
 from chalicelib.models import Saga
-
-logger = logging.getLogger(__name__)
+from chalicelib.observability import emit, logger
 
 RECORD_TRIES = 3
 
@@ -49,8 +48,7 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
             audit.record_attempt(uow.session, saga, name, event.attempt, payload=result)
-            if name in ENDS_SAGA_ON_SUCCESS:
-                audit.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
+            ended = name in ENDS_SAGA_ON_SUCCESS and audit.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
             uow.commit()
     except (sa_exc.IntegrityError, orm_exc.StaleDataError) as error:
         conflict = ConcurrentUpdate(f"{name}: {getattr(error, 'orig', error)}")
@@ -65,7 +63,16 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
         _record_failure(name, event, error)
         raise
     cache.write_through(saga.id, saga.status, saga.version)
+    if name in COMPENSATIONS:
+        emit(COMPENSATIONS_RUN, Step=name)
+    if ended:
+        _saga_ended(saga)
     return result
+
+
+def _saga_ended(saga: Saga) -> None:
+    emit(SAGAS_ENDED, SagaType=saga.type, Outcome=saga.status)
+    logger.info("saga ended", extra={"outcome": saga.status, "result": saga.result})
 
 
 def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
@@ -74,7 +81,7 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
         return
     for tries_left in reversed(range(RECORD_TRIES)):
         try:
-            saga = _record_failure_once(name, event, error)
+            saga, ended = _record_failure_once(name, event, error)
             break
         except (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError):
             # The pool may hold more connections the server dropped; each try takes the next one.
@@ -85,21 +92,28 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
             logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
             return
     cache.write_through(saga.id, saga.status, saga.version)
+    if ended and saga.status == SagaStatus.FAILED:
+        emit(COMPENSATIONS_FAILED, Step=name)
+    if ended:
+        _saga_ended(saga)
 
 
-def _record_failure_once(name: str, event: StepEvent, error: Exception) -> Saga:
+def _record_failure_once(name: str, event: StepEvent, error: Exception) -> tuple[Saga, bool]:
+    """The saga, and whether this failure ended it."""
+    ended = False
     with UnitOfWork() as uow:
         saga = _load_saga(uow.session, event.saga_id)
         audit.record_attempt(uow.session, saga, name, event.attempt, error=error)
         if isinstance(error, REJECTIONS):
-            audit.set_status(uow.session, saga, SagaStatus.REJECTED)
+            ended = audit.set_status(uow.session, saga, SagaStatus.REJECTED)
         elif name in COMPENSATIONS:
             audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
             if event.is_last_attempt and audit.set_status(uow.session, saga, SagaStatus.FAILED):
                 error_details = {"type": type(error).__name__, "message": str(error)}
                 saga.result = {"failed_compensation": name, "error": error_details}
+                ended = True
         uow.commit()
-    return saga
+    return saga, ended
 
 
 def _load_saga(session: Session, saga_id: str) -> Saga:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import catalogue, db, executions, payments, sagas
+from chalicelib import catalogue, db, executions, observability, payments, sagas
 from chalicelib.config import get_settings
 from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.models import Saga
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    observability.quiet()
     settings = get_settings()
     settings.allow_faults = True
     db.migrate()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from chalicelib import catalogue, db, executions, invariants, payments, sagas
+from chalicelib import catalogue, db, executions, invariants, observability, payments, sagas
 from chalicelib.config import get_settings
 from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
 from chalicelib.models import Order, Payment, Product, Refund, Saga
@@ -82,6 +82,7 @@ SCENARIOS = (
 def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    observability.quiet()
     settings = get_settings()
     if not settings.allow_faults:
         print("The demo injects faults: run it with SAGA_ALLOW_FAULTS=true (make demo does).", file=sys.stderr)

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from chalicelib import db, executions, recovery
+from chalicelib import db, executions, observability, recovery
 from chalicelib.models import Saga
 from infra.local_engine import LocalEngine
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    observability.quiet()
     db.migrate()
     with LocalEngine():
         if args.command == "recover":

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from chalicelib import audit, cache, catalogue, db, executions, idempotency, invariants, sagas
+from chalicelib import audit, cache, catalogue, db, executions, idempotency, invariants, observability, sagas
 from chalicelib.config import get_settings
 from chalicelib.contracts import (
     PURCHASE_STEPS,
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicate-rate", type=float, default=0.1, help="share of deliveries made twice")
     args = parser.parse_args(argv)
     logging.disable(logging.ERROR)  # dropped connections and injected faults log tracebacks the soak expects
+    observability.quiet()
 
     settings = get_settings()
     settings.database_url = _prepare_database(settings.database_url)

@@ -25,6 +25,8 @@ from infra.local_engine import LocalEngine
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+"""EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
 
 

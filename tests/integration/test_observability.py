@@ -1,0 +1,302 @@
+"""Logs, metrics and traces of real sagas: what an operator reads in CloudWatch Logs, metrics and X-Ray."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.core.context import Context
+from chalice.test import Client
+
+from app import app
+from chalicelib import observability, sagas
+from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE
+from functions import reserve_stock
+from infra.local_engine import LocalEngine
+from tests.conftest import Backend
+from tests.helpers import finish, lambda_context, purchase, run_saga
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the Powertools logger writes, in its own JSON format, while the test runs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(observability.logger.registered_formatter)
+    underlying = logging.getLogger(SERVICE)
+    underlying.addHandler(handler)
+    yield stream
+    underlying.removeHandler(handler)
+
+
+def _records(stream: io.StringIO, **match: Any) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [record for record in records if all(record.get(key) == value for key, value in match.items())]
+
+
+@pytest.fixture
+def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+
+
+def _emf(output: str) -> list[dict[str, Any]]:
+    blobs = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blobs.append(json.loads(line))
+    return blobs
+
+
+def _metric_counts(blobs: list[dict[str, Any]], saga_id: str) -> Counter[tuple[str, ...]]:
+    """(metric, dimension values...) -> number of EMF records of one saga."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for blob in blobs:
+        if blob.get("saga_id") != saga_id:
+            continue
+        directive = blob["_aws"]["CloudWatchMetrics"][0]
+        for metric in directive["Metrics"]:
+            dimensions = tuple(str(blob[name]) for name in directive["Dimensions"][0] if name != "service")
+            counts[(metric["Name"], *dimensions)] += 1
+    return counts
+
+
+def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlation_id(
+    backend: Backend, engine: LocalEngine, log_lines: io.StringIO
+) -> None:
+    with Client(app) as client:
+        body = {"customer_id": "c-log", "sku": "SKU-MOUSE", "quantity": 1, "payment_token": "tok_flaky"}
+        response = client.http.post("/purchases", headers=JSON | {"X-Correlation-Id": "corr-42"}, body=json.dumps(body))
+        assert response.status_code == 202
+        assert response.headers["X-Correlation-Id"] == "corr-42"
+        saga_id = response.json_body["saga_id"]
+    assert finish(engine, saga_id).status == "COMPLETED"  # the execution, and so every step's log line, ended
+
+    steps = [
+        (record["step"], record["attempt"], record["message"])
+        for record in _records(log_lines, saga_id=saga_id)
+        if record["message"].startswith("step ")
+    ]
+    assert steps == [
+        ("reserve_stock", 1, "step succeeded"),
+        ("process_payment", 1, "step failed"),
+        ("process_payment", 2, "step succeeded"),
+        ("confirm_sale", 1, "step succeeded"),
+    ]
+    for record in _records(log_lines, saga_id=saga_id):
+        assert record["service"] == SERVICE
+        assert record["correlation_id"] == "corr-42"
+        assert record["saga_type"] == "purchase"
+        assert record["level"] in {"INFO", "WARNING"}
+        assert "function_request_id" in record
+    failed = _records(log_lines, saga_id=saga_id, message="step failed")[0]
+    assert failed["error_type"] == "PaymentProviderUnavailable"
+    assert _records(log_lines, saga_id=saga_id, message="saga ended")[0]["outcome"] == "COMPLETED"
+    answered = _records(log_lines, message="request answered", correlation_id="corr-42")
+    assert [(r["method"], r["path"], r["status_code"], r["started_saga_id"]) for r in answered] == [
+        ("POST", "/purchases", 202, saga_id)
+    ]
+
+
+def test_a_bad_correlation_header_is_replaced_by_the_request_id(backend: Backend, log_lines: io.StringIO) -> None:
+    with Client(app) as client:
+        response = client.http.get("/products", headers={"X-Correlation-Id": "not an id\u00e9"})
+    correlation = response.headers["X-Correlation-Id"]
+    assert correlation and correlation != "not an id\u00e9"
+    assert _records(log_lines, message="request answered", correlation_id=correlation)
+
+
+@pytest.mark.parametrize(
+    ("request_faults", "token", "outcome", "expected"),
+    [
+        (
+            {},
+            "tok_declined",
+            "COMPENSATED",
+            {("StepFailures", "process_payment"): 1, ("CompensationsRun", "release_stock"): 1},
+        ),
+        (
+            {"process_payment": "fail", "refund_payment": "fail"},
+            "tok_visa",
+            "FAILED",
+            {
+                ("StepFailures", "process_payment"): 1,
+                ("StepFailures", "refund_payment"): 6,
+                ("CompensationsFailed", "refund_payment"): 1,
+            },
+        ),
+    ],
+)
+def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
+    backend: Backend,
+    engine: LocalEngine,
+    metrics_on: None,
+    capsys: pytest.CaptureFixture[str],
+    request_faults: dict[str, str],
+    token: str,
+    outcome: str,
+    expected: dict[tuple[str, str], int],
+) -> None:
+    capsys.readouterr()
+    run = run_saga(engine, purchase(token=token, **request_faults))
+    assert run.status == outcome
+    blobs = _emf(capsys.readouterr().out)
+
+    for blob in blobs:
+        directive = blob["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == NAMESPACE
+        assert blob["service"] == SERVICE
+        for metric in directive["Metrics"]:
+            unit, dimensions = METRICS[metric["Name"]]
+            assert metric["Unit"] == unit
+            assert [sorted(names) for names in directive["Dimensions"]] == [sorted(["service", *dimensions])]
+            [value] = blob[metric["Name"]]  # EMF values are lists
+            assert value > 0 if metric["Name"] == "StepLatency" else value == 1
+
+    counts = _metric_counts(blobs, run.saga_id)
+    assert counts[("SagasStarted", "purchase")] == 1
+    assert counts[("SagasEnded", "purchase", outcome)] == 1
+    assert sum(n for key, n in counts.items() if key[0] == "SagasEnded") == 1
+    for (metric, step), number in expected.items():
+        assert counts[(metric, step)] == number, (metric, step, counts)
+    attempts = sum(attempt for state, attempt in run.path if attempt)
+    assert sum(n for key, n in counts.items() if key[0] == "StepLatency") == attempts
+    failures = sum(n for key, n in counts.items() if key[0] == "StepFailures")
+    assert failures == sum(number for (metric, _), number in expected.items() if metric == "StepFailures")
+
+
+def test_rejected_sagas_count_as_ended_rejected(
+    backend: Backend, engine: LocalEngine, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    run = run_saga(engine, purchase(sku="SKU-NOPE"))
+    assert run.status == "REJECTED"
+    counts = _metric_counts(_emf(capsys.readouterr().out), run.saga_id)
+    assert counts[("SagasEnded", "purchase", "REJECTED")] == 1
+    assert counts[("StepFailures", "reserve_stock")] == 1
+
+
+class CapturedSegments:
+    """An X-Ray emitter that keeps what it would send to the daemon."""
+
+    def __init__(self) -> None:
+        self.entities: list[dict[str, Any]] = []
+
+    def send_entity(self, entity: Any) -> None:
+        self.entities.append(json.loads(entity.serialize()))
+
+    def set_daemon_address(self, address: str | None) -> None:
+        pass
+
+    def start_saga(self, correlation_id: str | None = None) -> str:
+        """A saga recorded as started, under a segment of its own that is then forgotten."""
+        xray_recorder.begin_segment("setup")
+        try:
+            saga = sagas.start_saga(purchase(), lambda _type, name, _input: f"arn:test:{name}", None, correlation_id)
+        finally:
+            xray_recorder.end_segment()
+        self.entities.clear()
+        return saga.id
+
+    def tree(self) -> dict[str, Any]:
+        """The one segment sent, with its subsegments nested (X-Ray may stream finished ones separately)."""
+        by_id = {entity["id"]: entity for entity in self.entities}
+        for entity in self.entities:
+            for child in entity.get("subsegments", []):
+                by_id.setdefault(child["id"], child)
+        roots = [entity for entity in self.entities if entity.get("type") != "subsegment"]
+        assert len(roots) == 1, [entity["name"] for entity in self.entities]
+        for entity in self.entities:
+            if entity.get("type") == "subsegment":
+                parent = by_id[entity["parent_id"]]
+                siblings = parent.setdefault("subsegments", [])
+                if all(sibling["id"] != entity["id"] for sibling in siblings):
+                    siblings.append(entity)
+        return roots[0]
+
+
+@pytest.fixture
+def captured_traces(monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedSegments]:
+    """Tracing on as in Lambda, with segments kept in memory instead of sent to a daemon."""
+    captured = CapturedSegments()
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)
+    xray_recorder.configure(
+        context=Context(context_missing="RUNTIME_ERROR"), emitter=captured, sampling=False, streaming_threshold=10_000
+    )
+    observability.reset_tracer()
+    assert observability.tracer() is not None
+    yield captured
+    observability.reset_tracer()
+    xray_recorder.configure(context=Context(context_missing="LOG_ERROR"))
+
+
+def _subsegments(entity: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for child in entity.get("subsegments", []):
+        yield child
+        yield from _subsegments(child)
+
+
+def test_a_step_is_traced_with_database_and_redis_subsegments_annotated_with_the_saga_id(
+    backend: Backend, captured_traces: CapturedSegments
+) -> None:
+    saga_id = captured_traces.start_saga(correlation_id="corr-7")
+    xray_recorder.begin_segment("reserve_stock-invocation")
+    try:
+        event = {"saga_id": saga_id, "retry_count": 0, "correlation_id": "corr-7"}
+        reserve_stock.lambda_handler(event, lambda_context())
+    finally:
+        xray_recorder.end_segment()
+
+    segment = captured_traces.tree()
+    [step] = [sub for sub in segment["subsegments"] if sub["name"] == "## reserve_stock"]
+    assert step["annotations"] == {"saga_id": saga_id, "correlation_id": "corr-7"}
+    inner = list(_subsegments(step))
+    database = "sqlite" if backend.name == "embedded" else "postgresql"
+    queries = [sub for sub in inner if sub["name"] == database]
+    redis_calls = [sub for sub in inner if sub["name"] == "redis"]
+    assert queries and redis_calls, [sub["name"] for sub in inner]
+    assert {sub["name"] for sub in inner} == {database, "redis"}
+    for sub in queries + redis_calls:
+        assert sub["namespace"] == "remote"
+        assert sub["annotations"]["saga_id"] == saga_id
+        assert sub["end_time"] >= sub["start_time"]
+    assert any("UPDATE products" in sub["sql"]["sanitized_query"] for sub in queries)
+    assert all("password" not in json.dumps(sub["sql"]) for sub in queries)
+    operations = [sub["metadata"][SERVICE]["operation"] for sub in redis_calls]
+    assert "idempotency put" in operations and "cache status" in operations
+
+
+def test_an_api_request_is_traced_under_its_route(backend: Backend, captured_traces: CapturedSegments) -> None:
+    saga_id = captured_traces.start_saga()
+    xray_recorder.begin_segment("api-invocation")
+    try:
+        with Client(app) as client:
+            assert client.http.get(f"/sagas/{saga_id}").status_code == 200
+    finally:
+        xray_recorder.end_segment()
+
+    segment = captured_traces.tree()
+    [route] = segment["subsegments"]
+    assert route["name"] == "## GET /sagas/{saga_id}"
+    assert route["annotations"]["saga_id"] == saga_id
+    assert {sub["name"] for sub in _subsegments(route)} >= {"redis"}
+
+
+def test_tracing_is_off_outside_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
+    observability.reset_tracer()
+    assert observability.tracer() is None
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    observability.reset_tracer()
+    assert observability.tracer() is None
+    observability.reset_tracer()
