@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run recover retry soak package cost bench diagrams clean
+.PHONY: demo test lint migrate run recover retry soak package cost bench diagrams dashboards clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ soak: $(VENV)/.installed
 ## diagrams: docs/<machine>.svg, drawn from each state machine's ASL file
 diagrams: $(VENV)/.installed
 	$(PY) -m infra.diagrams
+
+## dashboards: the CloudWatch dashboard body in template.yaml and its Grafana twin, from infra/dashboard.py
+dashboards: $(VENV)/.installed
+	$(PY) -m infra.dashboard
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed

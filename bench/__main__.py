@@ -63,7 +63,9 @@ def choose_backend() -> str:
 def _discard_handler_output() -> None:
     """Handlers log and emit EMF records on stdout as in Lambda, and pay for it; the report alone is shown."""
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
-    observability.logger.registered_handler.setStream(sink)
+    handler = observability.logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sink)
     sys.stdout = sink
 
 

@@ -1,8 +1,17 @@
-"""The metrics the saga orchestrator emits (CloudWatch EMF): one catalogue for the code and the dashboards."""
+"""The catalogue of our CloudWatch metrics (namespace, names, units, dimensions): what the code emits and the
+dashboards query. Plain constants, no imports, so Lambda handlers and the dashboard checks can both read it."""
 
 NAMESPACE = "SagaOrchestrator"
 SERVICE = "saga-orchestrator"
-"""Powertools adds `service` as a dimension to every metric."""
+"""The value of the `service` dimension every metric carries (Powertools' service name)."""
+
+SERVICE_DIMENSION = "service"
+SAGA_TYPE_DIMENSION = "SagaType"
+OUTCOME_DIMENSION = "Outcome"
+STEP_DIMENSION = "Step"
+
+COUNT = "Count"
+MILLISECONDS = "Milliseconds"
 
 SAGAS_STARTED = "SagasStarted"
 SAGAS_ENDED = "SagasEnded"
@@ -11,12 +20,16 @@ STEP_FAILURES = "StepFailures"
 COMPENSATIONS_RUN = "CompensationsRun"
 COMPENSATIONS_FAILED = "CompensationsFailed"
 
+OUTCOMES = ("COMPLETED", "REJECTED", "COMPENSATED", "FAILED")
+"""The values of `Outcome`: the final saga statuses."""
+
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    SAGAS_STARTED: ("Count", ("SagaType",)),
-    SAGAS_ENDED: ("Count", ("SagaType", "Outcome")),
-    STEP_LATENCY: ("Milliseconds", ("Step",)),
-    STEP_FAILURES: ("Count", ("Step",)),
-    COMPENSATIONS_RUN: ("Count", ("Step",)),
-    COMPENSATIONS_FAILED: ("Count", ("Step",)),
+    SAGAS_STARTED: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION)),
+    SAGAS_ENDED: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, OUTCOME_DIMENSION)),
+    STEP_LATENCY: (MILLISECONDS, (SERVICE_DIMENSION, STEP_DIMENSION)),
+    STEP_FAILURES: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
+    COMPENSATIONS_RUN: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
+    COMPENSATIONS_FAILED: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
 }
-"""Name -> (unit, dimensions besides `service`)."""
+"""Metric name -> (unit, the exact dimension names it is emitted with). CloudWatch matches a query only on
+the exact dimension set, so a dashboard or alarm must name all of them."""

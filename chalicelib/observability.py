@@ -21,7 +21,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE
+from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE, SERVICE_DIMENSION
 
 logger = Logger(service=SERVICE)
 
@@ -57,7 +57,7 @@ def current_keys() -> dict[str, Any]:
 def emit(metric: str, value: float = 1, **dimensions: str) -> None:
     """One EMF record of `metric` with `dimensions` (its catalogue entry names them), tagged with the saga."""
     unit, names = METRICS[metric]
-    if set(dimensions) != set(names):
+    if {SERVICE_DIMENSION, *dimensions} != set(names):
         raise ValueError(f"{metric} takes the dimensions {sorted(names)}, not {sorted(dimensions)}")
     metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     for name, dimension in dimensions.items():

@@ -157,7 +157,7 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
         for metric in directive["Metrics"]:
             unit, dimensions = METRICS[metric["Name"]]
             assert metric["Unit"] == unit
-            assert [sorted(names) for names in directive["Dimensions"]] == [sorted(["service", *dimensions])]
+            assert [sorted(names) for names in directive["Dimensions"]] == [sorted(dimensions)]
             [value] = blob[metric["Name"]]  # EMF values are lists
             assert value > 0 if metric["Name"] == "StepLatency" else value == 1
 

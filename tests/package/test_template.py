@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from infra.local_engine import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,13 +120,6 @@ def test_the_payment_step_has_reserved_concurrency() -> None:
     assert RESOURCES["ProcessPaymentFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
         "Ref": "PaymentConcurrency"
     }
-
-
-@pytest.fixture(scope="module")
-def packaged() -> Path:
-    done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return ROOT / "out"
 
 
 def test_package_output_is_least_privilege_and_keeps_the_write_routes_signed(packaged: Path) -> None:
