@@ -3,6 +3,7 @@ Next and Catch edges labelled, retries noted on each step. No drawing tool is ne
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -17,6 +18,9 @@ STYLE = {
     "Fail": ("#fdecec", "#b91c1c"),
 }
 TERMINAL_ORDER = ("Rejected", "Compensated", "CompensationFailed", "Completed")
+# A run's path: a ring around each state it met, coloured by how; states and edges off the path are faded.
+RING = {"SUCCEEDED": "#22c55e", "RETRIED": "#f59e0b", "FAILED": "#ef4444"}
+OFF_PATH_OPACITY = 0.35
 
 
 def _kind(name: str, state: dict[str, Any]) -> str:
@@ -75,15 +79,27 @@ def render(definition: dict[str, Any], title: str, highlight: dict[str, str] | N
         'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
         f'<text x="{MARGIN}" y="24" font-size="15" font-weight="bold">{escape(title)}</text>',
     ]
+    if highlight:
+        parts.append(_legend(width - MARGIN))
     for source, target, label in _edges(states):
-        parts.append(_edge(positions[source], positions[target], label))
+        faded = bool(highlight) and not (source in highlight and target in highlight)
+        parts.append(_edge(positions[source], positions[target], label, faded))
     for name, state in states.items():
-        parts.append(_box(name, state, positions[name], highlight.get(name)))
+        parts.append(_box(name, state, positions[name], highlight.get(name), faded=bool(highlight)))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-def _edge(source: tuple[int, int], target: tuple[int, int], label: str) -> str:
+def _legend(right: int) -> str:
+    keys = "".join(
+        f'<tspan dx="12" fill="{colour}" font-size="14">\u25cf</tspan><tspan dx="3">{how.lower()}</tspan>'
+        for how, colour in RING.items()
+    )
+    faded = '<tspan dx="12">faded: not taken</tspan>'
+    return f'<text x="{right}" y="24" text-anchor="end" font-size="11" fill="#444">{keys}{faded}</text>'
+
+
+def _edge(source: tuple[int, int], target: tuple[int, int], label: str, faded: bool = False) -> str:
     (sx, sy), (tx, ty) = source, target
     start: tuple[float, float]
     end: tuple[float, float]
@@ -95,31 +111,50 @@ def _edge(source: tuple[int, int], target: tuple[int, int], label: str) -> str:
         end = (tx + BOX_WIDTH / 2, ty) if ty > sy else (tx + BOX_WIDTH / 2, ty + BOX_HEIGHT)
     color = "#b91c1c" if label else "#555"
     dash = ' stroke-dasharray="5,3"' if label else ""
+    opacity = f' opacity="{OFF_PATH_OPACITY}"' if faded else ""
     line = (
         f'<line x1="{start[0]:.0f}" y1="{start[1]:.0f}" x2="{end[0]:.0f}" y2="{end[1]:.0f}" stroke="{color}" '
-        f'stroke-width="1.4"{dash} marker-end="url(#arrow)"/>'
+        f'stroke-width="1.4"{dash} marker-end="url(#arrow)"{opacity}/>'
     )
     if not label:
         return line
-    # Labels sit a third of the way along, near the state whose error they name.
+    # Labels sit a third of the way along, near the state whose error they name, written along their edge
+    # (turned to read left to right) on a white outline: catch edges cross, and level labels ran into each other.
     mx, my = start[0] + (end[0] - start[0]) / 3, start[1] + (end[1] - start[1]) / 3
-    return line + f'<text x="{mx + 4:.0f}" y="{my:.0f}" fill="{color}" font-size="10">{escape(label)}</text>'
+    angle = math.degrees(math.atan2(end[1] - start[1], end[0] - start[0]))
+    if angle > 90 or angle < -90:
+        angle -= math.copysign(180, angle)
+    return line + (
+        f'<text x="{mx:.0f}" y="{my:.0f}" dy="-4" text-anchor="middle" '
+        f'transform="rotate({angle:.1f} {mx:.0f} {my:.0f})" fill="{color}" font-size="10" '
+        f'stroke="#fff" stroke-width="3" paint-order="stroke"{opacity}>'
+        f"{escape(label)}</text>"
+    )
 
 
-def _box(name: str, state: dict[str, Any], position: tuple[int, int], seen: str | None) -> str:
+def _box(name: str, state: dict[str, Any], position: tuple[int, int], seen: str | None, faded: bool = False) -> str:
+    """One state. `faded` (a run is drawn) dims it unless the run met it (`seen`), which rings it instead."""
     x, y = position
     kind = _kind(name, state)
     fill, stroke = STYLE[state["Type"] if kind == "outcome" else kind]
-    width = {"SUCCEEDED": 3.5, "RETRIED": 3.5, "FAILED": 3.5}.get(seen or "", 1.5)
+    width = 3.5 if seen else 1.5
     if seen == "FAILED":
         stroke = "#b91c1c"
     retries = [f"retry {r['MaxAttempts']}x" for r in state.get("Retry", [])]
     caption = {"step": "step", "compensation": "compensation"}.get(kind, state["Type"].lower())
     note = " · ".join([caption, *retries] + ([seen.lower()] if seen else []))
     rx = 8 if kind != "outcome" else 26
+    classes = f"state {kind}" + (f" on-path {seen.lower()}" if seen else " off-path" if faded else "")
+    opacity = f' opacity="{OFF_PATH_OPACITY}"' if faded and not seen else ""
+    ring = (
+        f'<rect class="ring" x="{x - 6}" y="{y - 6}" width="{BOX_WIDTH + 12}" height="{BOX_HEIGHT + 12}" '
+        f'rx="{rx + 6}" fill="none" stroke="{RING[seen]}" stroke-width="5"/>'
+        if seen
+        else ""
+    )
     return (
-        f'<g class="state {kind}" data-state="{escape(name)}">'
-        f'<rect x="{x}" y="{y}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="{rx}" fill="{fill}" '
+        f'<g class="{classes}"{opacity} data-state="{escape(name)}">{ring}'
+        f'<rect class="box" x="{x}" y="{y}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="{rx}" fill="{fill}" '
         f'stroke="{stroke}" stroke-width="{width}"/>'
         f'<text x="{x + BOX_WIDTH / 2:.0f}" y="{y + 24}" text-anchor="middle" font-weight="bold">{escape(name)}</text>'
         f'<text x="{x + BOX_WIDTH / 2:.0f}" y="{y + 41}" text-anchor="middle" font-size="10" fill="#444">'

@@ -26,7 +26,7 @@ body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#1f2937}
 table{border-collapse:collapse;margin:12px 0 24px}td,th{border:1px solid #d1d5db;padding:4px 8px;text-align:left}
 th{background:#f3f4f6}.status{padding:2px 8px;border-radius:10px;background:#e5e7eb;font-weight:bold}
 .COMPLETED{background:#dcfce7}.COMPENSATED,.REJECTED{background:#fef3c7}.FAILED{background:#fee2e2}
-pre{background:#f9fafb;padding:8px;white-space:pre-wrap}
+pre{background:#f9fafb;padding:8px;white-space:pre-wrap}.history td:first-child{white-space:nowrap}
 """
 
 
@@ -77,7 +77,8 @@ def render_page(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
 <h2>Path</h2>
 {svg}
 <h2>History</h2>
-<table><tr><th>time</th><th>step</th><th>action</th><th>status</th><th>attempt</th><th>error</th><th>message</th></tr>
+<table class="history">
+<tr><th>time</th><th>step</th><th>action</th><th>status</th><th>attempt</th><th>error</th><th>message</th></tr>
 {history}</table>
 </body></html>
 """

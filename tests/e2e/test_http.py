@@ -2,93 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from chalicelib import catalogue, db
 from chalicelib.models import Saga
-from infra.ports import free_loopback_port
 from tests.conftest import Backend
-from tests.helpers import FINAL_STATUSES, assert_consistent, child_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.server import Server, running_server
+from tests.helpers import assert_consistent
 
 LIMITED_SKU = "SKU-LIMITED"
-
-
-class Api:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def final(self, saga_id: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, view = self.call("GET", f"/sagas/{saga_id}")
-            assert status == 200, view
-            if view["status"] in FINAL_STATUSES:
-                return view
-            time.sleep(0.05)
-        raise AssertionError(f"saga {saga_id} did not end in {timeout} s")
-
-
-class Server:
-    """`make run`'s server as a subprocess; its output goes to a file so a chatty server never blocks on a pipe."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.api = Api(f"http://127.0.0.1:{port}")
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "infra.local_server"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early: {self.log.read_text()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not listen on {self.port} within 60 s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-        if self.process is not None:
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -96,14 +25,8 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     with db.UnitOfWork() as uow:
         uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
-    port = free_loopback_port()
-    env = child_env(backend.database_url, backend.redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true")
-    running = Server(env, port, tmp_path / "server.log")
-    running.start()
-    try:
+    with running_server(backend, tmp_path / "server.log") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def test_purchase_then_return_over_http(server: Server) -> None:

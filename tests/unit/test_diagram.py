@@ -40,6 +40,9 @@ def test_a_run_is_highlighted_on_the_picture() -> None:
     payment = re.search(r'data-state="ProcessPayment">.*?</g>', svg, re.S)
     assert reserve and 'stroke-width="3.5"' in reserve.group(0) and "succeeded" in reserve.group(0)
     assert payment and 'stroke="#b91c1c"' in payment.group(0) and "failed" in payment.group(0)
+    assert 'class="ring"' in reserve.group(0) and 'class="ring"' in payment.group(0)
+    assert re.search(r'class="state step off-path" opacity="0.35" data-state="ConfirmSale"', svg)
+    assert "off-path" not in render(definition, "no run"), "a picture without a run fades nothing"
 
 
 @pytest.mark.parametrize("path", MACHINES, ids=[p.name for p in MACHINES])
