@@ -3,9 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+LOCALSTACK_VENV := .localstack/venv
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint migrate run recover retry soak package cost bench diagrams dashboards clean
+.PHONY: demo test test-localstack lint migrate run recover retry soak package cost bench diagrams dashboards clean \
+	localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,22 @@ demo: $(VENV)/.installed
 ## test: the whole suite; the PostgreSQL/Redis half runs when they answer (always under CI=true)
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+## test-localstack: every saga path on host-mode LocalStack's interpreter (mocked Tasks), and the deploy script
+test-localstack: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
+	LOCALSTACK_PYTHON=$(CURDIR)/$(LOCALSTACK_VENV)/bin/python $(PY) -m pytest --localstack tests/localstack
+
+# Host-mode LocalStack's own virtualenv: the open-source core needs Python 3.13 (pyenv's, or LOCALSTACK_BASE_PYTHON).
+LOCALSTACK_BASE_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3) \
+	$(shell command -v python3.13 2>/dev/null))
+$(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt
+	@test -n "$(LOCALSTACK_BASE_PYTHON)" || { echo "host-mode LocalStack needs Python 3.13: none found" \
+		"(pyenv install 3.13.0, or LOCALSTACK_BASE_PYTHON=/path/to/python3.13)" >&2; exit 1; }
+	rm -rf $(LOCALSTACK_VENV)
+	$(LOCALSTACK_BASE_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r infra/localstack/requirements-host.txt
+	touch $@
 
 ## lint: ruff, mypy, statelint on the state machines, cfn-lint on the template, bandit
 lint: $(VENV)/.installed
@@ -76,8 +94,25 @@ cost: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 
+## localstack-up / localstack-down: LocalStack, PostgreSQL and Redis in Docker (LOCALSTACK_AUTH_TOKEN from your env)
+LOCALSTACK_COMPOSE := docker compose -f infra/localstack/docker-compose.yml
+localstack-up:
+	$(LOCALSTACK_COMPOSE) up -d --wait
+
+localstack-down:
+	$(LOCALSTACK_COMPOSE) down -v
+
+## localstack-deploy: make package, then deploy it (functions, state machines, API) to LocalStack at LOCALSTACK_ENDPOINT
+LOCALSTACK_ENDPOINT ?= http://127.0.0.1:4566
+localstack-deploy: package
+	$(PY) -m infra.localstack.deploy --endpoint-url $(LOCALSTACK_ENDPOINT)
+
+## localstack-smoke: a purchase and a return through the API that localstack-deploy made; prints their final statuses
+localstack-smoke: $(VENV)/.installed
+	$(PY) -m infra.localstack.smoke
+
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out .localstack
 
 ## run: the API on 127.0.0.1:$(PORT) over the local engine (Ctrl-C stops it)
 PORT ?= 8000

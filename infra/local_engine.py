@@ -71,6 +71,14 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return dict(yaml.load(path.read_text(), Loader=_TemplateLoader))  # noqa: S506  # nosec
 
 
+def state_machine_definition(properties: dict[str, Any], resolve: Callable[[Any], str], root: Path = ROOT) -> str:
+    """A state machine's ASL with its `DefinitionSubstitutions` filled in, as CloudFormation does on deploy."""
+    definition: str = (root / properties["DefinitionUri"]).read_text()
+    for key, value in properties.get("DefinitionSubstitutions", {}).items():
+        definition = definition.replace(f"${{{key}}}", resolve(value))
+    return definition
+
+
 @dataclass
 class LocalEngine:
     """`with LocalEngine() as engine:` deploys template.yaml to an in-process moto and runs sagas on it.
@@ -177,10 +185,7 @@ class LocalEngine:
         settings = get_settings()
         for logical_id, resource in resources.items():
             if resource["Type"] == "AWS::Serverless::StateMachine":
-                properties = resource["Properties"]
-                definition = (ROOT / properties["DefinitionUri"]).read_text()
-                for key, value in properties.get("DefinitionSubstitutions", {}).items():
-                    definition = definition.replace(f"${{{key}}}", self._resolve(value))
+                definition = state_machine_definition(resource["Properties"], self._resolve)
                 arn = sfn.create_state_machine(name=logical_id, definition=definition, roleArn=role)["stateMachineArn"]
                 self.state_machine_arns[logical_id] = arn
                 setattr(settings, STATE_MACHINE_SETTINGS[logical_id], arn)

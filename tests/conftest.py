@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -28,6 +29,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
+LOCALSTACK_TESTS = Path(__file__).resolve().parent / "localstack"
 
 
 @dataclass(frozen=True)
@@ -134,3 +136,18 @@ def engine() -> Iterator[LocalEngine]:
     with LocalEngine(retry_wait_scale=TEST_RETRY_WAIT_SCALE) as local_engine:
         yield local_engine
     executions.reset_client()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--localstack",
+        action="store_true",
+        default=False,
+        help="also collect tests/localstack (host-mode LocalStack; `make test-localstack` sets it up)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == LOCALSTACK_TESTS and not config.getoption("--localstack"):
+        return True
+    return None

@@ -95,3 +95,23 @@ def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Serv
     product = server.api.call("GET", f"/products/{LIMITED_SKU}")[1]
     assert (product["on_hand"], product["reserved"]) == (2, 0)
     assert_consistent()
+
+
+def test_the_localstack_smoke_script_runs_a_purchase_and_a_return_through_an_api(
+    server: Server, tmp_path: Path
+) -> None:
+    # The same script `make localstack-smoke` runs against the API deployed to LocalStack, here against `make run`'s.
+    stack_file = tmp_path / "localstack-stack.json"
+    stack_file.write_text(json.dumps({"api_url": f"http://127.0.0.1:{server.port}"}))
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.localstack.smoke", "--stack-file", str(stack_file)],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["purchase", "return"]
+    assert all(line.endswith(": COMPLETED") for line in lines)

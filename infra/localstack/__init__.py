@@ -1,0 +1,1 @@
+"""LocalStack: host-mode LocalStack for the test tier, and deployment of the packaged stack to a LocalStack endpoint."""
