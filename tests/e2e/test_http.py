@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ from chalicelib import catalogue, db
 from chalicelib.models import Saga
 from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
-from tests.helpers import assert_consistent
+from tests.helpers import ROOT, assert_consistent
 
 LIMITED_SKU = "SKU-LIMITED"
 
