@@ -121,6 +121,9 @@ class StackDeployer:
             return self.name_of(value["Ref"])
         if isinstance(value, dict) and value.get("Ref") in machines:
             return self.state_machine_arn(value["Ref"])
+        parameter = self._template.get("Parameters", {}).get(value.get("Ref")) if isinstance(value, dict) else None
+        if parameter is not None and "Default" in parameter:
+            return str(parameter["Default"])
         raise ValueError(f"cannot resolve {value!r} outside CloudFormation")
 
     def function_configuration(self, logical_id: str, role: str) -> dict[str, Any]:
