@@ -11,6 +11,7 @@ tracer is built only when on, because aws-xray-sdk costs a cold start hundreds o
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE, SERVICE_DIMENSION
 
 logger = Logger(service=SERVICE)
+# Its JSON lines only: a root handler (Lambda's, a tool's) would print every record a second time.
+logging.getLogger(SERVICE).propagate = False
 
 SAGA_KEYS = ("saga_id", "saga_type", "step", "attempt", "correlation_id")
 """The fields a log line of a saga carries; `saga_id` and `correlation_id` also go on metrics and traces."""
