@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stack_file} not found: run `make localstack-deploy` first", file=sys.stderr)
         return 2
     api_url = json.loads(stack_file.read_text())["api_url"]
-    purchase = {"customer_id": "smoke", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}
+    purchase = {"customer_id": "smoke", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}  # nosec B105 - a test token of the simulated provider
     bought = final_view(api_url, call("POST", f"{api_url}/purchases", purchase)["saga_id"])
     print(f"purchase {bought['saga_id']}: {bought['status']}")
     if bought["status"] != "COMPLETED":
