@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -21,6 +22,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE, SERVICE_DIMENSION
 
@@ -28,13 +31,14 @@ logger = Logger(service=SERVICE)
 # Its JSON lines only: a root handler (Lambda's, a tool's) would print every record a second time.
 logging.getLogger(SERVICE).propagate = False
 
-SAGA_KEYS = ("saga_id", "saga_type", "step", "attempt", "correlation_id")
-"""The fields a log line of a saga carries; `saga_id` and `correlation_id` also go on metrics and traces."""
+TAGGED_KEYS = ("saga_id", "correlation_id")
+"""The keys that also go on metrics (as metadata) and on subsegments (as annotations)."""
 
 
 @contextmanager
 def saga_scope(**keys: Any) -> Iterator[None]:
-    """Attach `keys` (from SAGA_KEYS; None values are left out) to what is logged, traced and measured inside."""
+    """Attach `keys` (saga_id, saga_type, step, attempt, correlation_id...; None values are left out) to what is
+    logged inside, and the TAGGED_KEYS among them to what is traced and measured."""
     present = {key: value for key, value in keys.items() if value is not None}
     earlier = logger.thread_safe_get_current_keys()
     logger.thread_safe_append_keys(**present)
@@ -66,18 +70,16 @@ def emit(metric: str, value: float = 1, **dimensions: str) -> None:
     for name, dimension in dimensions.items():
         metrics.add_dimension(name=name, value=dimension)
     metrics.add_metric(name=metric, unit=MetricUnit(unit), value=value)
-    keys = current_keys()
-    for key in ("saga_id", "correlation_id"):
-        if key in keys:
-            metrics.add_metadata(key=key, value=keys[key])
+    for key, tag in _tags().items():
+        metrics.add_metadata(key=key, value=tag)
     metrics.flush_metrics()
 
 
 def tracing_enabled() -> bool:
     """Powertools' rule (Tracer._is_tracer_disabled), without importing the tracer to apply it."""
-    disabled = os.getenv("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in {"1", "true", "yes", "on", "y"}
-    local = os.getenv("AWS_SAM_LOCAL") or os.getenv("AWS_CHALICE_CLI_MODE")
-    return bool(os.getenv("LAMBDA_TASK_ROOT")) and not disabled and not local
+    disabled = resolve_truthy_env_var_choice(env=os.getenv(constants.TRACER_DISABLED_ENV, "false"))
+    local = os.getenv(constants.SAM_LOCAL_ENV) or os.getenv(constants.CHALICE_LOCAL_ENV)
+    return bool(os.getenv(constants.LAMBDA_TASK_ROOT_ENV)) and not disabled and not local
 
 
 @cache
@@ -123,8 +125,6 @@ def end_traced(subsegment: Any | None, error: BaseException | None = None) -> No
     if active is None or subsegment is None:
         return
     if error is not None:
-        import traceback
-
         subsegment.add_exception(error, traceback.extract_tb(error.__traceback__))
     active.provider.end_subsegment()
 
@@ -132,13 +132,15 @@ def end_traced(subsegment: Any | None, error: BaseException | None = None) -> No
 def _annotate(subsegment: Any, namespace: str | None, metadata: dict[str, Any]) -> None:
     if namespace:
         subsegment.namespace = namespace
-    keys = current_keys()
-    if "saga_id" in keys:
-        subsegment.put_annotation("saga_id", keys["saga_id"])
-    if "correlation_id" in keys:
-        subsegment.put_annotation("correlation_id", keys["correlation_id"])
+    for key, tag in _tags().items():
+        subsegment.put_annotation(key, tag)
     for key, value in metadata.items():
         subsegment.put_metadata(key, value, SERVICE)
+
+
+def _tags() -> dict[str, Any]:
+    keys = current_keys()
+    return {key: keys[key] for key in TAGGED_KEYS if key in keys}
 
 
 class Stopwatch:

@@ -38,17 +38,18 @@ def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
         except Exception as error:
             _failed(name, error, watch)
             raise
-        emit(STEP_LATENCY, watch.milliseconds, Step=name)
-        logger.info("step succeeded", extra={"latency_ms": watch.milliseconds})
+        latency = watch.milliseconds
+        emit(STEP_LATENCY, latency, Step=name)
+        logger.info("step succeeded", extra={"latency_ms": latency})
         return result
 
 
 def _failed(name: str, error: Exception, watch: Stopwatch) -> None:
-    emit(STEP_LATENCY, watch.milliseconds, Step=name)
+    latency = watch.milliseconds
+    emit(STEP_LATENCY, latency, Step=name)
     emit(STEP_FAILURES, Step=name)
     logger.warning(
-        "step failed",
-        extra={"latency_ms": watch.milliseconds, "error_type": type(error).__name__, "error_message": str(error)},
+        "step failed", extra={"latency_ms": latency, "error_type": type(error).__name__, "error_message": str(error)}
     )
 
 

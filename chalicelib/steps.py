@@ -66,12 +66,15 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
     if name in COMPENSATIONS:
         emit(COMPENSATIONS_RUN, Step=name)
     if ended:
-        _saga_ended(saga)
+        _saga_ended(saga, name)
     return result
 
 
-def _saga_ended(saga: Saga) -> None:
+def _saga_ended(saga: Saga, step: str) -> None:
+    """`step` decided the saga's outcome; a FAILED one means that compensation gave up."""
     emit(SAGAS_ENDED, SagaType=saga.type, Outcome=saga.status)
+    if saga.status == SagaStatus.FAILED:
+        emit(COMPENSATIONS_FAILED, Step=step)
     logger.info("saga ended", extra={"outcome": saga.status, "result": saga.result})
 
 
@@ -92,10 +95,8 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
             logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
             return
     cache.write_through(saga.id, saga.status, saga.version)
-    if ended and saga.status == SagaStatus.FAILED:
-        emit(COMPENSATIONS_FAILED, Step=name)
     if ended:
-        _saga_ended(saga)
+        _saga_ended(saga, name)
 
 
 def _record_failure_once(name: str, event: StepEvent, error: Exception) -> tuple[Saga, bool]:
