@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from chalicelib import cache, catalogue, db, executions, idempotency
 from chalicelib.config import get_settings
 from chalicelib.models import Base
 from infra.local_engine import LocalEngine
+from tests.helpers import ROOT
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -61,6 +63,14 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def packaged() -> Path:
+    """`make package`'s output, built once for every test that reads it (package and LocalStack tiers)."""
+    done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return ROOT / "out"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ runs in Docker: here their configuration is checked instead, and the API is show
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,15 +20,6 @@ import pytest
 from infra.local_engine import load_template
 from infra.localstack.deploy import STACK_FILE_NAME, Deployment, StackDeployer
 from infra.localstack.host import HostLocalStack
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def packaged() -> Path:
-    done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return ROOT / "out"
 
 
 @pytest.fixture(scope="module")
