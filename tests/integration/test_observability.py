@@ -106,6 +106,32 @@ def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlatio
     ]
 
 
+def test_a_retried_saga_s_steps_carry_the_retry_request_s_correlation_id(
+    backend: Backend, engine: LocalEngine, log_lines: io.StringIO
+) -> None:
+    body = {
+        "customer_id": "c-retry",
+        "sku": "SKU-MOUSE",
+        "quantity": 1,
+        "payment_token": "tok_visa",
+        "faults": {"process_payment": "fail", "release_stock": "fail"},
+    }
+    with Client(app) as client:
+        started = client.http.post("/purchases", headers=JSON | {"X-Correlation-Id": "first"}, body=json.dumps(body))
+        saga_id = started.json_body["saga_id"]
+        assert finish(engine, saga_id).status == "FAILED"
+        retried = client.http.post(f"/sagas/{saga_id}/retry", headers={"X-Correlation-Id": "second"})
+        assert retried.status_code == 202
+    assert finish(engine, saga_id).status == "FAILED"  # the fault is still in the request: it fails again
+
+    def steps_under(correlation_id: str) -> set[str]:
+        records = _records(log_lines, saga_id=saga_id, correlation_id=correlation_id)
+        return {record["step"] for record in records if "step" in record}
+
+    assert steps_under("first") == {"reserve_stock", "process_payment", "refund_payment", "release_stock"}
+    assert steps_under("second") >= {"refund_payment", "release_stock"}
+
+
 def test_a_bad_correlation_header_is_replaced_by_the_request_id(backend: Backend, log_lines: io.StringIO) -> None:
     with Client(app) as client:
         response = client.http.get("/products", headers={"X-Correlation-Id": "not an id\u00e9"})
