@@ -38,14 +38,15 @@ $(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt
 		-r infra/localstack/requirements-host.txt
 	touch $@
 
-## lint: ruff, mypy, statelint on the state machines, cfn-lint on the template, bandit
+## lint: ruff, mypy, the core's import layers, statelint on the state machines, cfn-lint on the template, bandit
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/statelint statemachines/*.asl.json
 	$(VENV)/bin/cfn-lint template.yaml
-	$(VENV)/bin/bandit -q -r app.py chalicelib functions infra bench -x infra/migrations/versions
+	$(VENV)/bin/bandit -q -r app.py chalicelib functions infra bench -x chalicelib/adapters/migrations/versions
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
@@ -73,10 +74,9 @@ dashboards: $(VENV)/.installed
 
 ## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
 package: $(VENV)/.installed
-	rm -rf out && mkdir -p out/build/vendor/infra
+	rm -rf out && mkdir -p out/build/vendor
 	cp -r app.py chalicelib requirements.txt .chalice out/build/
 	cp -r functions out/build/vendor/
-	cp -r infra/migrations out/build/vendor/infra/
 	cp -r statemachines out/build/vendor/
 	cp -r statemachines out/
 	find out -name __pycache__ -prune -exec rm -rf {} +

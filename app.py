@@ -1,4 +1,4 @@
-"""API Gateway entry: Chalice routes only. Each parses, calls the core, answers (chalicelib/http.py)."""
+"""API Gateway entry: Chalice routes only. Each parses, calls the core, answers (chalicelib/entrypoints/http_api.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ from typing import Any, cast
 
 from chalice.app import Chalice, IAMAuthorizer, Request, Response
 
-from chalicelib import http
-from chalicelib.contracts import PurchaseRequest, ReturnRequest
-from chalicelib.openapi import openapi_document
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.entrypoints import http_api
+from chalicelib.presentation.openapi import openapi_document
 
 app = Chalice(app_name="saga-orchestrator")
 SIGNED = IAMAuthorizer()
 """Routes that start sagas need SigV4-signed requests on API Gateway (chalice local lets them through)."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
-app.register_middleware(http.observe_requests, "http")
-app.register_middleware(http.answer_errors_as_json, "http")
+app.register_middleware(http_api.observe_requests, "http")
+app.register_middleware(http_api.answer_errors_as_json, "http")
 
 
 def current_request() -> Request:
@@ -26,47 +26,47 @@ def current_request() -> Request:
 
 @app.route("/purchases", methods=["POST"], authorizer=SIGNED)
 def start_purchase() -> Response:
-    return http.start_saga(current_request(), PurchaseRequest)
+    return http_api.start_saga(current_request(), PurchaseRequest)
 
 
 @app.route("/returns", methods=["POST"], authorizer=SIGNED)
 def start_return() -> Response:
-    return http.start_saga(current_request(), ReturnRequest)
+    return http_api.start_saga(current_request(), ReturnRequest)
 
 
 @app.route("/sagas/{saga_id}/retry", methods=["POST"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def retry_saga(saga_id: str) -> Response:
-    return http.retry_saga(saga_id)
+    return http_api.retry_saga(saga_id)
 
 
 @app.route("/sagas", methods=["GET"], content_types=ANY_CONTENT)
 def list_sagas() -> dict[str, Any]:
-    return http.list_sagas(current_request().query_params)
+    return http_api.list_sagas(current_request().query_params)
 
 
 @app.route("/sagas/{saga_id}", methods=["GET"], content_types=ANY_CONTENT)
 def get_saga(saga_id: str) -> dict[str, Any]:
-    return http.get_saga(saga_id)
+    return http_api.get_saga(saga_id)
 
 
 @app.route("/sagas/{saga_id}/history", methods=["GET"], content_types=ANY_CONTENT)
 def get_saga_history(saga_id: str) -> dict[str, Any]:
-    return http.get_history(saga_id)
+    return http_api.get_history(saga_id)
 
 
 @app.route("/sagas/{saga_id}/view", methods=["GET"], content_types=ANY_CONTENT)
 def view_saga(saga_id: str) -> Response:
-    return http.view_page(saga_id)
+    return http_api.view_page(saga_id)
 
 
 @app.route("/products", methods=["GET"], content_types=ANY_CONTENT)
 def list_products() -> dict[str, Any]:
-    return http.list_products()
+    return http_api.list_products()
 
 
 @app.route("/products/{sku}", methods=["GET"], content_types=ANY_CONTENT)
 def get_product(sku: str) -> dict[str, Any]:
-    return http.get_product(sku)
+    return http_api.get_product(sku)
 
 
 @app.route("/openapi.json", methods=["GET"], content_types=ANY_CONTENT)

@@ -13,13 +13,17 @@ import logging
 import os
 import platform
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chalicelib import cache, catalogue, db, idempotency, observability
-from chalicelib.config import get_settings
+from chalicelib.adapters import database, idempotency, saga_cache
+from chalicelib.domain import catalogue
+from chalicelib.observability import telemetry
+from chalicelib.settings import get_settings
 from infra import cost
+from infra.embedded_redis import embedded_redis
 
 REPORT = sys.stdout
 
@@ -29,7 +33,8 @@ LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
 
 
-def choose_backend() -> str:
+def choose_backend(stack: ExitStack) -> str:
+    """Local PostgreSQL and Redis when both answer, else the embedded default (its Redis lives in `stack`)."""
     settings = get_settings()
     if not settings.database_url and not settings.redis_url:
         try:
@@ -49,21 +54,23 @@ def choose_backend() -> str:
                 file=REPORT,
                 flush=True,
             )
-    db.reset_engine()
-    cache.reset_redis()
+    if not settings.effective_redis_url:
+        settings.redis_url = os.environ["REDIS_URL"] = stack.enter_context(embedded_redis())
+    database.reset_engine()
+    saga_cache.reset_redis()
     idempotency.reset_idempotency()
     url = settings.effective_database_url
     if url.startswith("postgresql"):
-        database = f"PostgreSQL ({url.rsplit('@', 1)[-1]})"
+        store = f"PostgreSQL ({url.rsplit('@', 1)[-1]})"
     else:
-        database = "embedded default: SQLite file"
-    return f"{database} + {settings.effective_redis_url or 'in-process Redis stand-in'}"
+        store = "embedded default: SQLite file"
+    return f"{store} + Redis at {settings.effective_redis_url}"
 
 
 def _discard_handler_output() -> None:
     """Handlers log and emit EMF records on stdout as in Lambda, and pay for it; the report alone is shown."""
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
-    handler = observability.logger.registered_handler
+    handler = telemetry.logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sink)
     sys.stdout = sink
@@ -80,12 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     _discard_handler_output()
 
+    with ExitStack() as stack:
+        return _run(args, choose_backend(stack))
+
+
+def _run(args: argparse.Namespace, backend: str) -> int:
     from bench import cold_start, step_overhead, throughput
 
-    backend = choose_backend()
     get_settings().allow_faults = True
-    db.migrate()
-    with db.UnitOfWork() as uow:
+    database.migrate()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
     machine = (

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.step_overhead import PURCHASE_CHAIN, RETURN_CHAIN, floor
-from chalicelib import audit, db, payments
-from chalicelib.config import get_settings
-from chalicelib.contracts import PurchaseRequest, ReturnRequest
-from chalicelib.models import Saga
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import saga_log, simulated_provider
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_ONE = (
@@ -65,8 +66,8 @@ def _ready_sagas(count: int) -> dict[str, list[str]]:
     for _ in range(count):
         for chain, request in ((PURCHASE_CHAIN, _purchase), (RETURN_CHAIN, _return)):
             for position, step in enumerate(chain):
-                with db.UnitOfWork() as uow:
-                    saga_id = audit.create_saga(uow.session, request()).id
+                with database.UnitOfWork() as uow:
+                    saga_id = saga_log.create_saga(uow.session, request()).id
                     uow.commit()
                 for earlier in chain[:position]:
                     floor(earlier, saga_id)
@@ -75,16 +76,16 @@ def _ready_sagas(count: int) -> dict[str, list[str]]:
 
 
 def _purchase() -> PurchaseRequest:
-    return PurchaseRequest(customer_id="cold", sku="SKU-BENCH", quantity=1, payment_token=payments.APPROVES)
+    return PurchaseRequest(customer_id="cold", sku="SKU-BENCH", quantity=1, payment_token=simulated_provider.APPROVES)
 
 
 def _return() -> ReturnRequest:
-    with db.UnitOfWork() as uow:
-        saga_id = audit.create_saga(uow.session, _purchase()).id
+    with database.UnitOfWork() as uow:
+        saga_id = saga_log.create_saga(uow.session, _purchase()).id
         uow.commit()
     for step in PURCHASE_CHAIN[:3]:
         floor(step, saga_id)
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         order_id = uow.session.get_one(Saga, saga_id).result["order_id"]
     return ReturnRequest(order_id=order_id, quantity=1, reason="cold start")
 

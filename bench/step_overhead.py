@@ -15,11 +15,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.stats import summary_ms
-from chalicelib import audit, cache, db, payments, purchase, returns
-from chalicelib.catalogue import add_product
-from chalicelib.contracts import COMPENSATIONS, PurchaseRequest, ReturnRequest, SagaStatus
-from chalicelib.models import Product, Saga
-from chalicelib.steps import ENDS_SAGA_ON_SUCCESS, StepFunction
+from chalicelib.adapters import database, saga_cache
+from chalicelib.adapters.tables import Product, Saga
+from chalicelib.domain import purchase, returns, saga_log, simulated_provider
+from chalicelib.domain.catalogue import add_product
+from chalicelib.domain.contracts import COMPENSATIONS, PurchaseRequest, ReturnRequest, SagaStatus
+from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS, StepFunction
 
 BENCH_SKU = "SKU-BENCH"
 PURCHASE_CHAIN: tuple[StepFunction, ...] = (
@@ -40,17 +41,20 @@ CONTEXT = SimpleNamespace(get_remaining_time_in_millis=lambda: 30_000)
 
 def floor(step: StepFunction, saga_id: str) -> None:
     """The step's own transaction (effect, audit row, status) and the Redis status write; nothing else."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
         if step.__name__ in COMPENSATIONS:
-            audit.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         result = step(uow.session, saga, 1)
-        audit.record_attempt(uow.session, saga, step.__name__, 1, payload=result)
+        saga_log.record_attempt(uow.session, saga, step.__name__, 1, payload=result)
         if step.__name__ in ENDS_SAGA_ON_SUCCESS:
-            audit.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[step.__name__])
+            saga_log.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[step.__name__])
         uow.commit()
     status = json.dumps({"status": saga.status, "version": saga.version})
-    cache.get_redis().set(cache.STATUS_KEY.format(saga_id=saga.id), status, ex=3600)
+    client = saga_cache.get_redis()
+    if client is None:
+        raise RuntimeError("the bench runs with a Redis (its own embedded one when none is set)")
+    client.set(saga_cache.STATUS_KEY.format(saga_id=saga.id), status, ex=3600)
 
 
 def through_handler(step: StepFunction) -> Callable[[str], Any]:
@@ -59,8 +63,8 @@ def through_handler(step: StepFunction) -> Callable[[str], Any]:
 
 
 def _new_sagas(count: int, make: Callable[[int], Any]) -> list[str]:
-    with db.UnitOfWork() as uow:
-        ids = [audit.create_saga(uow.session, make(i)).id for i in range(count)]
+    with database.UnitOfWork() as uow:
+        ids = [saga_log.create_saga(uow.session, make(i)).id for i in range(count)]
         uow.commit()
     return ids
 
@@ -89,13 +93,15 @@ def _run_chain(chain: tuple[StepFunction, ...], handler_sagas: list[str], floor_
 
 def run(calls: int) -> dict[str, Any]:
     """Per step: handler and floor p50/p99 over `calls` calls each, and their ratio."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         if uow.session.get(Product, BENCH_SKU) is None:
             uow.session.add(add_product(BENCH_SKU, "Benchmark widget", 1_000, 10_000_000))
             uow.commit()
 
     def buy(i: int) -> PurchaseRequest:
-        return PurchaseRequest(customer_id=f"bench-{i}", sku=BENCH_SKU, quantity=1, payment_token=payments.APPROVES)
+        return PurchaseRequest(
+            customer_id=f"bench-{i}", sku=BENCH_SKU, quantity=1, payment_token=simulated_provider.APPROVES
+        )
 
     warm_up = 5  # first calls pay imports and connection set-up; the target is the warm latency
     _run_chain(PURCHASE_CHAIN, _new_sagas(warm_up, buy), _new_sagas(warm_up, buy))
@@ -104,7 +110,7 @@ def run(calls: int) -> dict[str, Any]:
     for saga_id in _new_sagas(2 * calls, buy):
         for step in PURCHASE_CHAIN[:3]:
             floor(step, saga_id)
-        with db.UnitOfWork() as uow:
+        with database.UnitOfWork() as uow:
             orders.append(uow.session.get_one(Saga, saga_id).result["order_id"])
 
     def give_back(i: int) -> ReturnRequest:

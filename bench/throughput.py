@@ -16,19 +16,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.stats import summary_ms
-from chalicelib import executions, payments, sagas
-from chalicelib.contracts import PurchaseRequest
-from chalicelib.errors import PaymentDeclined
+from chalicelib.adapters import step_functions
+from chalicelib.domain import simulated_provider
+from chalicelib.domain.contracts import PurchaseRequest
+from chalicelib.domain.errors import PaymentDeclined
+from chalicelib.service import sagas
 from infra.local_engine import Handler, LocalEngine
 
 POLL_SECONDS = 0.02
 """How often each client asks whether its saga ended; latencies are accurate to about this much."""
-SCENARIOS = {"purchase COMPLETED": payments.APPROVES, "purchase COMPENSATED (declined)": payments.DECLINES}
+SCENARIOS = {
+    "purchase COMPLETED": simulated_provider.APPROVES,
+    "purchase COMPENSATED (declined)": simulated_provider.DECLINES,
+}
 
 
 def _noop_handlers(token: str) -> Callable[[str], Handler]:
     def resolve(handler: str) -> Handler:
-        if token == payments.DECLINES and handler.startswith("functions.process_payment."):
+        if token == simulated_provider.DECLINES and handler.startswith("functions.process_payment."):
 
             def decline(event: Any, context: Any) -> Any:
                 raise PaymentDeclined("no-op decline")
@@ -42,7 +47,7 @@ def _noop_handlers(token: str) -> Callable[[str], Handler]:
 def _ours(engine: LocalEngine, token: str) -> float:
     request = PurchaseRequest(customer_id="tp", sku="SKU-BENCH", quantity=1, payment_token=token)
     started = time.perf_counter()
-    saga = sagas.start_saga(request, executions.start_execution)
+    saga = sagas.start_saga(request, step_functions.start_execution)
     engine.wait(str(saga.execution_arn), timeout_seconds=300, poll_seconds=POLL_SECONDS)
     return time.perf_counter() - started
 
@@ -50,7 +55,7 @@ def _ours(engine: LocalEngine, token: str) -> float:
 def _floor(engine: LocalEngine, token: str) -> float:
     saga_id = uuid.uuid4().hex
     started = time.perf_counter()
-    arn = executions.start_execution("purchase", saga_id, {"saga_id": saga_id, "correlation_id": saga_id})
+    arn = step_functions.start_execution("purchase", saga_id, {"saga_id": saga_id, "correlation_id": saga_id})
     engine.wait(arn, timeout_seconds=300, poll_seconds=POLL_SECONDS)
     return time.perf_counter() - started
 
@@ -77,8 +82,8 @@ def run(sagas_count: int, concurrencies: tuple[int, ...] = (1, 8)) -> dict[str, 
                 "engine_floor": floor,
                 "our_share_of_p50": 1 - floor["p50_ms"] / ours["p50_ms"],
             }
-    with LocalEngine(handler_for=_noop_handlers(payments.APPROVES), reuse_lambda_client=False) as engine:
-        unreused = _load(lambda: _floor(engine, payments.APPROVES), sagas_count, 1)
+    with LocalEngine(handler_for=_noop_handlers(simulated_provider.APPROVES), reuse_lambda_client=False) as engine:
+        unreused = _load(lambda: _floor(engine, simulated_provider.APPROVES), sagas_count, 1)
     results["engine floor without Lambda client reuse, concurrency 1"] = {"engine_floor": unreused}
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results

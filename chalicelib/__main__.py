@@ -1,7 +1,7 @@
-"""`python -m chalicelib status|history SAGA_ID` (see chalicelib/cli.py)."""
+"""`python -m chalicelib status|history SAGA_ID` (see chalicelib/entrypoints/cli.py)."""
 
 import sys
 
-from chalicelib.cli import main
+from chalicelib.entrypoints.cli import main
 
 sys.exit(main())

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from chalicelib import returns
-from chalicelib.step_handler import handle
+from chalicelib.domain import returns
+from chalicelib.entrypoints.step_lambda import handle
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

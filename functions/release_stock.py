@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from chalicelib import purchase
-from chalicelib.step_handler import handle
+from chalicelib.domain import purchase
+from chalicelib.entrypoints.step_lambda import handle
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

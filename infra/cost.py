@@ -16,10 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import catalogue, db, executions, observability, payments, sagas
-from chalicelib.config import get_settings
-from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest
-from chalicelib.models import Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import catalogue, simulated_provider
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
+from chalicelib.observability import telemetry
+from chalicelib.service import sagas
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 
 PRICES_READ_ON = "2026-11-25"
@@ -66,9 +69,9 @@ def measure(engine: LocalEngine, name: str, make: Callable[[], SagaRequest], cou
 
 
 def _counts(engine: LocalEngine, request: SagaRequest) -> tuple[int, int, float, float]:
-    saga = sagas.start_saga(request, executions.start_execution)
+    saga = sagas.start_saga(request, step_functions.start_execution)
     engine.wait(str(saga.execution_arn))
-    history = executions.execution_history(str(saga.execution_arn))
+    history = step_functions.execution_history(str(saga.execution_arn))
     entered = sum(1 for event in history if event["type"].endswith("StateEntered"))
     invocations = sum(1 for event in history if event["type"] == "TaskScheduled")
     retries = invocations - sum(1 for event in history if event["type"] == "TaskStateEntered")
@@ -94,15 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-    observability.quiet()
+    telemetry.quiet()
     settings = get_settings()
     settings.allow_faults = True
-    db.migrate()
-    with db.UnitOfWork() as uow:
+    database.migrate()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
-    database = "PostgreSQL" if settings.effective_database_url.startswith("postgresql") else "SQLite"
-    backend = f"{database} + {'Redis' if settings.effective_redis_url else 'in-process Redis stand-in'}"
+    store = "PostgreSQL" if settings.effective_database_url.startswith("postgresql") else "SQLite"
+    backend = f"{store} + {'Redis' if settings.effective_redis_url else 'embedded Redis (fakeredis on loopback)'}"
     print(f"{args.count} sagas per path on the local engine ({backend}); prices as published {PRICES_READ_ON}.")
 
     paths = measure_all(args.count)
@@ -126,17 +129,17 @@ def measure_all(count: int) -> list[PathCost]:
     """Every saga path, `count` sagas each, on a fresh local engine."""
 
     def bought() -> str:
-        saga = sagas.start_saga(_purchase(), executions.start_execution)
+        saga = sagas.start_saga(_purchase(), step_functions.start_execution)
         engine.wait(str(saga.execution_arn))
-        with db.UnitOfWork() as uow:
+        with database.UnitOfWork() as uow:
             return str(uow.session.get_one(Saga, saga.id).result["order_id"])
 
     paths: list[tuple[str, Callable[[], SagaRequest]]] = [
         ("purchase COMPLETED", _purchase),
         ("purchase REJECTED (out of stock)", lambda: _purchase(quantity=1000, sku="SKU-MONITOR")),
-        ("purchase COMPENSATED (declined)", lambda: _purchase(token=payments.DECLINES)),
+        ("purchase COMPENSATED (declined)", lambda: _purchase(token=simulated_provider.DECLINES)),
         ("purchase COMPENSATED (confirm fails)", lambda: _purchase(faults={"confirm_sale": "fail"})),
-        ("purchase COMPLETED (provider retried)", lambda: _purchase(token=payments.FLAKY)),
+        ("purchase COMPLETED (provider retried)", lambda: _purchase(token=simulated_provider.FLAKY)),
         ("return COMPLETED", lambda: ReturnRequest(order_id=bought(), quantity=1, reason="cost")),
     ]
     with LocalEngine(retry_wait_scale=0.01) as engine:
@@ -155,7 +158,10 @@ def as_dict(cost: PathCost) -> dict[str, Any]:
 
 
 def _purchase(
-    token: str = payments.APPROVES, quantity: int = 1, sku: str = "SKU-KEYBOARD", faults: dict[str, str] | None = None
+    token: str = simulated_provider.APPROVES,
+    quantity: int = 1,
+    sku: str = "SKU-KEYBOARD",
+    faults: dict[str, str] | None = None,
 ) -> PurchaseRequest:
     return PurchaseRequest(customer_id="cost", sku=sku, quantity=quantity, payment_token=token, faults=faults or {})
 

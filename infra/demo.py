@@ -1,6 +1,6 @@
 """`make demo`: migrate, seed, then run every saga path through the local engine and show what happened.
 
-Exits non-zero if any saga ends in another status than expected, or an invariant of DESIGN.md section 4 breaks.
+Exits non-zero if any saga ends in another status than expected, or an invariant of docs/design.md §4 breaks.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from chalicelib import catalogue, db, executions, invariants, observability, payments, sagas
-from chalicelib.config import get_settings
-from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
-from chalicelib.models import Order, Payment, Product, Refund, Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Order, Payment, Product, Refund, Saga
+from chalicelib.domain import catalogue, simulated_provider
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
+from chalicelib.observability import telemetry
+from chalicelib.service import sagas
+from chalicelib.settings import get_settings
+from infra import invariants
 from infra.local_engine import LocalEngine
 
 RETRY_WAIT_SCALE = 0.05
@@ -36,7 +40,7 @@ class Scenario:
 
 
 def _purchase(
-    token: str = payments.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None
+    token: str = simulated_provider.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None
 ) -> PurchaseRequest:
     return PurchaseRequest(
         customer_id="demo-customer", sku=SKU, quantity=quantity, payment_token=token, faults=faults or {}
@@ -52,11 +56,11 @@ def _return(
 
 
 def _too_many(_: dict[str, str]) -> PurchaseRequest:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         product = uow.session.get_one(Product, SCARCE_SKU)
         wanted = product.available + 1
     return PurchaseRequest(
-        customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=payments.APPROVES
+        customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=simulated_provider.APPROVES
     )
 
 
@@ -82,16 +86,16 @@ SCENARIOS = (
 def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-    observability.quiet()
+    telemetry.quiet()
     settings = get_settings()
     if not settings.allow_faults:
         print("The demo injects faults: run it with SAGA_ALLOW_FAULTS=true (make demo does).", file=sys.stderr)
         return 2
     where = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
-    redis = "Redis" if settings.redis_url else "in-process Redis stand-in"
+    redis = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
     print(f"Data: {where}; cache: {redis}; retry waits x{RETRY_WAIT_SCALE}.")
-    db.migrate()
-    with db.UnitOfWork() as uow:
+    database.migrate()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
 
@@ -103,10 +107,10 @@ def main() -> int:
             request = scenario.request(orders)
             before = _snapshot(request)
             started = time.monotonic()
-            saga = sagas.start_saga(request, executions.start_execution)
+            saga = sagas.start_saga(request, step_functions.start_execution)
             engine.wait(str(saga.execution_arn))
             elapsed = time.monotonic() - started
-            with db.UnitOfWork() as uow:
+            with database.UnitOfWork() as uow:
                 final = uow.session.get_one(Saga, saga.id)
                 status, result = final.status, final.result
             if scenario.key and "order_id" in result:
@@ -115,7 +119,9 @@ def main() -> int:
             mismatches += not ok
             path = " > ".join(
                 f"{name}x{attempts}" if attempts > 1 else name
-                for name, attempts in executions.states_entered(executions.execution_history(str(saga.execution_arn)))
+                for name, attempts in step_functions.states_entered(
+                    step_functions.execution_history(str(saga.execution_arn))
+                )
             )
             mark = "ok" if ok else "MISMATCH"
             print(
@@ -125,7 +131,7 @@ def main() -> int:
             print(f"{'':>4}path:   {path}")
             print(f"{'':>4}effect: {_effect(before, _snapshot(request), saga.id)}")
 
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         broken = invariants.violations(uow.session)
     for problem in broken:
         print(f"invariant broken: {problem}")
@@ -138,7 +144,7 @@ def main() -> int:
 
 
 def _snapshot(request: SagaRequest) -> tuple[str, int, int]:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         sku = request.sku if isinstance(request, PurchaseRequest) else SKU
         if isinstance(request, ReturnRequest):
             sku = uow.session.scalar(select(Order.sku).where(Order.id == request.order_id)) or SKU
@@ -149,7 +155,7 @@ def _snapshot(request: SagaRequest) -> tuple[str, int, int]:
 def _effect(before: tuple[str, int, int], after: tuple[str, int, int], saga_id: str) -> str:
     sku, on_hand, reserved = before
     stock = f"{sku} on_hand {on_hand}->{after[1]}, reserved {reserved}->{after[2]}"
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         payment = uow.session.scalar(select(Payment).where(Payment.saga_id == saga_id))
         refunds = list(uow.session.scalars(select(Refund).where(Refund.saga_id == saga_id)))
         failed = uow.session.get_one(Saga, saga_id).result.get("failed_compensation")

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.diagram import render
+from chalicelib.presentation.diagram import render
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,8 +31,9 @@ from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
-from chalicelib import executions
-from chalicelib.config import get_settings
+from chalicelib.adapters import idempotency, saga_cache, step_functions
+from chalicelib.settings import get_settings
+from infra.embedded_redis import embedded_redis
 
 MOTO_VERSION = "5.2.5"
 Handler = Callable[[Any, Any], Any]
@@ -150,9 +151,22 @@ class LocalEngine:
         for attribute in ("aws_endpoint_url", *STATE_MACHINE_SETTINGS.values()):
             self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
         settings.aws_endpoint_url = self.endpoint_url
-        self._stack.callback(executions.reset_client)
-        executions.reset_client()
+        self._use_embedded_redis_unless_configured()
+        self._stack.callback(step_functions.reset_client)
+        step_functions.reset_client()
         self._deploy(load_template())
+
+    def _use_embedded_redis_unless_configured(self) -> None:
+        """The embedded default: with no Redis configured, a fakeredis on loopback serves for the engine's life."""
+        settings = get_settings()
+        if settings.effective_redis_url:
+            return
+        self._stack.enter_context(mock.patch.object(settings, "redis_url", None))
+        settings.redis_url = self._stack.enter_context(embedded_redis())
+        self._stack.callback(saga_cache.reset_redis)
+        self._stack.callback(idempotency.reset_idempotency)
+        saga_cache.reset_redis()
+        idempotency.reset_idempotency()
 
     def _serve_endpoint(self, port: int) -> None:
         stepfunctions = {"stepfunctions": {"execute_state_machine": True}}
@@ -181,7 +195,7 @@ class LocalEngine:
                     Handler=resource["Properties"]["Handler"],
                     Code={"ZipFile": _placeholder_zip()},
                 )["FunctionArn"]
-        sfn = executions.sfn_client()
+        sfn = step_functions.sfn_client()
         settings = get_settings()
         for logical_id, resource in resources.items():
             if resource["Type"] == "AWS::Serverless::StateMachine":
@@ -202,7 +216,7 @@ class LocalEngine:
         executions for the interpreter, so a load test polls less often."""
         deadline = time.monotonic() + timeout_seconds
         while True:
-            description = executions.describe_execution(execution_arn)
+            description = step_functions.describe_execution(execution_arn)
             if description["status"] in FINAL_EXECUTION_STATUSES:
                 return description
             if time.monotonic() > deadline:

@@ -17,8 +17,10 @@ from types import FrameType
 from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
-from chalicelib import catalogue, db, executions, recovery
-from chalicelib.config import get_settings
+from chalicelib.adapters import database, step_functions
+from chalicelib.domain import catalogue
+from chalicelib.service import recovery
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +42,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
 
     settings = get_settings()
-    db.migrate()
-    with db.UnitOfWork() as uow:
+    database.migrate()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
     with LocalEngine(endpoint_port=aws_port) as engine:
         from app import app
 
         resumed = recovery.resume_unfinished(
-            executions.start_execution, executions.execution_status, executions.execution_arn_for
+            step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
         )
         if resumed:
             print(f"resumed {len(resumed)} saga(s) left unfinished by an earlier run", flush=True)
@@ -58,7 +60,7 @@ def main() -> int:
         app.__class__ = CustomLocalChalice
         server = LocalDevServer(app, config, HOST, port, server_cls=_QueuedHTTPServer)
         data = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
-        cache = "Redis" if settings.redis_url else "in-process Redis stand-in"
+        cache = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
         print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")
         print(f"faults {'accepted' if settings.allow_faults else 'refused'} (SAGA_ALLOW_FAULTS); Ctrl-C stops.")
         sys.stdout.flush()

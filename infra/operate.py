@@ -13,8 +13,10 @@ import logging
 import sys
 import time
 
-from chalicelib import db, executions, observability, recovery
-from chalicelib.models import Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
+from chalicelib.observability import telemetry
+from chalicelib.service import recovery
 from infra.local_engine import LocalEngine
 
 WAIT_SECONDS = 600
@@ -31,17 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-    observability.quiet()
-    db.migrate()
+    telemetry.quiet()
+    database.migrate()
     with LocalEngine():
         if args.command == "recover":
             started = recovery.resume_unfinished(
-                executions.start_execution, executions.execution_status, executions.execution_arn_for
+                step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
             )
             print(f"resumed {len(started)} unfinished saga(s)", flush=True)
         else:
             try:
-                saga = recovery.retry_failed(args.saga_id, executions.start_execution)
+                saga = recovery.retry_failed(args.saga_id, step_functions.start_execution)
             except recovery.NotRetryable as error:
                 print(error, file=sys.stderr)
                 return 1
@@ -60,7 +62,7 @@ def _wait_until_final(saga_ids: list[str]) -> dict[str, str]:
     final: dict[str, str] = {}
     deadline = time.monotonic() + WAIT_SECONDS
     while len(final) < len(saga_ids) and time.monotonic() < deadline:
-        with db.UnitOfWork() as uow:
+        with database.UnitOfWork() as uow:
             for saga_id in saga_ids:
                 status = uow.session.get_one(Saga, saga_id).status
                 if status not in recovery.UNFINISHED:

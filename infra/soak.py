@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from chalicelib import audit, cache, catalogue, db, executions, idempotency, invariants, observability, sagas
-from chalicelib.config import get_settings
-from chalicelib.contracts import (
+from chalicelib.adapters import database, idempotency, saga_cache, step_functions
+from chalicelib.adapters.tables import AuditEvent, Base, Saga
+from chalicelib.domain import catalogue, saga_log
+from chalicelib.domain.contracts import (
     PURCHASE_STEPS,
     RETURN_STEPS,
     PurchaseRequest,
@@ -36,7 +37,10 @@ from chalicelib.contracts import (
     SagaRequest,
     step_of_state,
 )
-from chalicelib.models import AuditEvent, Base, Saga
+from chalicelib.observability import telemetry
+from chalicelib.service import sagas
+from chalicelib.settings import get_settings
+from infra import invariants
 from infra.local_engine import Handler, LocalEngine, _import_handler
 from infra.redis_server import PrivateRedis
 
@@ -119,7 +123,7 @@ def _run_one(engine: LocalEngine, number: int, seed: int, tally: Tally, fault_ra
     request = _request(rng, tally, fault_rate)
     key = f"soak-{seed}-{number}"
     # A dropped connection may cut a start short; the same idempotency key makes starting again safe.
-    saga = _retrying(lambda: sagas.start_saga(request, executions.start_execution, idempotency_key=key))
+    saga = _retrying(lambda: sagas.start_saga(request, step_functions.start_execution, idempotency_key=key))
     engine.wait(str(saga.execution_arn), timeout_seconds=600, poll_seconds=0.05)
     status, result = _retrying(lambda: _outcome(saga.id))
     with tally.lock:
@@ -131,7 +135,7 @@ def _run_one(engine: LocalEngine, number: int, seed: int, tally: Tally, fault_ra
 
 
 def _outcome(saga_id: str) -> tuple[str, dict[str, Any]]:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         final = uow.session.get_one(Saga, saga_id)
         return final.status, dict(final.result)
 
@@ -182,7 +186,7 @@ def _chaos(tally: Tally, count: int, private_redis: PrivateRedis, stop: threadin
 
 
 def _drop_postgres_connections() -> int:
-    with db.get_engine().connect() as connection:
+    with database.get_engine().connect() as connection:
         dropped = connection.execute(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -193,8 +197,8 @@ def _drop_postgres_connections() -> int:
 
 
 def check(tally: Tally) -> list[str]:
-    """Every invariant of DESIGN.md section 4, plus: every saga final, every attempt audited, cache = database."""
-    with db.UnitOfWork() as uow:
+    """Every invariant of docs/design.md §4, plus: every saga final, every attempt audited, cache = database."""
+    with database.UnitOfWork() as uow:
         problems = invariants.violations(uow.session)
         unfinished = uow.session.scalar(
             select(func.count()).select_from(Saga).where(Saga.status.in_(("RUNNING", "COMPENSATING")))
@@ -206,16 +210,16 @@ def check(tally: Tally) -> list[str]:
         audited = Counter(
             (saga_id, step)
             for saga_id, step in uow.session.execute(
-                select(AuditEvent.saga_id, AuditEvent.step).where(AuditEvent.step != audit.SAGA_EVENT)
+                select(AuditEvent.saga_id, AuditEvent.step).where(AuditEvent.step != saga_log.SAGA_EVENT)
             )
         )
     for saga_id in tally.saga_ids:
-        history = executions.execution_history(str(rows[saga_id]))
-        for state, attempts in executions.states_entered(history):
+        history = step_functions.execution_history(str(rows[saga_id]))
+        for state, attempts in step_functions.states_entered(history):
             step = step_of_state(state)
             if attempts and audited[(saga_id, step)] < attempts:
                 problems.append(f"saga {saga_id}: {step} ran {attempts} time(s), audited {audited[(saga_id, step)]}")
-        cached = cache.cached_status(saga_id)
+        cached = saga_cache.cached_status(saga_id)
         if cached is not None and (cached["status"], cached["version"]) != versions[saga_id]:
             problems.append(f"saga {saga_id}: cache says {cached}, database {versions[saga_id]}")
     return problems
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicate-rate", type=float, default=0.1, help="share of deliveries made twice")
     args = parser.parse_args(argv)
     logging.disable(logging.ERROR)  # dropped connections and injected faults log tracebacks the soak expects
-    observability.quiet()
+    telemetry.quiet()
 
     settings = get_settings()
     settings.database_url = _prepare_database(settings.database_url)
@@ -252,15 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         private_redis = PrivateRedis(Path(directory))
         private_redis.start()
         settings.redis_url = private_redis.url
-        db.reset_engine()
-        cache.reset_redis()
+        database.reset_engine()
+        saga_cache.reset_redis()
         idempotency.reset_idempotency()
-        db.migrate()
-        with db.get_engine().begin() as connection:
+        database.migrate()
+        with database.get_engine().begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 if table.name != "alembic_version":
                     connection.execute(table.delete())
-        with db.UnitOfWork() as uow:
+        with database.UnitOfWork() as uow:
             for sku in SOAK_SKUS:
                 uow.session.add(catalogue.add_product(sku, f"Soak {sku}", 1_500, 2 * args.count))
             uow.commit()
@@ -314,7 +318,7 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
 
 
 def _retries() -> int:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.attempt > 1)) or 0)
 
 

@@ -1,4 +1,4 @@
-"""Fixtures: the two backends (embedded SQLite + in-process Redis stand-in, real PostgreSQL + Redis) and the engine.
+"""Fixtures: the two backends (embedded SQLite + fakeredis on loopback, real PostgreSQL + Redis) and the engine.
 
 Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL or Redis fails the run;
 elsewhere the real-server half is skipped with the reason.
@@ -19,9 +19,11 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from chalicelib import cache, catalogue, db, executions, idempotency
-from chalicelib.config import get_settings
-from chalicelib.models import Base
+from chalicelib.adapters import database, idempotency, saga_cache, step_functions
+from chalicelib.adapters.tables import Base
+from chalicelib.domain import catalogue
+from chalicelib.settings import get_settings
+from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
 from tests.helpers import ROOT
 
@@ -38,7 +40,13 @@ LOCALSTACK_TESTS = Path(__file__).resolve().parent / "localstack"
 class Backend:
     name: str
     database_url: str
-    redis_url: str | None
+    redis_url: str
+
+    @property
+    def tool_redis_url(self) -> str | None:
+        """The REDIS_URL a tool run as a subprocess gets: none on the embedded backend, so that the tool starts
+        its own embedded Redis, as it does on a fresh machine."""
+        return None if self.name == "embedded" else self.redis_url
 
 
 def _unavailable(what: str, error: Exception) -> None:
@@ -58,7 +66,7 @@ def postgres_url() -> Iterator[str]:
     except Exception as error:
         _unavailable("PostgreSQL", error)
     url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
-    db.migrate(url)
+    database.migrate(url)
     yield url
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -76,7 +84,7 @@ def packaged() -> Path:
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'saga.db'}"
-    db.migrate(url)
+    database.migrate(url)
     return url
 
 
@@ -89,11 +97,17 @@ def real_redis_url() -> str:
     return TEST_REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def embedded_redis_url() -> Iterator[str]:
+    with embedded_redis() as url:
+        yield url
+
+
 @pytest.fixture(params=["embedded", "postgres"])
-def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, sqlite_url: str, embedded_redis_url: str) -> Iterator[Backend]:
     """A clean database and cache, seeded with the catalogue, wired into the settings."""
     if request.param == "embedded":
-        chosen = Backend("embedded", sqlite_url, None)
+        chosen = Backend("embedded", sqlite_url, embedded_redis_url)
     else:
         chosen = Backend("postgres", request.getfixturevalue("postgres_url"), request.getfixturevalue("real_redis_url"))
     settings = get_settings()
@@ -101,8 +115,8 @@ def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Backend
     settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True
     _reset_adapters()
     _empty_database()
-    cache.get_redis().flushdb()
-    with db.UnitOfWork() as uow:
+    saga_cache.get_redis().flushdb()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
     yield chosen
@@ -117,7 +131,7 @@ def _let_running_executions_end(timeout_seconds: float = 60.0) -> None:
     machines = [arn for arn in (settings.purchase_state_machine_arn, settings.return_state_machine_arn) if arn]
     deadline = time.monotonic() + timeout_seconds
     while machines and time.monotonic() < deadline:
-        client = executions.sfn_client()
+        client = step_functions.sfn_client()
         running = [
             execution
             for arn in machines
@@ -129,13 +143,13 @@ def _let_running_executions_end(timeout_seconds: float = 60.0) -> None:
 
 
 def _reset_adapters() -> None:
-    db.reset_engine()
-    cache.reset_redis()
+    database.reset_engine()
+    saga_cache.reset_redis()
     idempotency.reset_idempotency()
 
 
 def _empty_database() -> None:
-    with db.get_engine().begin() as connection:
+    with database.get_engine().begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
 
@@ -145,7 +159,7 @@ def engine() -> Iterator[LocalEngine]:
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     with LocalEngine(retry_wait_scale=TEST_RETRY_WAIT_SCALE) as local_engine:
         yield local_engine
-    executions.reset_client()
+    step_functions.reset_client()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

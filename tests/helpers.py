@@ -11,9 +11,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from chalicelib import audit, db, executions, invariants, sagas
-from chalicelib.contracts import PurchaseRequest, ReturnRequest, SagaRequest, step_of_state
-from chalicelib.models import AuditEvent, Product, Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import AuditEvent, Product, Saga
+from chalicelib.domain import saga_log
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, step_of_state
+from chalicelib.service import sagas
+from infra import invariants
 from infra.local_engine import LocalEngine
 
 
@@ -32,18 +35,18 @@ class SagaRun:
 
 
 def run_saga(engine: LocalEngine, request: SagaRequest) -> SagaRun:
-    saga = sagas.start_saga(request, executions.start_execution)
+    saga = sagas.start_saga(request, step_functions.start_execution)
     return finish(engine, saga.id)
 
 
 def finish(engine: LocalEngine, saga_id: str) -> SagaRun:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         arn = uow.session.get_one(Saga, saga_id).execution_arn
     description = engine.wait(str(arn))
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
         status, result = saga.status, saga.result
-    path = executions.states_entered(executions.execution_history(str(arn)))
+    path = step_functions.states_entered(step_functions.execution_history(str(arn)))
     return SagaRun(saga_id, status, description["status"], path, result)
 
 
@@ -61,28 +64,28 @@ def give_back(order_id: str, quantity: int = 1, **faults: str) -> ReturnRequest:
 
 
 def product(sku: str) -> Product:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return uow.session.get_one(Product, sku)
 
 
 def audited_attempts(saga_id: str) -> dict[str, int]:
     """Per step, how many attempts the audit log holds."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         rows = uow.session.execute(
             select(AuditEvent.step, func.count())
-            .where(AuditEvent.saga_id == saga_id, AuditEvent.step != audit.SAGA_EVENT)
+            .where(AuditEvent.saga_id == saga_id, AuditEvent.step != saga_log.SAGA_EVENT)
             .group_by(AuditEvent.step)
         )
         return {step: count for step, count in rows}
 
 
 def status_history(saga_id: str) -> list[str]:
-    with db.UnitOfWork() as uow:
-        return [e.status for e in audit.history(uow.session, saga_id) if e.step == audit.SAGA_EVENT]
+    with database.UnitOfWork() as uow:
+        return [e.status for e in saga_log.history(uow.session, saga_id) if e.step == saga_log.SAGA_EVENT]
 
 
 def assert_consistent() -> None:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         broken = invariants.violations(uow.session)
     assert broken == []
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.contracts import SagaRequest
+from chalicelib.domain.contracts import SagaRequest
 from tests.helpers import give_back, purchase
 
 MOCK_CONFIG_FILE = Path(__file__).resolve().parent.parent / "statemachines" / "test" / "MockConfigFile.json"

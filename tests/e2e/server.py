@@ -85,7 +85,7 @@ class Server:
 def running_server(backend: Backend, log: Path) -> Iterator[Server]:
     """`make run`'s server over `backend`'s data stores, faults accepted; killed on leaving."""
     port = free_loopback_port()
-    env = child_env(backend.database_url, backend.redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true")
+    env = child_env(backend.database_url, backend.tool_redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true")
     running = Server(env, port, log)
     running.start()
     try:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import catalogue, db
-from chalicelib.models import Saga
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import catalogue
 from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
 from tests.helpers import ROOT, assert_consistent
@@ -24,7 +25,7 @@ LIMITED_SKU = "SKU-LIMITED"
 
 @pytest.fixture
 def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
     with running_server(backend, tmp_path / "server.log") as running:
@@ -85,7 +86,7 @@ def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Serv
         answers = list(pool.map(lambda _: server.api.call("POST", "/purchases", body), range(8)))
     server.kill()  # SIGKILL: no clean-up, executions die mid-run
 
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         statuses = [uow.session.get_one(Saga, accepted["saga_id"]).status for _, accepted in answers]
     server.start()
     final = [server.api.final(accepted["saga_id"])["status"] for _, accepted in answers]

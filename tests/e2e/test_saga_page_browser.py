@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageColor
 from playwright.sync_api import Browser, Route, sync_playwright
 
-from chalicelib.diagram import RING
+from chalicelib.presentation.diagram import RING
 from tests.conftest import IN_CI, Backend
 from tests.e2e.server import Server, running_server
 

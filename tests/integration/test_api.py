@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md section 3, through chalice.test.Client, with sagas run on the local engine."""
+"""The HTTP contract of docs/design.md §3, through chalice.test.Client, with sagas run on the local engine."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from chalice.test import Client
 from sqlalchemy import func, select
 
 from app import app
-from chalicelib import db, executions
-from chalicelib.models import Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import final_view
@@ -36,7 +36,7 @@ def _purchase(**overrides: Any) -> dict[str, Any]:
 
 
 def _saga_count() -> int:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(Saga)) or 0)
 
 
@@ -128,7 +128,7 @@ def test_same_idempotency_key_and_body_return_the_same_saga_without_a_second_exe
     assert first.status_code == again.status_code == 202
     assert again.json_body["saga_id"] == first.json_body["saga_id"]
     assert _saga_count() == 1
-    arns = executions.sfn_client().list_executions(stateMachineArn=executions.state_machine_arn("purchase"))
+    arns = step_functions.sfn_client().list_executions(stateMachineArn=step_functions.state_machine_arn("purchase"))
     assert [e["name"] for e in arns["executions"]].count(first.json_body["saga_id"]) == 1
 
 

@@ -16,10 +16,10 @@ from chalice.test import Client
 from sqlalchemy import func, inspect, select
 
 from app import app
-from chalicelib import db
-from chalicelib.config import get_settings
-from chalicelib.http import MAX_BODY_BYTES
-from chalicelib.models import Base, ReturnRequestRecord, Saga
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import Base, ReturnRequestRecord, Saga
+from chalicelib.entrypoints.http_api import MAX_BODY_BYTES
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import final_view
@@ -294,13 +294,13 @@ def client(backend: Backend, engine: LocalEngine) -> Iterator[Client]:
 
 
 def _saga_count() -> int:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(Saga)) or 0)
 
 
 def _let_started_sagas_finish(engine: LocalEngine) -> None:
     """A case wrongly accepted started a saga: let it end before the next test empties the database."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         arns = [arn for arn in uow.session.scalars(select(Saga.execution_arn)) if arn]
     for arn in arns:
         engine.wait(arn, timeout_seconds=30)
@@ -371,9 +371,9 @@ def test_sql_and_script_lookalikes_in_a_reason_are_stored_and_returned_verbatim(
 
     assert view["status"] == "COMPLETED"
     assert view["input"]["reason"] == reason
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         stored = uow.session.scalar(select(ReturnRequestRecord.reason).where(ReturnRequestRecord.saga_id == saga_id))
     assert stored == reason
-    assert set(Base.metadata.tables) <= set(inspect(db.get_engine()).get_table_names())
+    assert set(Base.metadata.tables) <= set(inspect(database.get_engine()).get_table_names())
     assert _saga_count() == 2
     assert client.http.get("/products/SKU-MOUSE").json_body["on_hand"] == 999

@@ -27,9 +27,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import select
 
 from app import app
-from chalicelib import db
-from chalicelib.models import Saga
-from chalicelib.openapi import openapi_document
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import Saga
+from chalicelib.presentation.openapi import openapi_document
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 
@@ -67,7 +67,7 @@ def base_url(backend: Backend, engine: LocalEngine) -> Iterator[str]:
 
 
 def _let_started_sagas_finish(engine: LocalEngine) -> None:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         arns = [arn for arn in uow.session.scalars(select(Saga.execution_arn)) if arn]
     for arn in arns:
         engine.wait(arn, timeout_seconds=60)

@@ -10,9 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from chalicelib import db
-from chalicelib.errors import InvalidStepEvent, UnknownSaga
-from chalicelib.models import AuditEvent, Order, Payment, Product, Refund, Reservation, ReturnRequestRecord, Saga
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import (
+    AuditEvent,
+    Order,
+    Payment,
+    Product,
+    Refund,
+    Reservation,
+    ReturnRequestRecord,
+    Saga,
+)
+from chalicelib.domain.errors import InvalidStepEvent, UnknownSaga
 from functions import (
     cancel_refund,
     confirm_sale,
@@ -55,7 +64,7 @@ near_misses = st.fixed_dictionaries(
 
 
 def _snapshot() -> dict[str, Any]:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         counts = {
             model.__tablename__: uow.session.scalar(select(func.count()).select_from(model))
             for model in (Saga, AuditEvent, Reservation, Payment, Order, Refund, ReturnRequestRecord)

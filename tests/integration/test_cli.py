@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import cli
+from chalicelib.entrypoints import cli
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga

@@ -6,8 +6,9 @@ from collections import Counter
 
 from sqlalchemy import update
 
-from chalicelib import db, executions, sagas
-from chalicelib.models import Product
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Product
+from chalicelib.service import sagas
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, finish, give_back, product, purchase
@@ -17,7 +18,7 @@ UNITS_LEFT = 5
 
 
 def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine: LocalEngine) -> None:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         uow.session.execute(
             update(Product)
             .where(Product.sku == "SKU-WEBCAM")
@@ -27,7 +28,7 @@ def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine
 
     # Executions run on the interpreter's own threads: starting them back to back makes them race.
     started = [
-        sagas.start_saga(purchase(sku="SKU-WEBCAM", quantity=1), executions.start_execution) for _ in range(RACERS)
+        sagas.start_saga(purchase(sku="SKU-WEBCAM", quantity=1), step_functions.start_execution) for _ in range(RACERS)
     ]
     runs = [finish(engine, saga.id) for saga in started]
 
@@ -39,10 +40,10 @@ def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine
 
 
 def test_racing_returns_of_one_order_never_return_more_than_was_bought(backend: Backend, engine: LocalEngine) -> None:
-    bought = finish(engine, sagas.start_saga(purchase(quantity=3), executions.start_execution).id)
+    bought = finish(engine, sagas.start_saga(purchase(quantity=3), step_functions.start_execution).id)
     order_id = bought.result["order_id"]
 
-    started = [sagas.start_saga(give_back(order_id, quantity=1), executions.start_execution) for _ in range(8)]
+    started = [sagas.start_saga(give_back(order_id, quantity=1), step_functions.start_execution) for _ in range(8)]
     runs = [finish(engine, saga.id) for saga in started]
 
     assert Counter(run.status for run in runs) == {"COMPLETED": 3, "REJECTED": 5}

@@ -10,8 +10,9 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from sqlalchemy import func, select
 
-from chalicelib import cache, db, sagas
-from chalicelib.models import AuditEvent, Order, Payment, Product, Refund, Reservation, ReturnRequestRecord
+from chalicelib.adapters import database, saga_cache
+from chalicelib.adapters.tables import AuditEvent, Order, Payment, Product, Refund, Reservation, ReturnRequestRecord
+from chalicelib.service import sagas
 from functions import (
     cancel_refund,
     confirm_sale,
@@ -35,7 +36,7 @@ def _recorded_saga(request: Any) -> str:
 
 def _effects() -> dict[str, Any]:
     """Everything a step can change: row counts, stock, and the audit log's length."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         counts = {
             model.__tablename__: uow.session.scalar(select(func.count()).select_from(model))
             for model in (Reservation, Payment, Order, Refund, ReturnRequestRecord, AuditEvent)
@@ -57,7 +58,7 @@ def _deliver_twice(handler: Handler, saga_id: str, redis_lost: bool = False) -> 
     first = handler(event, lambda_context())
     after_first = _effects()
     if redis_lost:
-        cache.get_redis().flushdb()
+        saga_cache.get_redis().flushdb()
     second = handler(dict(event, retry_count=1), lambda_context())
     after_second = _effects()
     assert second == first
@@ -84,7 +85,7 @@ def test_every_return_step_and_compensation_is_idempotent(backend: Backend, redi
     bought = _recorded_saga(purchase(quantity=2))
     for module in PURCHASE_STEPS:
         module.lambda_handler({"saga_id": bought}, lambda_context())
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         order_id = uow.session.scalars(select(Order.id)).one()
     saga_id = _recorded_saga(give_back(order_id, quantity=1))
     for module in (validate_return, issue_refund, update_stock, cancel_refund):
@@ -114,7 +115,7 @@ def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> N
     refused = [o for o in outcomes if not isinstance(o, dict)]
     assert results and all(r == results[0] for r in results)
     assert all(isinstance(e, IdempotencyAlreadyInProgressError) for e in refused), refused
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Reservation)) == 1
         assert uow.session.get_one(Product, "SKU-MOUSE").reserved == 2
     # The state machine retries IdempotencyAlreadyInProgressError; the retry then gets the first result.

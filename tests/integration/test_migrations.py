@@ -9,15 +9,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 
-from chalicelib import db
-from chalicelib.config import get_settings
+from chalicelib.adapters import database
+from chalicelib.settings import get_settings
 from functions import migrate
 from tests.conftest import Backend
 
 
 def _config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(database.MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
@@ -44,7 +44,7 @@ def test_upgrading_a_database_with_sagas_keeps_them(tmp_path: Path) -> None:
             )
         )
 
-    db.migrate(url)
+    database.migrate(url)
 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT id, status FROM sagas")).all() == [("a", "COMPLETED")]
@@ -57,10 +57,10 @@ def test_upgrading_a_database_with_sagas_keeps_them(tmp_path: Path) -> None:
 def test_the_migration_function_migrates_and_seeds_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'deployed.db'}"
     monkeypatch.setattr(get_settings(), "database_url", url)
-    db.reset_engine()
+    database.reset_engine()
     try:
         assert migrate.lambda_handler({}, None) == {"migrated": True, "products_added": 0}
         assert migrate.lambda_handler({"seed": True}, None) == {"migrated": True, "products_added": 5}
         assert migrate.lambda_handler({"seed": True}, None) == {"migrated": True, "products_added": 0}
     finally:
-        db.reset_engine()
+        database.reset_engine()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import db, executions
-from chalicelib.models import Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import run_saga
@@ -30,9 +30,9 @@ def test_the_real_handlers_take_the_mocked_path_and_answer_as_the_mocks(
 
     assert (run.status, run.execution_status) == (case.saga_status, case.execution_status)
     assert tuple(run.path) == case.path
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         arn = str(uow.session.get_one(Saga, run.saga_id).execution_arn)
-    real = task_outcomes(executions.execution_history(arn))
+    real = task_outcomes(step_functions.execution_history(arn))
     mocked = mocked_attempts(case)
     assert set(real) == set(mocked)
     for state, attempts in mocked.items():

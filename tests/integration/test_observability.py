@@ -15,8 +15,9 @@ from aws_xray_sdk.core.context import Context
 from chalice.test import Client
 
 from app import app
-from chalicelib import observability, sagas
-from chalicelib.metric_names import METRICS, NAMESPACE, SERVICE
+from chalicelib.observability import telemetry
+from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
+from chalicelib.service import sagas
 from functions import reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
@@ -30,7 +31,7 @@ def log_lines() -> Iterator[io.StringIO]:
     """What the Powertools logger writes, in its own JSON format, while the test runs."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(observability.logger.registered_formatter)
+    handler.setFormatter(telemetry.logger.registered_formatter)
     underlying = logging.getLogger(SERVICE)
     underlying.addHandler(handler)
     yield stream
@@ -258,10 +259,10 @@ def captured_traces(monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedSegment
     xray_recorder.configure(
         context=Context(context_missing="RUNTIME_ERROR"), emitter=captured, sampling=False, streaming_threshold=10_000
     )
-    observability.reset_tracer()
-    assert observability.tracer() is not None
+    telemetry.reset_tracer()
+    assert telemetry.tracer() is not None
     yield captured
-    observability.reset_tracer()
+    telemetry.reset_tracer()
     xray_recorder.configure(context=Context(context_missing="LOG_ERROR"))
 
 
@@ -319,10 +320,10 @@ def test_an_api_request_is_traced_under_its_route(backend: Backend, captured_tra
 
 def test_tracing_is_off_outside_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
-    observability.reset_tracer()
-    assert observability.tracer() is None
+    telemetry.reset_tracer()
+    assert telemetry.tracer() is None
     monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    observability.reset_tracer()
-    assert observability.tracer() is None
-    observability.reset_tracer()
+    telemetry.reset_tracer()
+    assert telemetry.tracer() is None
+    telemetry.reset_tracer()

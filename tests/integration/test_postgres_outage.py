@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from chalicelib import catalogue, db, executions, recovery, sagas
-from chalicelib.config import get_settings
-from chalicelib.models import Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import catalogue
+from chalicelib.service import recovery, sagas
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 from infra.postgres_server import PrivatePostgres
 from tests.conftest import Backend
@@ -31,15 +33,15 @@ def private_postgres(backend: Backend) -> Iterator[PrivatePostgres]:
     server.create()
     server.start()
     get_settings().database_url = server.url  # the backend fixture restores the setting
-    db.reset_engine()
-    db.migrate()
-    with db.UnitOfWork() as uow:
+    database.reset_engine()
+    database.migrate()
+    with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
     try:
         yield server
     finally:
-        db.reset_engine()
+        database.reset_engine()
         server.stop()
         directory.cleanup()
 
@@ -50,14 +52,14 @@ def test_a_long_database_outage_leaves_nothing_half_done(
 ) -> None:
     def start_during_an_outage(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
         private_postgres.stop()
-        return executions.start_execution(saga_type, name, execution_input)
+        return step_functions.start_execution(saga_type, name, execution_input)
 
     with pytest.raises(DBAPIError):  # recording the execution fails too: the client is told it failed
         sagas.start_saga(purchase(), start_during_an_outage)
-    started = executions.sfn_client().list_executions(stateMachineArn=executions.state_machine_arn("purchase"))
+    started = step_functions.sfn_client().list_executions(stateMachineArn=step_functions.state_machine_arn("purchase"))
     arn = max(started["executions"], key=lambda execution: execution["startDate"])["executionArn"]
     outcome = engine.wait(arn)
-    history = executions.states_entered(executions.execution_history(arn))
+    history = step_functions.states_entered(step_functions.execution_history(arn))
     saga_id = arn.rsplit(":", 1)[1]
 
     # Every step attempt was refused as retryable, retried, then compensated; the compensations could not
@@ -66,12 +68,12 @@ def test_a_long_database_outage_leaves_nothing_half_done(
     assert history == [("ReserveStock", 4), ("RefundPayment", 6), ("CompensationFailed", 0)]
 
     private_postgres.start()
-    db.reset_engine()
-    with db.UnitOfWork() as uow:
+    database.reset_engine()
+    with database.UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
         assert (saga.status, saga.execution_arn) == ("RUNNING", None)
     resumed = recovery.resume_unfinished(
-        executions.start_execution, executions.execution_status, executions.execution_arn_for
+        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
     )
     assert resumed == [saga_id]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from chalicelib import cache, db
-from chalicelib.models import Order, Payment, Refund, Reservation
+from chalicelib.adapters import database, saga_cache
+from chalicelib.adapters.tables import Order, Payment, Refund, Reservation
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
@@ -23,7 +23,7 @@ def test_approved_card_completes_with_one_order_and_one_payment(backend: Backend
 
     assert run.path == [("ReserveStock", 1), ("ProcessPayment", 1), ("ConfirmSale", 1), ("Completed", 0)]
     assert (run.status, run.execution_status) == ("COMPLETED", "SUCCEEDED")
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         order = uow.session.scalars(select(Order).where(Order.saga_id == run.saga_id)).one()
         payment = uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).one()
     assert run.result == {"order_id": order.id}
@@ -32,7 +32,7 @@ def test_approved_card_completes_with_one_order_and_one_payment(backend: Backend
     mouse = product("SKU-MOUSE")
     assert (mouse.on_hand, mouse.reserved) == (997, 0)
     assert status_history(run.saga_id) == ["RUNNING", "COMPLETED"]
-    assert cache.cached_status(run.saga_id) == {"status": "COMPLETED", "version": 4}, "one version per attempt"
+    assert saga_cache.cached_status(run.saga_id) == {"status": "COMPLETED", "version": 4}, "one version per attempt"
     assert_every_attempt_audited(run)
     assert_consistent()
 
@@ -42,7 +42,7 @@ def test_more_than_in_stock_is_rejected_with_nothing_to_undo(backend: Backend, e
 
     assert run.path == [("ReserveStock", 1), ("Rejected", 0)]
     assert run.status == "REJECTED"
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert uow.session.scalars(select(Reservation).where(Reservation.saga_id == run.saga_id)).all() == []
     assert product("SKU-MONITOR").reserved == 0
     assert_every_attempt_audited(run)
@@ -63,7 +63,7 @@ def test_declined_card_releases_the_reserved_stock(backend: Backend, engine: Loc
     assert run.path == [("ReserveStock", 1), ("ProcessPayment", 1), ("ReleaseStock", 1), ("Compensated", 0)]
     assert run.status == "COMPENSATED"
     assert status_history(run.saga_id) == ["RUNNING", "COMPENSATING", "COMPENSATED"]
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         reservation = uow.session.scalars(select(Reservation).where(Reservation.saga_id == run.saga_id)).one()
         assert uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).all() == []
     assert reservation.status == "RELEASED"
@@ -77,7 +77,7 @@ def test_flaky_provider_is_retried_and_the_purchase_completes(backend: Backend, 
 
     assert run.path == [("ReserveStock", 1), ("ProcessPayment", 2), ("ConfirmSale", 1), ("Completed", 0)]
     assert run.status == "COMPLETED"
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert len(uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).all()) == 1
     assert_every_attempt_audited(run)
     assert_consistent()
@@ -96,7 +96,7 @@ def test_failed_confirmation_refunds_then_releases(backend: Backend, engine: Loc
     ]
     assert dict(run.path)["ConfirmSale"] == 1, "a permanent failure is not retried"
     assert run.status == "COMPENSATED"
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         payment = uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).one()
         refund = uow.session.scalars(select(Refund).where(Refund.saga_id == run.saga_id)).one()
         assert uow.session.scalars(select(Order).where(Order.saga_id == run.saga_id)).all() == []

@@ -14,9 +14,10 @@ from chalice.test import Client
 from sqlalchemy import func, select, update
 
 from app import app
-from chalicelib import db, executions, recovery, sagas
-from chalicelib.errors import SagaNotRunning
-from chalicelib.models import Payment, Product, Reservation, Saga
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Payment, Product, Reservation, Saga
+from chalicelib.domain.errors import SagaNotRunning
+from chalicelib.service import recovery, sagas
 from functions import confirm_sale, process_payment, refund_payment, reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
@@ -29,7 +30,7 @@ LOST = "arn:aws:states:us-east-1:123456789012:execution:PurchaseSagaStateMachine
 def _recorded(request: Any, arn: str | None = LOST) -> str:
     """A saga whose record exists but whose execution died with the process (or never started)."""
     saga_id = sagas.start_saga(request, lambda *_: LOST).id
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         uow.session.execute(update(Saga).where(Saga.id == saga_id).values(execution_arn=arn))
         uow.commit()
     return saga_id
@@ -42,7 +43,7 @@ def _deliver(saga_id: str, *handlers: Callable[[Any, Any], Any]) -> None:
 
 
 def _count(model: type[Any], saga_id: str) -> int:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(model).where(model.saga_id == saga_id)) or 0)
 
 
@@ -50,7 +51,7 @@ def test_a_saga_whose_execution_never_started_is_run(backend: Backend, engine: L
     saga_id = _recorded(purchase(), arn=None)
 
     assert recovery.resume_unfinished(
-        executions.start_execution, executions.execution_status, executions.execution_arn_for
+        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
     ) == [saga_id]
 
     assert finish(engine, saga_id).status == "COMPLETED"
@@ -63,7 +64,9 @@ def test_a_saga_cut_after_two_steps_completes_without_a_second_reservation_or_ch
     saga_id = _recorded(purchase())
     _deliver(saga_id, reserve_stock.lambda_handler, process_payment.lambda_handler)
 
-    recovery.resume_unfinished(executions.start_execution, executions.execution_status, executions.execution_arn_for)
+    recovery.resume_unfinished(
+        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
+    )
 
     run = finish(engine, saga_id)
     assert run.status == "COMPLETED"
@@ -81,34 +84,36 @@ def test_a_saga_cut_while_compensating_ends_compensated(backend: Backend, engine
         confirm_sale.lambda_handler,
         refund_payment.lambda_handler,
     )
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert uow.session.get_one(Saga, saga_id).status == "COMPENSATING"
 
-    recovery.resume_unfinished(executions.start_execution, executions.execution_status, executions.execution_arn_for)
+    recovery.resume_unfinished(
+        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
+    )
 
     assert finish(engine, saga_id).status == "COMPENSATED"
     assert_consistent()
 
 
 def test_running_and_final_sagas_are_left_alone(backend: Backend, engine: LocalEngine) -> None:
-    done = finish(engine, sagas.start_saga(purchase(), executions.start_execution).id)
+    done = finish(engine, sagas.start_saga(purchase(), step_functions.start_execution).id)
     running = _recorded(purchase())
 
     resumed = recovery.resume_unfinished(
         pytest.fail,
-        lambda arn: "RUNNING" if arn == LOST else executions.execution_status(arn),
-        executions.execution_arn_for,
+        lambda arn: "RUNNING" if arn == LOST else step_functions.execution_status(arn),
+        step_functions.execution_arn_for,
     )
 
     assert resumed == []
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert uow.session.get_one(Saga, done.saga_id).status == "COMPLETED"
         assert uow.session.get_one(Saga, running).status == "RUNNING"
 
 
 def _fix_the_cause(saga_id: str) -> None:
     """The world is mended: the request's injected compensation fault is gone."""
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
         saga.input = {**saga.input, "faults": {"confirm_sale": "fail"}}
         uow.commit()
@@ -116,7 +121,8 @@ def _fix_the_cause(saga_id: str) -> None:
 
 def _failed_saga(engine: LocalEngine) -> str:
     run = finish(
-        engine, sagas.start_saga(purchase(confirm_sale="fail", refund_payment="fail"), executions.start_execution).id
+        engine,
+        sagas.start_saga(purchase(confirm_sale="fail", refund_payment="fail"), step_functions.start_execution).id,
     )
     assert run.status == "FAILED"
     return run.saga_id
@@ -140,7 +146,7 @@ def test_a_failed_saga_retried_over_the_api_once_its_cause_is_fixed_ends_compens
         ("release_stock", "SUCCEEDED"),
     ]
     assert status_history(saga_id) == ["RUNNING", "COMPENSATING", "FAILED", "COMPENSATING", "COMPENSATED"]
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         assert uow.session.scalars(select(Payment.status).where(Payment.saga_id == saga_id)).one() == "REFUNDED"
     assert_consistent()
 
@@ -148,7 +154,7 @@ def test_a_failed_saga_retried_over_the_api_once_its_cause_is_fixed_ends_compens
 def test_retrying_a_saga_that_is_not_failed_is_a_conflict_and_an_unknown_one_is_404(
     backend: Backend, engine: LocalEngine
 ) -> None:
-    done = finish(engine, sagas.start_saga(purchase(), executions.start_execution).id)
+    done = finish(engine, sagas.start_saga(purchase(), step_functions.start_execution).id)
     with Client(app) as client:
         conflict = client.http.post(f"/sagas/{done.saga_id}/retry")
         unknown = client.http.post(f"/sagas/{'0' * 32}/retry")
@@ -160,9 +166,9 @@ def test_retrying_a_saga_that_is_not_failed_is_a_conflict_and_an_unknown_one_is_
 
 def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend, engine: LocalEngine) -> None:
     rejected = finish(
-        engine, sagas.start_saga(purchase(sku="SKU-MONITOR", quantity=201), executions.start_execution).id
+        engine, sagas.start_saga(purchase(sku="SKU-MONITOR", quantity=201), step_functions.start_execution).id
     )
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(on_hand=500))
         uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(initial_on_hand=500))
         uow.commit()
@@ -183,7 +189,7 @@ def test_the_operator_commands_retry_and_recover(backend: Backend, engine: Local
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
     cut = _recorded(purchase())
-    env = child_env(backend.database_url, backend.redis_url, SAGA_ALLOW_FAULTS="true")
+    env = child_env(backend.database_url, backend.tool_redis_url, SAGA_ALLOW_FAULTS="true")
 
     retried = operate(env, "retry", failed)
     recovered = operate(env, "recover")

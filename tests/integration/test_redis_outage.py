@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from chalicelib import cache, idempotency, sagas
-from chalicelib.config import get_settings
+from chalicelib.adapters import idempotency, saga_cache
+from chalicelib.service import sagas
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 from infra.redis_server import PrivateRedis
 from tests.conftest import Backend
@@ -24,13 +25,13 @@ def private_redis(backend: Backend, tmp_path: Path) -> Iterator[PrivateRedis]:
     server = PrivateRedis(tmp_path)
     server.start()
     get_settings().redis_url = server.url  # the backend fixture restores the setting
-    cache.reset_redis()
+    saga_cache.reset_redis()
     idempotency.reset_idempotency()
     try:
         yield server
     finally:
         server.stop()
-        cache.reset_redis()
+        saga_cache.reset_redis()
         idempotency.reset_idempotency()
 
 
@@ -53,10 +54,10 @@ def test_sagas_complete_and_reads_fall_back_while_redis_is_down(
     # A Redis that comes back with what it held before (a replica, a snapshot) would hold older statuses.
     stale = redis.Redis.from_url(private_redis.url)
     for run in during:
-        stale.set(cache.STATUS_KEY.format(saga_id=run.saga_id), '{"status": "RUNNING", "version": 1}')
+        stale.set(saga_cache.STATUS_KEY.format(saga_id=run.saga_id), '{"status": "RUNNING", "version": 1}')
     for run in [before, *during]:
         assert sagas.read_saga(run.saga_id)["status"] == run.status  # type: ignore[index]
-        assert cache.cached_status(run.saga_id)["status"] == run.status  # type: ignore[index]
+        assert saga_cache.cached_status(run.saga_id)["status"] == run.status  # type: ignore[index]
     after = run_saga(engine, purchase())
     assert after.status == "COMPLETED"
     assert_consistent()

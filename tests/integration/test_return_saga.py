@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from chalicelib import db
-from chalicelib.models import Order, Refund, ReturnRequestRecord
+from chalicelib.adapters import database
+from chalicelib.adapters.tables import Order, Refund, ReturnRequestRecord
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
@@ -29,12 +29,12 @@ def _bought(engine: LocalEngine, quantity: int = 2) -> str:
 
 
 def _refunds(run: SagaRun) -> list[Refund]:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return list(uow.session.scalars(select(Refund).where(Refund.saga_id == run.saga_id)))
 
 
 def _request(run: SagaRun) -> ReturnRequestRecord | None:
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         return uow.session.scalar(select(ReturnRequestRecord).where(ReturnRequestRecord.saga_id == run.saga_id))
 
 
@@ -84,7 +84,7 @@ def test_unknown_order_is_rejected(backend: Backend, engine: LocalEngine) -> Non
 
 def test_return_outside_the_window_is_rejected(backend: Backend, engine: LocalEngine) -> None:
     order_id = _bought(engine)
-    with db.UnitOfWork() as uow:
+    with database.UnitOfWork() as uow:
         long_ago = datetime.now(UTC) - timedelta(days=31)
         uow.session.execute(update(Order).where(Order.id == order_id).values(created_at=long_ago))
         uow.commit()

@@ -7,7 +7,8 @@ import re
 from chalice.test import Client
 
 from app import app
-from chalicelib import executions, sagas
+from chalicelib.adapters import step_functions
+from chalicelib.service import sagas
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import finish, give_back, purchase
@@ -27,7 +28,7 @@ def _state(html: str, name: str) -> str:
 
 def test_the_page_shows_the_path_a_compensated_saga_took(backend: Backend, engine: LocalEngine) -> None:
     run = finish(
-        engine, sagas.start_saga(purchase(token="tok_flaky", confirm_sale="fail"), executions.start_execution).id
+        engine, sagas.start_saga(purchase(token="tok_flaky", confirm_sale="fail"), step_functions.start_execution).id
     )
 
     status, content_type, html = _page(run.saga_id)
@@ -45,10 +46,10 @@ def test_the_page_shows_the_path_a_compensated_saga_took(backend: Backend, engin
 
 
 def test_what_a_client_sent_is_shown_escaped(backend: Backend, engine: LocalEngine) -> None:
-    bought = finish(engine, sagas.start_saga(purchase(), executions.start_execution).id)
+    bought = finish(engine, sagas.start_saga(purchase(), step_functions.start_execution).id)
     request = give_back(bought.result["order_id"])
     request = request.model_copy(update={"reason": "<script>alert(1)</script>"})
-    run = finish(engine, sagas.start_saga(request, executions.start_execution).id)
+    run = finish(engine, sagas.start_saga(request, step_functions.start_execution).id)
 
     _, _, html = _page(run.saga_id)
 

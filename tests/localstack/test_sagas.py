@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.executions import states_entered
+from chalicelib.adapters.step_functions import states_entered
 from infra.local_engine import load_template, state_machine_definition
 from infra.localstack.host import HostLocalStack
 from tests.localstack.conftest import REGION

@@ -1,5 +1,5 @@
 """The CloudWatch dashboard of template.yaml and its Grafana twin in infra/dashboards/: valid, alike, and
-querying only metrics that exist (ours as chalicelib/metric_names.py lists them, AWS's of our resources)."""
+querying only metrics that exist (ours as observability/metric_names.py lists them, AWS's of our resources)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import metric_names as names
-from chalicelib.contracts import COMPENSATIONS, STEPS_BY_SAGA, state_of_step
+from chalicelib.domain.contracts import COMPENSATIONS, STEPS_BY_SAGA, state_of_step
+from chalicelib.observability import metric_names as names
 from infra import dashboard
 from infra.local_engine import load_template
 
@@ -140,7 +140,7 @@ def catalogue_problems(panels: list[Panel]) -> list[str]:
         if query.namespace != names.NAMESPACE:
             continue
         if query.name not in names.METRICS:
-            problems.append(f"{title}: {query.name} is not in chalicelib/metric_names.py")
+            problems.append(f"{title}: {query.name} is not in chalicelib/observability/metric_names.py")
             continue
         expected = set(names.METRICS[query.name][1])
         given = {key for key, _ in query.dimensions}
@@ -172,7 +172,7 @@ def test_the_catalogue_check_names_a_wrong_dimension_set_and_an_unknown_metric()
     assert broken.count("StepFailed") == 1
     problems = catalogue_problems(cloudwatch_panels(broken))
     assert any("SagasStarted queried with ['SagaType'], emitted with ['SagaType', 'service']" in p for p in problems)
-    assert any("StepFailed is not in chalicelib/metric_names.py" in p for p in problems)
+    assert any("StepFailed is not in chalicelib/observability/metric_names.py" in p for p in problems)
 
 
 def test_the_catalogue_units_are_powertools_units() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from chalicelib.config import Settings
+from chalicelib.settings import Settings
 
 SECRETS = {
     "arn:db": {"username": "saga", "password": "p@ss:w/rd"},

@@ -9,9 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chalicelib import faults
-from chalicelib.config import get_settings
-from chalicelib.contracts import (
+from chalicelib.domain import faults
+from chalicelib.domain.contracts import (
     MAX_QUANTITY,
     PurchaseRequest,
     ReturnRequest,
@@ -19,8 +18,9 @@ from chalicelib.contracts import (
     StepEvent,
     fault_for,
 )
-from chalicelib.errors import InjectedFault, InvalidStepEvent, TransientFault
-from chalicelib.step_handler import parse_event
+from chalicelib.domain.errors import InjectedFault, InvalidStepEvent, TransientFault
+from chalicelib.entrypoints.step_lambda import parse_event
+from chalicelib.settings import get_settings
 
 SAGA_ID = "0123456789abcdef0123456789abcdef"
 PURCHASE = {"customer_id": "c-1", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}

@@ -13,9 +13,9 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from statelint.linter import Linter
 
-from chalicelib import errors
-from chalicelib.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
-from chalicelib.steps import ENDS_SAGA_ON_SUCCESS
+from chalicelib.domain import errors
+from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
+from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS
 from infra.local_engine import ROOT, load_template
 
 Definition = dict[str, Any]

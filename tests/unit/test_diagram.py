@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.diagram import render
+from chalicelib.presentation.diagram import render
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINES = sorted((ROOT / "statemachines").glob("*.asl.json"))

@@ -6,7 +6,7 @@ import inspect
 import json
 from pathlib import Path
 
-from chalicelib import errors
+from chalicelib.domain import errors
 from tests.saga_cases import CASES, RETURN_MACHINE, mock_config, mocked_attempts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,9 @@ def test_each_mock_answers_like_a_lambda_invoke_or_throws_an_error_our_code_defi
                 assert attempt["Return"]["StatusCode"] == 200, name
                 assert isinstance(attempt["Return"]["Payload"], dict), name
             else:
-                assert attempt["Throw"]["Error"] in STEP_ERRORS, f"{name} throws an error chalicelib/errors.py lacks"
+                assert attempt["Throw"]["Error"] in STEP_ERRORS, (
+                    f"{name} throws an error chalicelib/domain/errors.py lacks"
+                )
                 assert attempt["Throw"]["Cause"], name
 
 

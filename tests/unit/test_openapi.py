@@ -13,10 +13,19 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from app import app
-from chalicelib.contracts import PurchaseRequest, ReturnRequest
-from chalicelib.http import IDEMPOTENCY_HEADER, SagaListQuery
-from chalicelib.openapi import openapi_document
-from chalicelib.views import ErrorBody, ProductList, ProductView, SagaAccepted, SagaHistory, SagaList, SagaView
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.presentation.api_models import (
+    IDEMPOTENCY_HEADER,
+    ErrorBody,
+    ProductList,
+    ProductView,
+    SagaAccepted,
+    SagaHistory,
+    SagaList,
+    SagaListQuery,
+    SagaView,
+)
+from chalicelib.presentation.openapi import openapi_document
 
 SELF = ("GET", "/openapi.json")
 BODY_ERRORS = {400, 409, 413, 415}

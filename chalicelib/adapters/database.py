@@ -1,0 +1,120 @@
+"""Engine, unit of work and migrations for PostgreSQL (pg8000) or the embedded SQLite file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from chalicelib.observability import telemetry
+from chalicelib.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
+    """An engine for `url`; migrations turn SQLite's foreign keys off, since Alembic rebuilds tables there."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _serialise_sqlite_writers(engine, sqlite_foreign_keys)
+    else:
+        connect_args = {"ssl_context": True} if get_settings().database_tls else {}
+        engine = create_engine(
+            url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
+        )
+    _trace_queries(engine)
+    return engine
+
+
+def _trace_queries(engine: Engine) -> None:
+    """Each statement a subsegment named by the database (`postgresql`, `sqlite`) when tracing is on."""
+    database = engine.dialect.name
+    url = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        subsegment = telemetry.begin_traced(database, namespace="remote")
+        if subsegment is not None:
+            subsegment.set_sql({"database_type": database, "url": url, "sanitized_query": statement})
+            connection.info.setdefault("subsegments", []).append(subsegment)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(connection: Any, *_: Any) -> None:
+        if connection.info.get("subsegments"):
+            telemetry.end_traced(connection.info["subsegments"].pop())
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        subsegments = context.connection.info.get("subsegments") if context.connection is not None else None
+        if subsegments:
+            telemetry.end_traced(subsegments.pop(), context.original_exception)
+
+
+def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
+    # pysqlite starts transactions lazily, so two threads that read then write can deadlock
+    # on the lock upgrade; BEGIN IMMEDIATE takes the write lock up front and waits its turn.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    return make_engine(get_settings().effective_database_url)
+
+
+@lru_cache(maxsize=1)
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def reset_engine() -> None:
+    """Forget the cached engine (after the settings changed)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()
+
+
+class UnitOfWork:
+    """One database transaction: `with UnitOfWork() as uow: ...; uow.commit()`.
+
+    Leaving the block without commit rolls back.
+    """
+
+    session: Session
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = _session_factory()()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.session.close()  # rolls back what was not committed; loaded objects stay readable
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+def migrate(url: str | None = None) -> None:
+    """Bring the database to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", (url or get_settings().effective_database_url).replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,136 @@
+"""Redis: the saga read cache. With no Redis configured nothing is cached and every read goes to the database.
+
+Two keys per saga: its status with the saga's version, written through on every change; and its full view,
+stored under that version. A view is served only when its version is the current one, so it is never stale.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from chalicelib.observability.telemetry import logger, traced
+from chalicelib.settings import get_settings
+
+STATUS_KEY = "saga:{saga_id}:status"
+VIEW_KEY = "saga:{saga_id}:view:{version}"
+
+
+@lru_cache(maxsize=1)
+def get_redis() -> redis.Redis | None:
+    """The client of the configured Redis; None when none is configured (then nothing is cached)."""
+    url = get_settings().effective_redis_url
+    if not url:
+        return None
+    # Short timeouts and no retries: an outage must fail fast, not stall a step for a minute.
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=None)
+
+
+def reset_redis() -> None:
+    get_redis.cache_clear()
+    _unwritten.clear()
+
+
+_unwritten: dict[str, tuple[str, int]] = {}
+"""Statuses this process could not write while Redis was out. A Redis that comes back with older entries
+(a replica, a snapshot) would serve them stale: these are written first, on the next use of the cache."""
+_unwritten_lock = threading.Lock()
+
+
+def _write_unwritten() -> None:
+    with _unwritten_lock:
+        pending = dict(_unwritten)
+    for saga_id, (status, version) in pending.items():
+        cache_status(saga_id, status, version)  # never overwrites a newer version
+        with _unwritten_lock:
+            if _unwritten.get(saga_id) == (status, version):
+                del _unwritten[saga_id]
+
+
+def cache_status(saga_id: str, status: str, version: int) -> None:
+    """Write the saga's status to Redis unless a newer version is there: writes may arrive out of order."""
+    client = get_redis()
+    if client is None:
+        return
+    key = STATUS_KEY.format(saga_id=saga_id)
+    value = json.dumps({"status": status, "version": version})
+    with traced("redis", namespace="remote", operation="cache status"), client.pipeline() as pipeline:
+        while True:
+            try:
+                pipeline.watch(key)  # type: ignore[no-untyped-call]
+                current = pipeline.get(key)
+                if current is not None and json.loads(current)["version"] > version:
+                    pipeline.unwatch()
+                    return
+                pipeline.multi()
+                pipeline.set(key, value, ex=get_settings().status_ttl_seconds)
+                pipeline.execute()
+                return
+            except redis.WatchError:
+                continue
+
+
+def cached_status(saga_id: str) -> dict[str, Any] | None:
+    """The cached status, or None when it is not cached or Redis cannot be reached."""
+    client = get_redis()
+    if client is None:
+        return None
+    try:
+        if _unwritten:
+            _write_unwritten()
+        with traced("redis", namespace="remote", operation="read status"):
+            raw = client.get(STATUS_KEY.format(saga_id=saga_id))
+    except redis.RedisError:
+        logger.warning("status cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
+        return None
+    return json.loads(raw) if raw else None
+
+
+def write_through(saga_id: str, status: str, version: int) -> None:
+    """Cache the status, tolerating an unreachable Redis: the database holds the truth and readers fall back."""
+    try:
+        if _unwritten:
+            _write_unwritten()
+        cache_status(saga_id, status, version)
+        return
+    except redis.RedisError:
+        logger.warning("could not cache the status of saga %s", saga_id, exc_info=True)
+    with _unwritten_lock:
+        _unwritten[saga_id] = (status, version)
+
+
+def cached_view(saga_id: str) -> dict[str, Any] | None:
+    """The saga's view at its current version, or None (not cached, or Redis unreachable)."""
+    status = cached_status(saga_id)
+    client = get_redis()
+    if status is None or client is None:
+        return None
+    try:
+        with traced("redis", namespace="remote", operation="read view"):
+            raw = client.get(VIEW_KEY.format(saga_id=saga_id, version=status["version"]))
+    except redis.RedisError:
+        logger.warning("view cache unreachable; saga %s is read from the database", saga_id, exc_info=True)
+        return None
+    return json.loads(raw) if raw else None
+
+
+def store_view(saga_id: str, status: str, version: int, view: dict[str, Any]) -> None:
+    """Cache a view read from the database, tolerating an unreachable Redis."""
+    client = get_redis()
+    if client is None:
+        return
+    ttl = get_settings().status_ttl_seconds
+    try:
+        pipeline = client.pipeline()
+        # NX: a step that committed after this read has written a newer status, which must stay.
+        status_value = json.dumps({"status": status, "version": version})
+        pipeline.set(STATUS_KEY.format(saga_id=saga_id), status_value, ex=ttl, nx=True)
+        pipeline.set(VIEW_KEY.format(saga_id=saga_id, version=version), json.dumps(view), ex=ttl)
+        with traced("redis", namespace="remote", operation="store view"):
+            pipeline.execute()
+    except redis.RedisError:
+        logger.warning("could not cache the view of saga %s", saga_id, exc_info=True)

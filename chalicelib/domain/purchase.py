@@ -1,0 +1,152 @@
+"""Purchase saga: reserve stock, take payment, confirm the sale; and the compensations that undo them.
+
+Each step is idempotent on the saga: run again, it finds its own earlier effect and returns the same result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, Saga
+from chalicelib.domain import simulated_provider
+from chalicelib.domain.contracts import PurchaseRequest
+from chalicelib.domain.errors import OutOfStock, StepOutOfOrder, UnknownProduct
+
+RESERVED, SOLD, RELEASED = "RESERVED", "SOLD", "RELEASED"
+CAPTURED, REFUNDED = "CAPTURED", "REFUNDED"
+CONFIRMED, CANCELLED = "CONFIRMED", "CANCELLED"
+ISSUED = "ISSUED"
+
+
+def reserve_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Hold the units atomically: the update only matches while enough are available."""
+    request = PurchaseRequest.model_validate(saga.input)
+    reservation = _reservation(session, saga.id)
+    if reservation is None:
+        held = session.execute(
+            update(Product)
+            .where(Product.sku == request.sku, Product.on_hand - Product.reserved >= request.quantity)
+            .values(reserved=Product.reserved + request.quantity)
+            .execution_options(synchronize_session=False)
+        )
+        product = session.get(Product, request.sku, populate_existing=True)
+        if product is None:
+            raise UnknownProduct(f"no product with sku {request.sku!r}")
+        if held.rowcount != 1:  # type: ignore[attr-defined]
+            raise OutOfStock(f"{request.sku}: {product.available} available, {request.quantity} asked")
+        reservation = Reservation(
+            saga_id=saga.id,
+            sku=request.sku,
+            quantity=request.quantity,
+            unit_price_cents=product.price_cents,
+            status=RESERVED,
+        )
+        session.add(reservation)
+        session.flush()
+    return {
+        "reservation_id": reservation.id,
+        "sku": reservation.sku,
+        "quantity": reservation.quantity,
+        "amount_cents": reservation.quantity * reservation.unit_price_cents,
+    }
+
+
+def process_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    request = PurchaseRequest.model_validate(saga.input)
+    payment = _payment(session, saga.id)
+    if payment is None:
+        reservation = _reservation(session, saga.id)
+        if reservation is None or reservation.status != RESERVED:
+            raise StepOutOfOrder("process_payment needs a held reservation")
+        amount = reservation.quantity * reservation.unit_price_cents
+        provider_ref = simulated_provider.charge(request.payment_token, amount, saga.id, attempt)
+        payment = Payment(
+            saga_id=saga.id,
+            customer_id=request.customer_id,
+            amount_cents=amount,
+            provider_ref=provider_ref,
+            status=CAPTURED,
+        )
+        session.add(payment)
+        session.flush()
+    return {"payment_id": payment.id, "amount_cents": payment.amount_cents, "provider_ref": payment.provider_ref}
+
+
+def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Turn the reservation into a sale: the units leave stock and the order is confirmed."""
+    order = session.scalar(select(Order).where(Order.saga_id == saga.id))
+    if order is None:
+        reservation = _reservation(session, saga.id)
+        payment = _payment(session, saga.id)
+        if reservation is None or reservation.status != RESERVED or payment is None or payment.status != CAPTURED:
+            raise StepOutOfOrder("confirm_sale needs a held reservation and a captured payment")
+        _move_stock(session, reservation.sku, on_hand=-reservation.quantity, reserved=-reservation.quantity)
+        reservation.status = SOLD
+        order = Order(
+            id=uuid.uuid4().hex,
+            saga_id=saga.id,
+            customer_id=payment.customer_id,
+            sku=reservation.sku,
+            quantity=reservation.quantity,
+            unit_price_cents=reservation.unit_price_cents,
+            payment_id=payment.id,
+            status=CONFIRMED,
+        )
+        session.add(order)
+        saga.result = {"order_id": order.id}
+    return {"order_id": order.id}
+
+
+def refund_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Give back the whole charge, if one was captured."""
+    payment = _payment(session, saga.id)
+    if payment is None:
+        return {"refunded_cents": 0}
+    if payment.status == CAPTURED:
+        payment.status = REFUNDED
+        session.add(
+            Refund(
+                saga_id=saga.id,
+                step="refund_payment",
+                payment_id=payment.id,
+                amount_cents=payment.amount_cents,
+                status=ISSUED,
+            )
+        )
+    return {"refunded_cents": payment.amount_cents}
+
+
+def release_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Give the held units back; a sale confirmed before a late failure is cancelled too."""
+    reservation = _reservation(session, saga.id)
+    if reservation is None:
+        return {"released": 0}
+    if reservation.status == RESERVED:
+        _move_stock(session, reservation.sku, reserved=-reservation.quantity)
+    elif reservation.status == SOLD:
+        _move_stock(session, reservation.sku, on_hand=reservation.quantity)
+        session.execute(update(Order).where(Order.saga_id == saga.id).values(status=CANCELLED))
+        saga.result = {}
+    reservation.status = RELEASED
+    return {"released": reservation.quantity}
+
+
+def _reservation(session: Session, saga_id: str) -> Reservation | None:
+    return session.scalar(select(Reservation).where(Reservation.saga_id == saga_id))
+
+
+def _payment(session: Session, saga_id: str) -> Payment | None:
+    return session.scalar(select(Payment).where(Payment.saga_id == saga_id))
+
+
+def _move_stock(session: Session, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
+    session.execute(
+        update(Product)
+        .where(Product.sku == sku)
+        .values(on_hand=Product.on_hand + on_hand, reserved=Product.reserved + reserved)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,119 @@
+"""Return saga: validate the return, refund the money, put the goods back; and the compensation.
+
+Each step is idempotent on the saga: run again, it finds its own earlier effect and returns the same result.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from chalicelib.adapters.tables import Order, Product, Refund, ReturnRequestRecord, Saga
+from chalicelib.domain.contracts import ReturnRequest
+from chalicelib.domain.errors import ReturnRejected, StepOutOfOrder
+from chalicelib.domain.purchase import CANCELLED, CONFIRMED, ISSUED
+from chalicelib.settings import get_settings
+
+REQUESTED, COMPLETED, CLOSED = "REQUESTED", "COMPLETED", "CLOSED"
+
+
+def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Open the return request if the order allows it; the order row is locked while counting."""
+    request = ReturnRequest.model_validate(saga.input)
+    record = _return_record(session, saga.id)
+    if record is None:
+        order = session.scalar(select(Order).where(Order.id == request.order_id).with_for_update())
+        if order is None:
+            raise ReturnRejected(f"no order {request.order_id!r}")
+        if order.status != CONFIRMED:
+            raise ReturnRejected(f"order {order.id} is {order.status}, not CONFIRMED")
+        if order.created_at + timedelta(days=get_settings().return_window_days) < datetime.now(UTC):
+            raise ReturnRejected(f"order {order.id} is outside the {get_settings().return_window_days}-day window")
+        returnable = order.quantity - _returned_or_pending(session, order.id)
+        if request.quantity > returnable:
+            raise ReturnRejected(f"{request.quantity} asked, {returnable} of {order.quantity} still returnable")
+        record = ReturnRequestRecord(
+            saga_id=saga.id, order_id=order.id, quantity=request.quantity, reason=request.reason, status=REQUESTED
+        )
+        session.add(record)
+        session.flush()
+    return {"return_id": record.id, "order_id": record.order_id, "quantity": record.quantity}
+
+
+def issue_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    refund = _refund(session, saga.id)
+    if refund is None:
+        record = _return_record(session, saga.id)
+        if record is None or record.status != REQUESTED:
+            raise StepOutOfOrder("issue_refund needs an open return request")
+        order = session.get_one(Order, record.order_id)
+        refund = Refund(
+            saga_id=saga.id,
+            step="issue_refund",
+            payment_id=order.payment_id,
+            amount_cents=record.quantity * order.unit_price_cents,
+            status=ISSUED,
+        )
+        session.add(refund)
+        session.flush()
+    return {"refund_id": refund.id, "amount_cents": refund.amount_cents}
+
+
+def update_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Put the returned units back on hand and close the return as completed."""
+    record = _return_record(session, saga.id)
+    if record is None:
+        raise StepOutOfOrder("update_stock needs a return request")
+    order = session.get_one(Order, record.order_id)
+    if record.status == REQUESTED:
+        _add_on_hand(session, order.sku, record.quantity)
+        record.status = COMPLETED
+        refund = _refund(session, saga.id)
+        saga.result = {"return_id": record.id, "refund_cents": refund.amount_cents if refund else 0}
+    elif record.status != COMPLETED:
+        raise StepOutOfOrder(f"update_stock on a {record.status} return")
+    return {"sku": order.sku, "restocked": record.quantity}
+
+
+def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Take back the refund, if one was issued, and close the return request unrefunded."""
+    refund = _refund(session, saga.id)
+    if refund is not None:
+        refund.status = CANCELLED
+    record = _return_record(session, saga.id)
+    if record is not None and record.status != CLOSED:
+        if record.status == COMPLETED:
+            order = session.get_one(Order, record.order_id)
+            _add_on_hand(session, order.sku, -record.quantity)
+            saga.result = {}
+        record.status = CLOSED
+    return {"cancelled_cents": refund.amount_cents if refund else 0}
+
+
+def _returned_or_pending(session: Session, order_id: str) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(ReturnRequestRecord.quantity), 0)).where(
+            ReturnRequestRecord.order_id == order_id, ReturnRequestRecord.status.in_((REQUESTED, COMPLETED))
+        )
+    )
+    return int(total or 0)
+
+
+def _return_record(session: Session, saga_id: str) -> ReturnRequestRecord | None:
+    return session.scalar(select(ReturnRequestRecord).where(ReturnRequestRecord.saga_id == saga_id))
+
+
+def _refund(session: Session, saga_id: str) -> Refund | None:
+    return session.scalar(select(Refund).where(Refund.saga_id == saga_id, Refund.step == "issue_refund"))
+
+
+def _add_on_hand(session: Session, sku: str, quantity: int) -> None:
+    session.execute(
+        update(Product)
+        .where(Product.sku == sku)
+        .values(on_hand=Product.on_hand + quantity)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,90 @@
+"""What every step Lambda does: parse the event, run the step once per (saga, step), answer."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+from pydantic import ValidationError
+
+from chalicelib.adapters.idempotency import idempotency_config, persistence_layer
+from chalicelib.domain.contracts import StepEvent, saga_type_of
+from chalicelib.domain.errors import InvalidStepEvent
+from chalicelib.observability.metric_names import STEP_FAILURES, STEP_LATENCY
+from chalicelib.observability.telemetry import Stopwatch, emit, logger, saga_scope, traced
+from chalicelib.service.step_runner import StepFunction, run_step
+
+
+def handle(step: StepFunction, event: Any, context: Any) -> dict[str, Any]:
+    """Entry point body shared by the step Lambdas; raises the step's error by name on failure.
+
+    Logs one line per attempt, traces it as the subsegment `## <step>` and measures its latency and failures.
+    """
+    name = step.__name__
+    watch = Stopwatch()
+    request_id = getattr(context, "aws_request_id", None)
+    keys = {"step": name, "saga_type": saga_type_of(name), "function_request_id": request_id}
+    try:
+        parsed = parse_event(event)
+    except InvalidStepEvent as error:
+        with saga_scope(**keys):
+            _failed(name, error, watch)
+        raise
+    scope = saga_scope(saga_id=parsed.saga_id, attempt=parsed.attempt, correlation_id=parsed.correlation_id, **keys)
+    with scope, traced(f"## {name}"):
+        try:
+            result = _run_once(step, parsed, context)
+        except Exception as error:
+            _failed(name, error, watch)
+            raise
+        latency = watch.milliseconds
+        emit(STEP_LATENCY, latency, Step=name)
+        logger.info("step succeeded", extra={"latency_ms": latency})
+        return result
+
+
+def _failed(name: str, error: Exception, watch: Stopwatch) -> None:
+    latency = watch.milliseconds
+    emit(STEP_LATENCY, latency, Step=name)
+    emit(STEP_FAILURES, Step=name)
+    logger.warning(
+        "step failed", extra={"latency_ms": latency, "error_type": type(error).__name__, "error_message": str(error)}
+    )
+
+
+def _run_once(step: StepFunction, parsed: StepEvent, context: Any) -> dict[str, Any]:
+    """The step, once per (saga, step) through Powertools idempotency, or on the database alone if Redis is out
+    (or none is configured)."""
+    persistence = persistence_layer(step.__name__)
+    if persistence is None:
+        return run_step(step, parsed)
+    config = idempotency_config(step.__name__)
+    if context is not None:
+        config.register_lambda_context(context)
+
+    def run(event: dict[str, Any]) -> dict[str, Any]:
+        return run_step(step, parsed)
+
+    run_once = idempotent_function(
+        data_keyword_argument="event",
+        persistence_store=persistence,
+        config=config,
+        key_prefix=f"saga-step.{step.__name__}",
+    )(run)
+    try:
+        return cast(dict[str, Any], run_once(event=parsed.model_dump(mode="json")))
+    except IdempotencyPersistenceLayerError:
+        # Redis is out: the saga's unique rows in the database still make the step take effect once.
+        logger.warning("idempotency store unreachable; running the step on the database alone", exc_info=True)
+        return run_step(step, parsed)
+
+
+def parse_event(event: Any) -> StepEvent:
+    if not isinstance(event, dict):
+        raise InvalidStepEvent(f"a step event is a JSON object, not {type(event).__name__}")
+    try:
+        return StepEvent.model_validate(event)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in error.errors())
+        raise InvalidStepEvent(problems) from None

@@ -1,0 +1,1 @@
+"""Logs, traces and metrics (Powertools), and the catalogue of the metrics we emit."""

@@ -1,0 +1,157 @@
+"""The OpenAPI 3.1 document of the HTTP API, generated from the pydantic models the API itself uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.presentation.api_models import (
+    IDEMPOTENCY_HEADER,
+    ErrorBody,
+    ProductList,
+    ProductView,
+    SagaAccepted,
+    SagaHistory,
+    SagaList,
+    SagaListQuery,
+    SagaView,
+)
+
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    answer: tuple[int, type[BaseModel] | None]
+    """The success status and its JSON model; None for an HTML page."""
+    body: type[BaseModel] | None = None
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+_BODY_ERRORS = {
+    400: "Invalid input; every bad field is named in `details`",
+    409: "The Idempotency-Key already started a different request",
+    413: "Body over 256 KB",
+    415: "Body not JSON",
+}
+_NOT_FOUND = {404: "No such saga"}
+
+OPERATIONS = (
+    Operation("post", "/purchases", "Start a purchase saga", (202, SagaAccepted), PurchaseRequest, _BODY_ERRORS),
+    Operation("post", "/returns", "Start a return saga", (202, SagaAccepted), ReturnRequest, _BODY_ERRORS),
+    Operation(
+        "post",
+        "/sagas/{saga_id}/retry",
+        "Retry a FAILED saga's compensations once their cause is fixed",
+        (202, SagaAccepted),
+        errors={404: "No such saga", 409: "The saga is not FAILED"},
+    ),
+    Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
+    Operation("get", "/sagas/{saga_id}", "A saga's status, steps and result", (200, SagaView), errors=_NOT_FOUND),
+    Operation("get", "/sagas/{saga_id}/history", "A saga's audit log", (200, SagaHistory), errors=_NOT_FOUND),
+    Operation(
+        "get",
+        "/sagas/{saga_id}/view",
+        "A saga as a page: status, steps, path on the diagram, history",
+        (200, None),
+        errors=_NOT_FOUND,
+    ),
+    Operation("get", "/products", "The catalogue with stock", (200, ProductList)),
+    Operation("get", "/products/{sku}", "One product with stock", (200, ProductView), errors={404: "No such product"}),
+)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    requests = {op.body for op in OPERATIONS if op.body}
+    answers = {op.answer[1] for op in OPERATIONS if op.answer[1]} | {ErrorBody}
+    keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [(model, "validation") for model in requests]
+    keyed += [(model, "serialization") for model in answers]
+    _, schemas = models_json_schema(sorted(keyed, key=lambda pair: pair[0].__name__), ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Saga orchestrator",
+            "version": "1.0.0",
+            "description": "Purchases and returns as sagas on AWS Step Functions; see docs/design.md §3.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas.get("$defs", {})},
+    }
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    status, answer = op.answer
+    success = (
+        _json(answer, "Success")
+        if answer
+        else {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    )
+    responses: dict[str, Any] = {str(status): success}
+    responses |= {str(code): _json(ErrorBody, text) for code, text in op.errors.items()}
+    operation: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op), "responses": responses}
+    parameters = [_path_parameter(name) for name in _path_names(op.path)]
+    if op.body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
+        parameters.append(
+            {
+                "name": IDEMPOTENCY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "The same key with the same body starts the saga once; with another body: 409",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        )
+    if op.path == "/sagas":
+        parameters += _query_parameters(SagaListQuery)
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    properties = model.model_json_schema(ref_template=REF)["properties"]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": _without_null(schema)}
+        for name, schema in properties.items()
+    ]
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent rather than null: keep the alternative that is not `null`."""
+    options = [option for option in schema.get("anyOf", []) if option.get("type") != "null"]
+    if len(options) == 1:
+        return {**options[0], **{k: v for k, v in schema.items() if k not in ("anyOf", "default")}}
+    return schema
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _operation_id(op: Operation) -> str:
+    words = [part.strip("{}") for part in op.path.split("/") if part and part != "openapi.json"]
+    return "_".join([op.method, *words])

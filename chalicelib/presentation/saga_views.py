@@ -1,0 +1,62 @@
+"""A saga as the API shows it: its summary, its full view with steps, and its audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from chalicelib.adapters.tables import AuditEvent, Saga
+from chalicelib.domain.saga_log import SAGA_EVENT, history
+
+
+def steps_of(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """The saga's steps in the order they first ran, each with its latest status and attempt count."""
+    steps: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.step == SAGA_EVENT:
+            continue
+        step = steps.setdefault(
+            event.step, {"name": event.step, "action": event.action, "status": None, "attempts": 0, "error": None}
+        )
+        step["attempts"] += 1
+        step["status"] = event.status
+        step["error"] = {"type": event.error_type, "message": event.error_message} if event.error_type else None
+    return list(steps.values())
+
+
+def event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "step": event.step,
+        "action": event.action,
+        "status": event.status,
+        "attempt": event.attempt,
+        "error_type": event.error_type,
+        "error_message": event.error_message,
+        "payload": event.payload,
+        "time": event.created_at.isoformat(),
+    }
+
+
+def summary(saga: Saga) -> dict[str, Any]:
+    return {
+        "saga_id": saga.id,
+        "type": saga.type,
+        "status": saga.status,
+        "created_at": saga.created_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+        "links": {"self": f"/sagas/{saga.id}"},
+    }
+
+
+def describe(session: Session, saga: Saga) -> dict[str, Any]:
+    return {
+        "saga_id": saga.id,
+        "type": saga.type,
+        "status": saga.status,
+        "input": saga.input,
+        "result": saga.result,
+        "steps": steps_of(history(session, saga.id)),
+        "created_at": saga.created_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+    }

@@ -1,0 +1,1 @@
+"""Use cases: start and read sagas, run one step of a saga in a transaction, recover and retry sagas."""

@@ -1,0 +1,148 @@
+"""Starting sagas and reading them back: the service layer between entry points and the data."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chalicelib.adapters import saga_cache
+from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import saga_log
+from chalicelib.domain.contracts import SagaRequest
+from chalicelib.observability.metric_names import SAGAS_STARTED
+from chalicelib.observability.telemetry import emit, saga_scope
+from chalicelib.presentation import saga_views
+from chalicelib.settings import get_settings
+
+CURSOR_YEARS = (2000, 9000)
+"""Years a cursor may name: well inside what every database and driver converts without overflow."""
+
+StartExecution = Callable[[str, str, dict[str, Any]], str]
+
+
+class FaultsNotAllowed(ValueError):
+    """The request carries `faults` but SAGA_ALLOW_FAULTS is off."""
+
+
+class IdempotencyKeyReused(ValueError):
+    """The idempotency key already started a saga with a different request."""
+
+
+class BadCursor(ValueError):
+    """A listing cursor that this service did not hand out."""
+
+
+def start_saga(
+    request: SagaRequest,
+    start_execution: StartExecution,
+    idempotency_key: str | None = None,
+    correlation_id: str | None = None,
+) -> Saga:
+    """Record the saga as RUNNING, then start its execution, named by the saga id.
+
+    The same idempotency key with the same request returns the saga it started (starting its execution if an
+    earlier attempt could not); with another request it raises IdempotencyKeyReused.
+    """
+    if request.faults and not get_settings().allow_faults:
+        raise FaultsNotAllowed("faults are accepted only when SAGA_ALLOW_FAULTS=true")
+    request_hash = _fingerprint(request)
+    saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+    if saga is None:
+        try:
+            with UnitOfWork() as uow:
+                saga = saga_log.create_saga(uow.session, request, idempotency_key, request_hash, correlation_id)
+                uow.commit()
+            with saga_scope(saga_id=saga.id, saga_type=saga.type):
+                emit(SAGAS_STARTED, SagaType=saga.type)
+        except IntegrityError:
+            saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+            if saga is None:
+                raise
+    if saga.execution_arn:
+        return saga
+    saga_cache.write_through(saga.id, saga.status, saga.version)
+    arn = start_execution(saga.type, saga.id, saga.execution_input())
+    with UnitOfWork() as uow:
+        # A plain UPDATE: the execution's first step may already be writing this saga (and its version).
+        uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
+        uow.commit()
+    saga.execution_arn = arn
+    return saga
+
+
+def _fingerprint(request: SagaRequest) -> str:
+    canonical = json.dumps([request.saga_type(), request.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _saga_for_key(idempotency_key: str, request_hash: str) -> Saga | None:
+    with UnitOfWork() as uow:
+        saga = uow.session.scalar(select(Saga).where(Saga.idempotency_key == idempotency_key))
+    if saga is not None and saga.request_hash != request_hash:
+        raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} already started another request")
+    return saga
+
+
+def read_saga(saga_id: str) -> dict[str, Any] | None:
+    """The saga's view: from Redis when cached at its current version, else from the database (cached again)."""
+    view = saga_cache.cached_view(saga_id)
+    if view is not None:
+        return view
+    with UnitOfWork() as uow:
+        saga = uow.session.get(Saga, saga_id)
+        if saga is None:
+            return None
+        view = saga_views.describe(uow.session, saga)
+    saga_cache.store_view(saga.id, saga.status, saga.version, view)
+    return view
+
+
+def read_history(saga_id: str) -> list[dict[str, Any]] | None:
+    """The saga's audit log, oldest first; None for an unknown saga."""
+    with UnitOfWork() as uow:
+        if uow.session.get(Saga, saga_id) is None:
+            return None
+        return [saga_views.event_view(event) for event in saga_log.history(uow.session, saga_id)]
+
+
+def list_sagas(
+    saga_type: str | None, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Sagas newest first, filtered; with the cursor of the next page, if there is one."""
+    query = select(Saga).order_by(Saga.created_at.desc(), Saga.id.desc()).limit(limit + 1)
+    if saga_type:
+        query = query.where(Saga.type == saga_type)
+    if status:
+        query = query.where(Saga.status == status)
+    if cursor:
+        created_at, saga_id = _decode_cursor(cursor)
+        query = query.where(or_(Saga.created_at < created_at, and_(Saga.created_at == created_at, Saga.id < saga_id)))
+    with UnitOfWork() as uow:
+        page = list(uow.session.scalars(query))
+    next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
+    return [saga_views.summary(saga) for saga in page[:limit]], next_cursor
+
+
+def _encode_cursor(saga: Saga) -> str:
+    raw = json.dumps([saga.created_at.isoformat(), saga.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, saga_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(created_at)
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise BadCursor("cursor is not one this API returned") from error
+    if moment.tzinfo is None or not isinstance(saga_id, str) or not CURSOR_YEARS[0] <= moment.year <= CURSOR_YEARS[1]:
+        raise BadCursor("cursor is not one this API returned")
+    return moment, saga_id

@@ -1,0 +1,28 @@
+"""The embedded default's Redis: fakeredis served over TCP on loopback, for as long as the local tools run.
+
+A stand-in in one process's memory could not be shared: the API server, the local engine and (in worker
+processes) the step functions all reach it as they would reach a real Redis, through REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fakeredis import TcpFakeServer
+
+
+@contextmanager
+def embedded_redis() -> Iterator[str]:
+    """Serve an empty fakeredis on a free 127.0.0.1 port; its URL. Stops when the block ends."""
+    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="embedded-redis", daemon=True)
+    thread.start()
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    try:
+        yield f"redis://{host}:{port}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
