@@ -20,7 +20,7 @@ class Kind(IntEnum):
     """What a frame says."""
 
     INIT = 1
-    """runtime -> worker: the handler to load and the code paths (metadata)."""
+    """runtime -> worker: the handler to load, the code paths and the environment's variable names (metadata)."""
     INIT_DONE = 2
     """worker -> runtime: the handler is loaded (metadata: ``max_rss_kb``)."""
     INIT_FAILED = 3

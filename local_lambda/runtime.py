@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Self
 
 from local_lambda import errors
 from local_lambda.config import FunctionConfig
@@ -76,7 +77,7 @@ class LambdaRuntime:
         for config in functions:
             self.register(config)
 
-    def __enter__(self) -> LambdaRuntime:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

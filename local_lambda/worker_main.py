@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
     if init is None or init.kind is not Kind.INIT:
         return
     sys.path[0:0] = init.meta["code_paths"]
-    os.environ.setdefault("AWS_EXECUTION_ENV", f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}")
+    _keep_only_given_environment(set(init.meta["environment"]))
     _install_lambda_log_handler()
     try:
         handler = load_handler(init.meta["handler"])
@@ -52,6 +52,14 @@ def main(argv: list[str]) -> None:
     channel.sendall(encode(Kind.INIT_DONE, _measurements(0.0)))
     while (event := read_frame(channel)) is not None:
         channel.sendall(_handle(handler, event))
+
+
+def _keep_only_given_environment(given: set[str]) -> None:
+    """Undo what the interpreter added to the environment (``LC_CTYPE`` when it coerces a C locale), and say which
+    Python runs the function, as Lambda does in ``AWS_EXECUTION_ENV``."""
+    for name in set(os.environ) - given:
+        del os.environ[name]
+    os.environ.setdefault("AWS_EXECUTION_ENV", f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}")
 
 
 def _die_with_runtime(runtime_pid: int) -> None:
@@ -109,7 +117,23 @@ def _decimal_as_number(value: object) -> object:
 
 
 def _measurements(duration_ms: float) -> dict[str, Any]:
-    return {"duration_ms": duration_ms, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {"duration_ms": duration_ms, "max_rss_kb": _peak_rss_kb()}
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory since it started.
+
+    Read from ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` over an exec, so a worker started
+    from a large process would report that process's size.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _write_log(text: str) -> None:

@@ -77,6 +77,7 @@ class WorkerProcess:
         Linux delivers a worker's parent-death signal when the *thread* that started it ends, so call this from a
         thread that lives as long as the runtime.
         """
+        environment = worker_environment(config, new_log_stream_name())
         runtime_end, worker_end = socket.socketpair()
         log_read, log_write = os.pipe()
         started = time.perf_counter()
@@ -92,7 +93,7 @@ class WorkerProcess:
                     str(os.getpid()),
                     _PACKAGE_DIR,
                 ],
-                env=worker_environment(config, new_log_stream_name()),
+                env=environment,
                 cwd=config.code_paths[0] if config.code_paths else None,
                 stdin=subprocess.DEVNULL,
                 stdout=log_write,
@@ -109,7 +110,8 @@ class WorkerProcess:
             os.close(log_write)
         os.set_blocking(log_read, False)
         worker = cls(process, runtime_end, log_read, started)
-        worker._send(encode(Kind.INIT, {"handler": config.handler, "code_paths": config.code_paths}))
+        init = {"handler": config.handler, "code_paths": config.code_paths, "environment": sorted(environment)}
+        worker._send(encode(Kind.INIT, init))
         return worker
 
     def await_frame(self, deadline: float) -> Exchange:
