@@ -34,11 +34,12 @@ Sources, per name:
 * ``Runtime.ExitError`` "RequestId: <id> Error: Runtime exited with error: exit status 129" / "... signal: killed":
   https://repost.aws/knowledge-center/lambda-runtime-error (the wording is Go's ``os.ProcessState`` string, so
   other signals read "signal: segmentation fault", "signal: aborted", ...).
-* ``Runtime.OutOfMemory``: the error type Lambda reports for an environment killed over its MemorySize
-  (``platform.report`` ``"errorType": "Runtime.OutOfMemory"``, Telemetry API:
-  https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html). Its message is not documented;
-  the kill is a SIGKILL, so we use the ExitError wording "RequestId: <id> Error: Runtime exited with error:
-  signal: killed", which is what the function log shows for an out-of-memory kill.
+* ``Runtime.OutOfMemory``: the error type Lambda reports for an environment killed over its MemorySize. No AWS
+  page I could find names it; it is the ``errorType`` of the Telemetry API's ``platform.report`` record for such an
+  invocation (``"status": "error", "errorType": "Runtime.OutOfMemory"``; the record's schema:
+  https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html) and what Invoke answers, as quoted
+  in public projects' runbooks. Its message is not documented; the kill is a SIGKILL, so we use the ExitError
+  wording "RequestId: <id> Error: Runtime exited with error: signal: killed", which the function's log shows.
 * ``TooManyRequestsException`` (HTTP 429, ``Type`` "User", message "Rate Exceeded.") with ``Reason``
   ``ReservedFunctionConcurrentInvocationLimitExceeded`` (over the function's reserved concurrency) or
   ``ConcurrentInvocationLimitExceeded`` (over the account's): https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html

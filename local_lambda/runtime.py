@@ -124,11 +124,16 @@ class LambdaRuntime:
             if self._closed.is_set():
                 return
             self._closed.set()
-            workers = list(self._workers)
+            idle = [worker for function in self._functions.values() for worker in function.idle]
+            busy = self._workers.difference(idle)
             self._workers.clear()
             for function in self._functions.values():
                 function.idle.clear()
-        self._close_all(workers)
+        self._close_all(idle)
+        # A busy worker's socket and pipe belong to the thread waiting on them, which closes them when it sees the
+        # worker die.
+        for worker in busy:
+            worker.kill()
         self._spawner.shutdown(wait=False)
         atexit.unregister(self.shutdown)
 

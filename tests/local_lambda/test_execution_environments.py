@@ -103,6 +103,18 @@ def test_an_invoke_by_arn_reaches_the_function(
     assert answer(invocation)["event"] == "hi"
 
 
+def test_large_events_answers_and_logs_pass_whole(
+    runtime: RecordingRuntime, function: Callable[..., FunctionConfig]
+) -> None:
+    runtime.register(function("basic.large"))
+    event = {"log_bytes": 3_000_000, "result_bytes": 5_000_000, "padding": "z" * 5_000_000}
+
+    invocation = runtime.invoke("basic-large", json.dumps(event).encode())
+
+    assert answer(invocation) == "y" * 5_000_000
+    assert "x" * 3_000_000 in invocation.logs
+
+
 def test_idle_environments_are_reaped(function: Callable[..., FunctionConfig]) -> None:
     with RecordingRuntime(idle_seconds=0.2) as runtime:
         runtime.register(function("basic.echo"))

@@ -91,3 +91,8 @@ def chatty(event: Any, context: Any) -> str:
 
 def interpreter(event: Any, context: Any) -> dict[str, Any]:
     return {"version": list(sys.version_info[:2]), "execution_env": os.environ.get("AWS_EXECUTION_ENV")}
+
+
+def large(event: dict[str, Any], context: Any) -> str:
+    print("x" * event["log_bytes"])
+    return "y" * event["result_bytes"]
