@@ -27,13 +27,17 @@ Sources, per name:
   https://github.com/aws/aws-lambda-python-runtime-interface-client/blob/main/awslambdaric/lambda_runtime_exception.py
   https://github.com/aws/aws-lambda-python-runtime-interface-client/blob/main/awslambdaric/lambda_runtime_marshaller.py
   The error object's fields: https://docs.aws.amazon.com/lambda/latest/api/API_ErrorObject.html
-* ``Sandbox.Timedout`` "RequestId: <id> Error: Task timed out after 3.00 seconds" (the configured timeout, two
-  decimals): the error type is named in https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html
-  ("Function times out during Init phase (Sandbox.Timedout)"); the message is what Invoke returns, as quoted
-  from the console in many public write-ups (no AWS page prints the payload).
+* ``Sandbox.Timedout`` "RequestId: <id> Error: Task timed out after 3.00 seconds": the error type is named in
+  https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html ("Function times out during Init
+  phase (Sandbox.Timedout)"); the seconds are the configured timeout, not the measured duration (the timeout example
+  in https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html, "Failures during the invoke
+  phase": Duration 3004.92 ms, "Task timed out after 3.00 seconds"); the payload's wording is what Invoke returns,
+  as quoted from the console in many public write-ups (no AWS page prints the payload).
 * ``Runtime.ExitError`` "RequestId: <id> Error: Runtime exited with error: exit status 129" / "... signal: killed":
   https://repost.aws/knowledge-center/lambda-runtime-error (the wording is Go's ``os.ProcessState`` string, so
-  other signals read "signal: segmentation fault", "signal: aborted", ...).
+  other signals read "signal: segmentation fault", "signal: aborted", ...; Go has no error for a status 0 exit,
+  and Lambda's log then says "Error: Runtime exited without providing a reason", as in the crash example of
+  https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
 * ``Runtime.OutOfMemory``: the error type Lambda reports for an environment killed over its MemorySize. No AWS
   page I could find names it; it is the ``errorType`` of the Telemetry API's ``platform.report`` record for such an
   invocation (``"status": "error", "errorType": "Runtime.OutOfMemory"``; the record's schema:
@@ -91,7 +95,12 @@ def timeout_message(request_id: str, timeout_seconds: float) -> str:
 
 
 def exit_message(request_id: str, returncode: int) -> str:
-    """``RequestId: <id> Error: Runtime exited with error: exit status 3`` (or ``signal: killed`` for SIGKILL)."""
+    """``RequestId: <id> Error: Runtime exited with error: exit status 3`` (or ``signal: killed`` for SIGKILL).
+
+    A runtime that exits with status 0 has no error to quote: Lambda says it "exited without providing a reason".
+    """
+    if returncode == 0:
+        return f"RequestId: {request_id} Error: Runtime exited without providing a reason"
     return f"RequestId: {request_id} Error: Runtime exited with error: {describe_exit(returncode)}"
 
 

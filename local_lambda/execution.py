@@ -9,13 +9,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
 import time
-from typing import Any
 
 from local_lambda import errors
 from local_lambda.config import FunctionConfig
 from local_lambda.framing import Kind, encode
-from local_lambda.invocation import Invocation, billed_ms, end_line, report_line, start_line, timeout_log_line
+from local_lambda.invocation import (
+    ERROR_STATUS,
+    TIMEOUT_STATUS,
+    Invocation,
+    billed_ms,
+    end_line,
+    report_line,
+    start_line,
+)
 from local_lambda.worker_process import Exchange, WorkerProcess
 
 
@@ -30,11 +38,11 @@ def run_cold(
         return _run_event(worker, config, payload, request_id, init_output=init.output, init_ms=init_ms)
     if init.frame is not None:
         worker.kill()
-        failure = _Outcome(init.frame.body, errors.UNHANDLED)
+        outcome = _Outcome(init.frame.body, errors.UNHANDLED)
     else:
-        failure = _lost(init, request_id, init_timeout_seconds)
+        outcome = _lost(init, request_id, init_timeout_seconds)
     invocation = _invocation(
-        worker, config, request_id, failure, output="", duration_ms=0.0, init_output=init.output, init_ms=init_ms
+        worker, config, request_id, outcome, output="", duration_ms=0.0, init_output=init.output, init_ms=init_ms
     )
     return invocation, False
 
@@ -45,12 +53,12 @@ def run_warm(worker: WorkerProcess, config: FunctionConfig, payload: bytes, requ
 
 
 class _Outcome:
-    """The payload the caller gets, whether it is an error, and any lines Lambda itself adds to the log stream."""
+    """The payload the caller gets, whether it is an error, and the REPORT line's status if Lambda ended it."""
 
-    def __init__(self, payload: bytes, function_error: str | None, platform_log: str = "") -> None:
+    def __init__(self, payload: bytes, function_error: str | None, status: str | None = None) -> None:
         self.payload = payload
         self.function_error = function_error
-        self.platform_log = platform_log
+        self.status = status
 
 
 def _run_event(
@@ -68,49 +76,42 @@ def _run_event(
     }
     started = time.perf_counter()
     answer = worker.exchange(encode(Kind.EVENT, meta, payload), time.monotonic() + config.timeout_seconds)
+    reusable = False
     if answer.frame is None:
         duration_ms = (time.perf_counter() - started) * 1000
-        failure = _lost(answer, request_id, config.timeout_seconds)
-        invocation = _invocation(worker, config, request_id, failure, answer.output, duration_ms, init_output, init_ms)
-        return invocation, False
-    worker.max_rss_kb = answer.frame.meta["max_rss_kb"]
-    duration_ms = answer.frame.meta["duration_ms"]
-    if worker.max_rss_kb > config.memory_mb * 1024:
-        # Lambda stops an environment the moment it goes over; this one is stopped when it reports it went over.
-        worker.kill()
-        failure = _Outcome(
-            _platform_error(errors.RUNTIME_OUT_OF_MEMORY, errors.exit_message(request_id, -9)),
-            errors.UNHANDLED,
-            f"{errors.exit_message(request_id, -9)}\n{errors.RUNTIME_OUT_OF_MEMORY}\n",
-        )
-        invocation = _invocation(worker, config, request_id, failure, answer.output, duration_ms, init_output, init_ms)
-        return invocation, False
-    function_error = errors.UNHANDLED if answer.frame.kind is Kind.FUNCTION_ERROR else None
-    outcome = _Outcome(answer.frame.body, function_error)
+        outcome = _lost(answer, request_id, config.timeout_seconds)
+    else:
+        worker.max_rss_kb = answer.frame.meta["max_rss_kb"]
+        duration_ms = answer.frame.meta["duration_ms"]
+        if worker.max_rss_kb > config.memory_mb * 1024:
+            # Lambda stops an environment the moment it goes over; this one is stopped when it says it went over.
+            worker.kill()
+            outcome = _out_of_memory(request_id)
+        else:
+            function_error = errors.UNHANDLED if answer.frame.kind is Kind.FUNCTION_ERROR else None
+            outcome = _Outcome(answer.frame.body, function_error)
+            reusable = True
     invocation = _invocation(worker, config, request_id, outcome, answer.output, duration_ms, init_output, init_ms)
-    return invocation, True
+    return invocation, reusable
 
 
 def _lost(exchange: Exchange, request_id: str, timeout_seconds: float) -> _Outcome:
     """The worker timed out or exited before answering."""
     if exchange.timed_out:
         message = errors.timeout_message(request_id, timeout_seconds)
-        return _Outcome(
-            _platform_error(errors.SANDBOX_TIMEDOUT, message),
-            errors.UNHANDLED,
-            timeout_log_line(request_id, timeout_seconds),
-        )
-    message = errors.exit_message(request_id, exchange.returncode if exchange.returncode is not None else -9)
-    return _Outcome(
-        _platform_error(errors.RUNTIME_EXIT_ERROR, message),
-        errors.UNHANDLED,
-        f"{message}\n{errors.RUNTIME_EXIT_ERROR}\n",
-    )
+        return _Outcome(_platform_error(errors.SANDBOX_TIMEDOUT, message), errors.UNHANDLED, TIMEOUT_STATUS)
+    returncode = exchange.returncode if exchange.returncode is not None else -signal.SIGKILL
+    message = errors.exit_message(request_id, returncode)
+    return _Outcome(_platform_error(errors.RUNTIME_EXIT_ERROR, message), errors.UNHANDLED, ERROR_STATUS)
+
+
+def _out_of_memory(request_id: str) -> _Outcome:
+    message = errors.exit_message(request_id, -signal.SIGKILL)
+    return _Outcome(_platform_error(errors.RUNTIME_OUT_OF_MEMORY, message), errors.UNHANDLED, ERROR_STATUS)
 
 
 def _platform_error(error_type: str, message: str) -> bytes:
-    error: dict[str, Any] = errors.platform_error_object(error_type, message)
-    return json.dumps(error).encode()
+    return json.dumps(errors.platform_error_object(error_type, message)).encode()
 
 
 def _invocation(
@@ -140,9 +141,8 @@ def _invocation(
         _lines(init_output)
         + start_line(request_id)
         + _lines(output)
-        + outcome.platform_log
         + end_line(request_id)
-        + report_line(draft)
+        + report_line(draft, outcome.status)
     )
     return dataclasses.replace(draft, logs=logs)
 

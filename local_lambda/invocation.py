@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from local_lambda.config import FUNCTION_VERSION
+
+TIMEOUT_STATUS = "timeout"
+ERROR_STATUS = "error"
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,14 @@ def end_line(request_id: str) -> str:
     return f"END RequestId: {request_id}\n"
 
 
-def report_line(invocation: Invocation) -> str:
-    """The REPORT line, tab-separated with a trailing tab as Lambda prints it; Init Duration only on a cold start."""
+def report_line(invocation: Invocation, status: str | None = None) -> str:
+    """The REPORT line, tab-separated with a trailing tab as Lambda prints it.
+
+    Init Duration only on a cold start. When Lambda itself ended the invocation, the line ends with ``Status:
+    timeout``, or ``Status: error`` and the ``Error Type``: Lambda's current log format, which replaced the
+    separate "Task timed out" / "Runtime exited" lines (examples under "Failures during the invoke phase" in
+    https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
+    """
     fields = [
         f"REPORT RequestId: {invocation.request_id}",
         f"Duration: {invocation.duration_ms:.2f} ms",
@@ -73,10 +81,8 @@ def report_line(invocation: Invocation) -> str:
     ]
     if invocation.init_ms is not None:
         fields.append(f"Init Duration: {invocation.init_ms:.2f} ms")
+    if status is not None:
+        fields.append(f"Status: {status}")
+        if status == ERROR_STATUS:
+            fields.append(f"Error Type: {invocation.error_type}")
     return "\t".join(fields) + "\t\n"
-
-
-def timeout_log_line(request_id: str, timeout_seconds: float) -> str:
-    """The line Lambda writes to the stream when it stops a timed-out invocation."""
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return f"{stamp} {request_id} Task timed out after {timeout_seconds:.2f} seconds\n"

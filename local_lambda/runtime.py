@@ -168,14 +168,17 @@ class LambdaRuntime:
                 raise errors.TooManyRequests(name, errors.ACCOUNT_CONCURRENCY_EXCEEDED)
             function.in_flight += 1
             self._in_flight += 1
-            worker = None
+            worker, dead = None, []
             while function.idle and worker is None:
                 candidate = function.idle.pop()
                 if candidate.alive():
                     worker = candidate
                 else:
-                    self._workers.discard(candidate)
-            return function, function.config, worker
+                    dead.append(candidate)
+            self._workers.difference_update(dead)
+            config = function.config
+        self._close_all(dead)
+        return function, config, worker
 
     def _release(self, function: _Function, config: FunctionConfig, used: WorkerProcess | None, reusable: bool) -> None:
         with self._lock:

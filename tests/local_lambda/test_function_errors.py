@@ -30,8 +30,8 @@ def test_a_timeout_kills_the_environment_and_the_next_event_gets_a_fresh_one(
         "errorMessage": f"RequestId: {REQUEST_ID} Error: Task timed out after 0.50 seconds",
     }
     assert timed_out.worker_pid is not None and not process_running(timed_out.worker_pid)
-    assert f"{REQUEST_ID} Task timed out after 0.50 seconds" in timed_out.logs
     assert timed_out.logs.splitlines()[-2] == f"END RequestId: {REQUEST_ID}"
+    assert timed_out.logs.endswith("\tStatus: timeout\t\n")
 
     after = runtime.invoke("basic-sleep", b'{"seconds": 0}')
     assert after.cold_start
@@ -57,6 +57,7 @@ def test_a_process_exit_loses_the_answer_but_not_the_effect(
         "errorMessage": f"RequestId: {REQUEST_ID} Error: Runtime exited with error: exit status 3",
     }
     assert crashed.worker_pid is not None and not process_running(crashed.worker_pid)
+    assert crashed.logs.endswith("\tStatus: error\tError Type: Runtime.ExitError\t\n")
     assert runtime.invoke("basic-exit_after_marking", b'{"marker": "/dev/null"}').cold_start
 
 
@@ -70,6 +71,19 @@ def test_a_process_killed_by_a_signal_is_reported_as_lambda_words_it(
     assert answer(killed) == {
         "errorType": "Runtime.ExitError",
         "errorMessage": f"RequestId: {REQUEST_ID} Error: Runtime exited with error: signal: killed",
+    }
+
+
+def test_a_process_that_exits_with_status_0_gives_no_reason(
+    runtime: RecordingRuntime, function: Callable[..., FunctionConfig]
+) -> None:
+    runtime.register(function("basic.exit_quietly"))
+
+    exited = runtime.invoke("basic-exit_quietly", b"{}", request_id=REQUEST_ID)
+
+    assert answer(exited) == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {REQUEST_ID} Error: Runtime exited without providing a reason",
     }
 
 

@@ -25,6 +25,7 @@ def test_going_over_the_memory_size_is_out_of_memory_and_the_environment_is_repl
         "errorMessage": f"RequestId: {REQUEST_ID} Error: Runtime exited with error: signal: killed",
     }
     assert over.max_memory_mb > 128
+    assert over.logs.endswith("\tStatus: error\tError Type: Runtime.OutOfMemory\t\n")
     assert over.worker_pid == warm_up.worker_pid
     assert over.worker_pid is not None and not process_running(over.worker_pid)
     assert after.cold_start and after.function_error is None

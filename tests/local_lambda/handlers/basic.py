@@ -43,6 +43,10 @@ def exit_after_marking(event: dict[str, Any], context: Any) -> None:
     os._exit(3)
 
 
+def exit_quietly(event: Any, context: Any) -> None:
+    sys.exit(0)
+
+
 def kill_itself(event: Any, context: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
