@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def test_an_environment_serves_one_event_at_a_time_so_concurrent_events_start_an
     assert len({result.worker_pid for result in results}) == 2
     assert all(result.cold_start for result in results)
     assert len(runtime.worker_pids("basic-wait_for_release")) == 2
+
+
+def test_a_burst_starts_its_cold_environments_side_by_side(
+    runtime: RecordingRuntime, function: Callable[..., FunctionConfig]
+) -> None:
+    runtime.register(function("slow_init.handler", environment={"INIT_SECONDS": "1"}))
+    results: list[Invocation] = []
+    callers = [
+        threading.Thread(target=lambda: results.append(runtime.invoke("slow_init-handler", b"{}"))) for _ in range(4)
+    ]
+
+    started = time.monotonic()
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=30)
+    elapsed = time.monotonic() - started
+
+    assert len({result.worker_pid for result in results}) == 4
+    assert all(result.cold_start and result.init_ms is not None and result.init_ms >= 1000 for result in results)
+    assert elapsed < 3.5, "four 1-second inits took as long as running them one after another"
 
 
 def test_the_log_stream_frames_what_the_handler_printed_with_start_end_and_report(

@@ -98,5 +98,5 @@ def interpreter(event: Any, context: Any) -> dict[str, Any]:
 
 
 def large(event: dict[str, Any], context: Any) -> str:
-    print("x" * event["log_bytes"])
-    return "y" * event["result_bytes"]
+    print("x" * int(event["log_bytes"]))
+    return "y" * int(event["result_bytes"])
