@@ -30,8 +30,12 @@ from local_lambda.worker_process import Exchange, WorkerProcess
 def run_cold(
     worker: WorkerProcess, config: FunctionConfig, payload: bytes, request_id: str, init_timeout_seconds: float
 ) -> tuple[Invocation, bool]:
-    """Wait for a new worker's init, then run the event on it; a failed init is this invocation's error."""
-    init = worker.await_frame(time.monotonic() + init_timeout_seconds)
+    """Wait for a new worker's init, then run the event on it; a failed init is this invocation's error.
+
+    An init over Lambda's Init limit is retried by Lambda within the invocation, under the function's timeout, so
+    init may take up to both together, and a timeout then is reported as the function's timeout.
+    """
+    init = worker.await_frame(time.monotonic() + init_timeout_seconds + config.timeout_seconds)
     init_ms = (time.perf_counter() - worker.started) * 1000
     if init.frame is not None and init.frame.kind is Kind.INIT_DONE:
         worker.max_rss_kb = init.frame.meta["max_rss_kb"]
@@ -40,7 +44,7 @@ def run_cold(
         worker.kill()
         outcome = _Outcome(init.frame.body, errors.UNHANDLED)
     else:
-        outcome = _lost(init, request_id, init_timeout_seconds)
+        outcome = _lost(init, request_id, config.timeout_seconds)
     invocation = _invocation(
         worker, config, request_id, outcome, output="", duration_ms=0.0, init_output=init.output, init_ms=init_ms
     )

@@ -39,6 +39,23 @@ def test_a_timeout_kills_the_environment_and_the_next_event_gets_a_fresh_one(
     assert after.worker_pid != timed_out.worker_pid
 
 
+def test_an_init_that_never_finishes_times_out(function: Callable[..., FunctionConfig]) -> None:
+    with RecordingRuntime(init_timeout_seconds=0.3) as runtime:
+        runtime.register(function("slow_init.handler", timeout_seconds=0.5, environment={"INIT_SECONDS": "30"}))
+
+        started = time.monotonic()
+        timed_out = runtime.invoke("slow_init-handler", b"{}", request_id=REQUEST_ID)
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 10
+    assert answer(timed_out) == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": f"RequestId: {REQUEST_ID} Error: Task timed out after 0.50 seconds",
+    }
+    assert timed_out.cold_start
+    assert timed_out.worker_pid is not None and not process_running(timed_out.worker_pid)
+
+
 def test_a_process_exit_loses_the_answer_but_not_the_effect(
     runtime: RecordingRuntime, function: Callable[..., FunctionConfig], tmp_path: Path
 ) -> None:
