@@ -13,7 +13,7 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
+import subprocess  # workers start from our own argument list, never through a shell  # nosec B404
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +82,7 @@ class WorkerProcess:
         log_read, log_write = os.pipe()
         started = time.perf_counter()
         try:
-            process = subprocess.Popen(  # noqa: S603 (the interpreter and arguments are ours, no shell)
+            process = subprocess.Popen(  # noqa: S603 (our interpreter and arguments, no shell)  # nosec B603
                 [
                     config.python,
                     "-u",
