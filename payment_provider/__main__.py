@@ -26,6 +26,7 @@ from payment_provider.parent_death import die_with_parent
 from payment_provider.store import open_ledger_database
 
 EXIT_BAD_SETTING = 2
+logger = logging.getLogger("payment_provider")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = open_ledger_database(settings.database_url)
     except Exception as error:
-        print(f"payment provider: cannot open its ledger database: {type(error).__name__}", file=sys.stderr)
+        reason = (str(error).splitlines() or [""])[0][:200]
+        print(f"payment provider: cannot open its ledger database: {type(error).__name__}: {reason}", file=sys.stderr)
         return 1
     api = ProviderApi(engine, Ledger(settings.refund_settle_seconds))
     chaos = Chaos(settings.fault_rate, settings.lost_rate, settings.latency_ms, settings.seed)
@@ -57,15 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     def stop(_signal: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.stop, daemon=True).start()
 
+    logger.info("ledger database: %s", engine.url.render_as_string(hide_password=True))
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"payment provider listening on http://{settings.host}:{server.server_port}", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
         engine.dispose()
-    logging.getLogger("payment_provider").info("stopped")
+    logger.info("stopped")
     return 0
 
 

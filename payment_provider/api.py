@@ -70,24 +70,24 @@ class ProviderApi:
             return request
 
         def refund(connection: Connection) -> Answer:
-            return self._answer(lambda: Answer(201, refund_body(self._ledger.refund(connection, request))))
+            return self._or_error(lambda: Answer(201, refund_body(self._ledger.refund(connection, request))))
 
         return run_once(self._engine, IdempotencyScope(account, "refunds", key), request.fingerprint(), refund)
 
     def cancel_refund(self, refund_id: str) -> Answer:
         """POST /v1/refunds/{id}/cancel: idempotent by nature, so no key is needed."""
         with self._engine.begin() as connection:
-            return self._answer(lambda: Answer(200, refund_body(self._ledger.cancel_refund(connection, refund_id))))
+            return self._or_error(lambda: Answer(200, refund_body(self._ledger.cancel_refund(connection, refund_id))))
 
     def get_charge(self, charge_id: str) -> Answer:
         """GET /v1/charges/{id}."""
         with self._engine.connect() as connection:
-            return self._answer(lambda: Answer(200, charge_body(self._ledger.charge(connection, charge_id))))
+            return self._or_error(lambda: Answer(200, charge_body(self._ledger.charge(connection, charge_id))))
 
     def get_refund(self, refund_id: str) -> Answer:
         """GET /v1/refunds/{id}."""
         with self._engine.connect() as connection:
-            return self._answer(lambda: Answer(200, refund_body(self._ledger.get_refund(connection, refund_id))))
+            return self._or_error(lambda: Answer(200, refund_body(self._ledger.get_refund(connection, refund_id))))
 
     def list_charges(self, query: dict[str, str]) -> Answer:
         """GET /v1/charges: `saga_id` filters; `limit` and `starting_after` page through everything."""
@@ -95,7 +95,7 @@ class ProviderApi:
         if isinstance(parsed, Answer):
             return parsed
         with self._engine.connect() as connection:
-            return self._answer(lambda: _list_body(self._ledger.list_charges(connection, parsed)))
+            return self._or_error(lambda: _list_body(self._ledger.list_charges(connection, parsed)))
 
     def list_refunds(self, query: dict[str, str]) -> Answer:
         """GET /v1/refunds: `charge_id` filters; `limit` and `starting_after` page through everything."""
@@ -103,10 +103,10 @@ class ProviderApi:
         if isinstance(parsed, Answer):
             return parsed
         with self._engine.connect() as connection:
-            return self._answer(lambda: _list_body(self._ledger.list_refunds(connection, parsed)))
+            return self._or_error(lambda: _list_body(self._ledger.list_refunds(connection, parsed)))
 
     @staticmethod
-    def _answer(operation: Callable[[], Answer]) -> Answer:
+    def _or_error(operation: Callable[[], Answer]) -> Answer:
         try:
             return operation()
         except LedgerError as error:

@@ -31,7 +31,7 @@ from payment_provider.commands import OBJECT_ID_PATTERN
 
 MAX_BODY_BYTES = 64 * 1024
 _DRAINED_AT_MOST = 1024 * 1024
-"""An oversized body is read and dropped up to this size, so the client gets the 413 instead of a reset."""
+"""An oversized body up to this size is read and dropped, so its client gets the 413 rather than a reset."""
 logger = logging.getLogger("payment_provider")
 
 
@@ -206,7 +206,8 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
             return error_answer(400, "invalid_request", "Content-Length must be a non-negative integer")
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            self.rfile.read(min(length, _DRAINED_AT_MOST))
+            if length <= _DRAINED_AT_MOST:
+                self.rfile.read(length)
             return error_answer(413, "body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
         body = self.rfile.read(length)
         if len(body) < length:
