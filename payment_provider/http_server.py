@@ -146,6 +146,11 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
     def _answer(self) -> Answer | None:
         server = cast(ProviderHTTPServer, self.server)
         target = urlsplit(self.path)
+        # Read the body before any answer: closing a socket with unread input resets it, and the client
+        # would see a reset instead of the answer.
+        body = self._read_body()
+        if isinstance(body, Answer):
+            return body
         if target.path == "/health" and self.command == "GET":
             return Answer(200, {"status": "ok"})
         found = self._route(target.path)
@@ -156,13 +161,11 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
             answer = error_answer(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
             return replace(answer, headers={"WWW-Authenticate": "Bearer"})
         server.chaos.delay()
-        body = self._read_body() if self.command == "POST" else b""
-        if isinstance(body, Answer):
-            return body
         if self.command == "POST" and server.chaos.fails_before_acting():
             return unavailable("the provider is temporarily unavailable; retry with the same Idempotency-Key")
         try:
-            query = {name: values[0] for name, values in parse_qs(target.query, max_num_fields=50).items()}
+            fields = parse_qs(target.query, keep_blank_values=True, max_num_fields=50)
+            query = {name: values[0] for name, values in fields.items()}
         except ValueError:
             return error_answer(400, "invalid_request", "the query string has too many parameters")
         payload = _json(body) if route.takes_json else None

@@ -220,3 +220,19 @@ def test_the_provider_log_holds_no_tokens_or_bodies(provider: RunningProvider) -
 def test_health_answers_without_a_key(provider: RunningProvider) -> None:
     reply = send(provider, "GET", "/health", api_key=None)
     assert (reply.status, reply.body) == (200, {"status": "ok"})
+
+
+def test_an_empty_saga_id_is_refused_rather_than_listing_every_charge(provider: RunningProvider) -> None:
+    reply = send(provider, "GET", "/v1/charges?saga_id=")
+    assert (reply.status, reply.body["param"]) == (400, "saga_id")
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/nowhere"), ("PUT", "/v1/charges"), ("POST", "/v1/charges")])
+def test_a_refused_request_with_a_large_body_still_gets_its_answer(
+    provider: RunningProvider, method: str, path: str
+) -> None:
+    body = b'{"payment_token": "' + b"x" * 60_000 + b'"}'
+    for api_key in ("default", "sk_wrong"):
+        reply = send(provider, method, path, body, api_key=api_key)
+        assert 400 <= reply.status < 500
+        assert reply.body["error"]
