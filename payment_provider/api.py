@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from payment_provider import ledger
 from payment_provider.answers import Answer, error_answer, unavailable
 from payment_provider.commands import (
     ChargeRequest,
@@ -18,25 +17,38 @@ from payment_provider.commands import (
     parse_query,
 )
 from payment_provider.idempotency import IdempotencyScope, run_once
-from payment_provider.ledger import Charge, Ledger, LedgerError, Refund
+from payment_provider.ledger import (
+    CardDeclined,
+    Charge,
+    ChargeNotFound,
+    Ledger,
+    LedgerError,
+    Page,
+    Refund,
+    RefundAlreadySettled,
+    RefundExceedsCharge,
+    RefundNotFound,
+    TemporarilyUnavailable,
+    UnknownCursor,
+)
 from payment_provider.tokens import TokenBehaviour, behaviour_of
 
 _ERRORS: dict[type[LedgerError], tuple[int, str, str | None]] = {
-    ledger.CardDeclined: (402, "card_declined", None),
-    ledger.ChargeNotFound: (404, "charge_not_found", None),
-    ledger.RefundNotFound: (404, "refund_not_found", None),
-    ledger.RefundExceedsCharge: (400, "refund_exceeds_charge", "amount_cents"),
-    ledger.RefundAlreadySettled: (409, "refund_settled", None),
-    ledger.UnknownCursor: (400, "invalid_field", "starting_after"),
+    CardDeclined: (402, "card_declined", None),
+    ChargeNotFound: (404, "charge_not_found", None),
+    RefundNotFound: (404, "refund_not_found", None),
+    RefundExceedsCharge: (400, "refund_exceeds_charge", "amount_cents"),
+    RefundAlreadySettled: (409, "refund_settled", None),
+    UnknownCursor: (400, "invalid_field", "starting_after"),
 }
 
 
 class ProviderApi:
     """What each route does, for the account the caller authenticated as."""
 
-    def __init__(self, engine: Engine, ledger_: Ledger) -> None:
+    def __init__(self, engine: Engine, ledger: Ledger) -> None:
         self._engine = engine
-        self._ledger = ledger_
+        self._ledger = ledger
 
     def create_charge(self, account: str, idempotency_key: str | None, payload: Any) -> Answer:
         """POST /v1/charges: capture once per idempotency key."""
@@ -52,7 +64,7 @@ class ProviderApi:
         def capture(connection: Connection) -> Answer:
             try:
                 charge = self._ledger.capture(connection, request, attempt_key=scope)
-            except ledger.TemporarilyUnavailable as error:
+            except TemporarilyUnavailable as error:
                 return unavailable(str(error))
             except LedgerError as error:
                 return _error(error)
@@ -128,7 +140,7 @@ def refund_body(refund: Refund) -> dict[str, Any]:
     return {"object": "refund", **body}
 
 
-def _list_body(page: ledger.Page) -> Answer:
+def _list_body(page: Page) -> Answer:
     items = [charge_body(item) if isinstance(item, Charge) else refund_body(item) for item in page.items]
     return Answer(200, {"object": "list", "items": items, "has_more": page.has_more})
 
