@@ -46,7 +46,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/statelint statemachines/*.asl.json
 	$(VENV)/bin/cfn-lint template.yaml
-	$(VENV)/bin/bandit -q -r app.py chalicelib functions infra bench -x chalicelib/adapters/migrations/versions
+	$(VENV)/bin/bandit -q -r app.py chalicelib functions infra bench local_lambda payment_provider -x chalicelib/adapters/migrations/versions
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed

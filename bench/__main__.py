@@ -24,6 +24,7 @@ from chalicelib.observability import telemetry
 from chalicelib.settings import get_settings
 from infra import cost
 from infra.embedded_redis import embedded_redis
+from infra.local_engine import LocalEngine
 
 REPORT = sys.stdout
 
@@ -31,6 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
+RUNTIME_ADDED_TARGET_MS, SCALE_TARGET, FLOOR_SHARE_TARGET = 2.0, 1.5, 0.7
 
 
 def choose_backend(stack: ExitStack) -> str:
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-repeats", type=int, default=5, help="cold starts per handler (5)")
     parser.add_argument("--sagas", type=int, default=40, help="sagas per throughput run (40)")
     parser.add_argument("--cost-count", type=int, default=10, help="sagas per path for transitions (10)")
+    parser.add_argument("--concurrencies", default="1,2,4,8", help="clients at once for the throughput runs (1,2,4,8)")
+    parser.add_argument("--hot-racers", type=int, default=16, help="clients racing for one product (16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, backend: str) -> int:
-    from bench import cold_start, step_overhead, throughput
+    from bench import cold_start, lambda_runtime, step_overhead, throughput
 
     get_settings().allow_faults = True
     database.migrate()
@@ -103,13 +107,20 @@ def _run(args: argparse.Namespace, backend: str) -> int:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"Backend: {backend}\nMachine: {machine}", file=REPORT, flush=True)
-    print("1/4 step overhead ...", file=REPORT, flush=True)
+    print("1/5 step overhead ...", file=REPORT, flush=True)
     steps = step_overhead.run(args.calls)
-    print("2/4 cold start ...", file=REPORT, flush=True)
+    print("2/5 cold start ...", file=REPORT, flush=True)
     cold = cold_start.run(args.cold_repeats)
-    print("3/4 throughput ...", file=REPORT, flush=True)
-    load = throughput.run(args.sagas)
-    print("4/4 transitions and cost ...", file=REPORT, flush=True)
+    print("3/5 Lambda runtime (worker processes) ...", file=REPORT, flush=True)
+    with LocalEngine(log_sink=lambda *_: None) as engine:
+        runtime = {
+            "warm_invocation": lambda_runtime.warm_overhead(args.calls * 2),
+            "first_invocation": lambda_runtime.first_invocations(engine),
+        }
+    print("4/5 throughput ...", file=REPORT, flush=True)
+    concurrencies = tuple(int(n) for n in args.concurrencies.split(","))
+    load = throughput.run(args.sagas, concurrencies, args.hot_racers)
+    print("5/5 transitions and cost ...", file=REPORT, flush=True)
     paths = cost.measure_all(args.cost_count)
     results = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -117,6 +128,7 @@ def _run(args: argparse.Namespace, backend: str) -> int:
         "machine": machine,
         "step_overhead": steps,
         "cold_start": cold,
+        "lambda_runtime": runtime,
         "throughput": {k: v for k, v in load.items() if k != "peak_rss_mb"},
         "peak_rss_mb": load["peak_rss_mb"],
         "transitions_and_cost": [cost.as_dict(path) for path in paths],
@@ -158,22 +170,8 @@ def render(results: dict[str, Any]) -> str:
     lines.append(
         "top imports (ms, self time): " + ", ".join(f"{i['package']} {i['ms']:.0f}" for i in cold["top_imports"][:8])
     )
-    lines += [
-        "",
-        "Throughput on the local engine (one process)",
-        f"{'run':<48}{'sagas/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'floor/s':>8}{'floor p50':>10}{'ours':>6}",
-    ]
-    for name, row in results["throughput"].items():
-        if "ours" in row:
-            ours, base = row["ours"], row["engine_floor"]
-            lines.append(
-                f"{name:<48}{ours['sagas_per_second']:>8.1f}{ours['p50_ms']:>8.0f}{ours['p99_ms']:>8.0f}"
-                f"{base['sagas_per_second']:>8.1f}{base['p50_ms']:>10.0f}{row['our_share_of_p50']:>6.0%}"
-            )
-        else:
-            base = row["engine_floor"]
-            lines.append(f"{name:<48}{'':>24}{base['sagas_per_second']:>8.1f}{base['p50_ms']:>10.0f}")
-    lines.append(f"peak RSS during the run: {results['peak_rss_mb']:.0f} MB")
+    lines += _runtime_lines(results["lambda_runtime"])
+    lines += _throughput_lines(results["throughput"], results["peak_rss_mb"])
     lines += ["", f"Transitions and cost per 1,000 sagas (prices as published {results['prices_as_published']})"]
     for row in results["transitions_and_cost"]:
         lines.append(
@@ -181,6 +179,59 @@ def render(results: dict[str, Any]) -> str:
             f"  ${row['standard_per_1000']:.4f} Standard  ${row['express_per_1000']:.4f} Express"
         )
     return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def _runtime_lines(runtime: dict[str, Any]) -> list[str]:
+    warm = runtime["warm_invocation"]
+    lines = [
+        "",
+        "Lambda runtime (worker processes)",
+        f"warm no-op invocation: worker p50 {warm['worker']['p50_ms']:.2f} ms (p99 {warm['worker']['p99_ms']:.2f}), "
+        f"in-process p50 {warm['in_process']['p50_ms']:.3f} ms: {warm['added_p50_ms']:.2f} ms added "
+        f"(target <= {RUNTIME_ADDED_TARGET_MS} ms, {_verdict(warm['added_p50_ms'] <= RUNTIME_ADDED_TARGET_MS)})",
+        f"{'function':<18}{'first ms':>10}{'of it init':>12}{'warm ms':>9}{'x warm':>8}",
+    ]
+    for step, row in runtime["first_invocation"].items():
+        lines.append(
+            f"{step:<18}{row['first_ms']:>10.0f}{row['init_ms'] or 0:>12.0f}{row['warm_ms']:>9.1f}{row['ratio']:>8.1f}"
+        )
+    return lines
+
+
+def _throughput_lines(throughput: dict[str, Any], peak: dict[str, float]) -> list[str]:
+    lines = [
+        "",
+        "Throughput on the local engine (each step in a worker process)",
+        f"{'run':<46}{'sagas/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'floor/s':>8}{'floor p50':>10}{'x floor':>8}",
+    ]
+    for name, row in throughput.items():
+        if "engine_floor" not in row:
+            continue
+        ours, base = row["ours"], row["engine_floor"]
+        lines.append(
+            f"{name:<46}{ours['sagas_per_second']:>8.1f}{ours['p50_ms']:>8.0f}{ours['p99_ms']:>8.0f}"
+            f"{base['sagas_per_second']:>8.1f}{base['p50_ms']:>10.0f}{row['ours_to_floor_sagas_per_second']:>8.2f}"
+        )
+    measured = sorted(int(name.rsplit(" ", 1)[1]) for name in throughput if "COMPLETED, concurrency" in name)
+    low, high = measured[0], measured[-1]
+    c_low, c_high = (
+        throughput[f"purchase COMPLETED, concurrency {c}"]["ours"]["sagas_per_second"] for c in (low, high)
+    )
+    share = throughput[f"purchase COMPLETED, concurrency {low}"]["ours_to_floor_sagas_per_second"]
+    hot = throughput["hot product"]
+    lines += [
+        f"c{high} / c{low}: {c_high / c_low:.2f} (target c8 / c1 >= {SCALE_TARGET}, "
+        f"{_verdict(c_high / c_low >= SCALE_TARGET)}); ours / floor at c{low}: {share:.0%} "
+        f"(target >= {FLOOR_SHARE_TARGET:.0%}, {_verdict(share >= FLOOR_SHARE_TARGET)})",
+        f"hot product ({hot['racers']} at once, one SKU): {hot['sagas_per_second']:.1f} sagas/s, "
+        f"p50 {hot['p50_ms']:.0f} ms, {hot['not_completed']} not completed (target 0) {hot['outcomes']}",
+        f"peak RSS: engine {peak['engine']:.0f} MB + workers {peak['workers']:.0f} MB",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

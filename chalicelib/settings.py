@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     redis_auth_secret_arn: str | None = Field(default=None, alias="REDIS_AUTH_SECRET_ARN")
     status_ttl_seconds: int = Field(default=86_400, alias="SAGA_STATUS_TTL_SECONDS")
     return_window_days: int = Field(default=30, alias="SAGA_RETURN_WINDOW_DAYS")
+    local_lambda_timeout: float | None = Field(default=None, gt=0, alias="LOCAL_LAMBDA_TIMEOUT")
+    """Locally: every function's timeout in seconds, instead of the template's (tests and demos)."""
 
     @property
     def effective_database_url(self) -> str:

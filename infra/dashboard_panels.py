@@ -67,6 +67,8 @@ def ref(logical_id: str) -> str:
 STEPS = tuple(step for steps in STEPS_BY_SAGA.values() for step in steps)
 SAGA_TYPES = tuple(STEPS_BY_SAGA)
 COMPENSATION_STEPS = tuple(step for step in STEPS if step in COMPENSATIONS)
+TASK_FUNCTIONS = (*STEPS, "compensation_failed")
+"""Every function a state machine invokes: the steps, and the task that records a saga FAILED."""
 STATE_MACHINES = {saga_type: f"{saga_type.capitalize()}SagaStateMachine" for saga_type in SAGA_TYPES}
 API_FUNCTION = "APIHandler"
 
@@ -98,7 +100,7 @@ def _per_step(name: str, stat: str, steps: tuple[str, ...] = STEPS) -> tuple[Met
     return tuple(_ours(name, stat, step, {names.STEP_DIMENSION: step}) for step in steps)
 
 
-def _lambda(name: str, stat: str, steps: tuple[str, ...] = STEPS) -> tuple[Metric, ...]:
+def _lambda(name: str, stat: str, steps: tuple[str, ...] = TASK_FUNCTIONS) -> tuple[Metric, ...]:
     return tuple(Metric("AWS/Lambda", name, (("FunctionName", ref(step_function(s))),), stat, s) for s in steps)
 
 

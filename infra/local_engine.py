@@ -1,25 +1,24 @@
-"""Local engine: the stack of template.yaml on moto's Step Functions interpreter, steps run in-process.
+"""Local engine: the stack of template.yaml on moto's Step Functions interpreter, each step in a worker process.
 
 moto cannot run a Lambda's code without Docker, so this module replaces the one method moto uses to run
-it (`LambdaFunction._invoke_lambda`) with a call to our handler in this process. That method is
-internal to moto: this module is written against MOTO_VERSION and refuses to start on another.
+it (`LambdaFunction._invoke_lambda`) with an invocation on `local_lambda`'s worker processes, which behave as
+Lambda's execution environments do (infra/local_functions.py). That method is internal to moto: this module is
+written against MOTO_VERSION and refuses to start on another.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -34,9 +33,16 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda
 from chalicelib.adapters import idempotency, saga_cache, step_functions
 from chalicelib.settings import get_settings
 from infra.embedded_redis import embedded_redis
+from infra.local_functions import (
+    Configuration,
+    DuplicateDeliveries,
+    HandlerFor,
+    LocalFunctions,
+    LogSink,
+    discard_logs,
+)
 
 MOTO_VERSION = "5.2.5"
-Handler = Callable[[Any, Any], Any]
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
@@ -93,11 +99,23 @@ class LocalEngine:
     """None: an in-process mock with no endpoint (tests). A port (0: any free one): a moto server on
     127.0.0.1 there, which boto3 clients and the AWS CLI can reach at `endpoint_url`."""
     endpoint_url: str | None = None
-    handler_for: Callable[[str], Handler] | None = None
-    """Resolves a function's `Handler` (module.attribute) to what runs; None imports the real one.
-    The benchmarks pass no-op handlers here to measure the engine's own cost."""
+    handler_for: HandlerFor | None = None
+    """Maps a function's `Handler` (module.attribute) to the one its workers load; None loads the real one.
+    The benchmarks load no-op handlers here to measure the engine's own cost."""
     reuse_lambda_client: bool = True
     """moto's interpreter builds a boto3 Lambda client for every Task (~8 ms); reuse one per region."""
+    log_sink: LogSink = discard_logs
+    """Where each invocation's log lines (START, the function's JSON lines, END, REPORT) go."""
+    duplicates: DuplicateDeliveries | None = None
+    """Deliver a share of the invocations twice (the soak), as at-least-once delivery may."""
+    extra_environment: dict[str, str] = field(default_factory=dict)
+    """More variables for every function. This and the two below are read at each invocation: a change replaces
+    the functions' workers, as a configuration update does on Lambda."""
+    function_timeout: float | None = None
+    """Every function's timeout in seconds instead of the template's; None: LOCAL_LAMBDA_TIMEOUT, if set."""
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    """Template parameters, as `sam local --parameter-overrides` takes them (say PaymentConcurrency)."""
+    functions: LocalFunctions | None = None
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -128,10 +146,19 @@ class LocalEngine:
             self._stack.enter_context(moto.mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         else:
             self._serve_endpoint(self.endpoint_port)
-        resolve = self.handler_for or _import_handler
+        self.functions = LocalFunctions(
+            load_template(),
+            str(ROOT),
+            self.function_configuration,
+            handler_for=self.handler_for,
+            log_sink=lambda function_name, text: self.log_sink(function_name, text),  # swappable while it runs
+            duplicates=self.duplicates,
+        )
+        self._stack.callback(self.functions.close)
+        functions = self.functions
         self._stack.enter_context(
             mock.patch.object(
-                LambdaFunction, "_invoke_lambda", lambda fn, event=None: _invoke_in_process(fn, event, resolve)
+                LambdaFunction, "_invoke_lambda", lambda fn, event=None: functions.invoke(fn.function_name, event)
             )
         )
         if self.reuse_lambda_client:
@@ -155,6 +182,24 @@ class LocalEngine:
         self._stack.callback(step_functions.reset_client)
         step_functions.reset_client()
         self._deploy(load_template())
+
+    def function_configuration(self) -> Configuration:
+        timeout = self.function_timeout or get_settings().local_lambda_timeout
+        return Configuration(self.function_environment(), timeout, dict(self.parameter_overrides))
+
+    def function_environment(self) -> dict[str, str]:
+        """What the functions' workers get on top of the template's variables: this machine's data stores."""
+        settings = get_settings()
+        environment = {
+            "DATABASE_URL": settings.effective_database_url,
+            "SAGA_ALLOW_FAULTS": "true" if settings.allow_faults else "false",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        if settings.effective_redis_url:
+            environment["REDIS_URL"] = settings.effective_redis_url
+        if self.endpoint_url:
+            environment["AWS_ENDPOINT_URL"] = self.endpoint_url
+        return environment | self.extra_environment
 
     def _use_embedded_redis_unless_configured(self) -> None:
         """The embedded default: with no Redis configured, a fakeredis on loopback serves for the engine's life."""
@@ -224,50 +269,8 @@ class LocalEngine:
             time.sleep(poll_seconds)
 
 
-def _import_handler(handler: str) -> Handler:
-    module_name, _, attribute = handler.rpartition(".")
-    return cast(Handler, getattr(importlib.import_module(module_name), attribute))
-
-
-def _invoke_in_process(
-    function: LambdaFunction, event: Any, resolve: Callable[[str], Handler]
-) -> tuple[str, bool, str]:
-    """Stands in for moto's Docker run: call the function's handler in this process.
-
-    Failures come back the way the Lambda runtime reports them, named by `errorType`.
-    """
-    try:
-        handler = resolve(str(function.handler))
-    except (ImportError, AttributeError) as error:
-        return _error("Runtime.ImportModuleError", f"cannot import handler {function.handler}: {error}")
-    payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
-    try:
-        result = handler(payload, _context(function))
-    except Exception as error:
-        return _error(type(error).__name__, str(error))
-    try:
-        return json.dumps(result), False, ""
-    except (TypeError, ValueError) as error:
-        return _error("Runtime.MarshalError", f"the handler's result is not JSON: {error}")
-
-
-def _error(error_type: str, message: str) -> tuple[str, bool, str]:
-    return json.dumps({"errorType": error_type, "errorMessage": message}), True, ""
-
-
-def _context(function: LambdaFunction) -> SimpleNamespace:
-    deadline = time.monotonic() + int(function.timeout)
-    return SimpleNamespace(
-        function_name=function.function_name,
-        memory_limit_in_mb=int(function.memory_size),
-        invoked_function_arn=function.function_arn,
-        aws_request_id=uuid.uuid4().hex,
-        get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
-    )
-
-
 def _placeholder_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README", "code runs in-process from the repository")
+        archive.writestr("README", "the code runs from the repository, in local_lambda worker processes")
     return buffer.getvalue()

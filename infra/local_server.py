@@ -1,8 +1,10 @@
 """`make run`: the API on 127.0.0.1 (PORT, default 8000), backed by the local engine behind a local AWS endpoint.
 
-Sagas started with curl run on moto's interpreter, their steps in this process, against the embedded default
-or DATABASE_URL / REDIS_URL. At start, sagas a killed earlier run left unfinished are run to a final status.
-Ctrl-C (or SIGTERM) stops the server and the endpoint.
+Sagas started with curl run on moto's interpreter, each step in a worker process that behaves as a Lambda
+execution environment (LOCAL_LAMBDA_TIMEOUT shortens every function's timeout), against the embedded default or
+DATABASE_URL / REDIS_URL; the functions' log lines (START, JSON lines, END, REPORT) are printed as they come. At
+start, sagas a killed earlier run left unfinished are run to a final status. Ctrl-C (or SIGTERM) stops the
+server, the endpoint and the workers; the workers also die with the server if it is killed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from chalicelib.domain import catalogue
 from chalicelib.service import recovery
 from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
+from infra.local_functions import print_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -46,7 +49,7 @@ def main() -> int:
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
-    with LocalEngine(endpoint_port=aws_port) as engine:
+    with LocalEngine(endpoint_port=aws_port, log_sink=print_logs) as engine:
         from app import app
 
         resumed = recovery.resume_unfinished(
@@ -62,7 +65,11 @@ def main() -> int:
         data = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
         cache = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
         print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")
-        print(f"faults {'accepted' if settings.allow_faults else 'refused'} (SAGA_ALLOW_FAULTS); Ctrl-C stops.")
+        timeouts = f"{settings.local_lambda_timeout:g} s" if settings.local_lambda_timeout else "as in template.yaml"
+        print(
+            f"faults {'accepted' if settings.allow_faults else 'refused'} (SAGA_ALLOW_FAULTS); each step runs in a "
+            f"worker process, function timeouts {timeouts} (LOCAL_LAMBDA_TIMEOUT); Ctrl-C stops."
+        )
         sys.stdout.flush()
         try:
             server.server.serve_forever()

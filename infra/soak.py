@@ -1,5 +1,7 @@
-"""`make soak`: many sagas at once on real PostgreSQL and Redis, with seeded random faults, duplicate deliveries,
+"""`make soak`: many sagas at once on real PostgreSQL and Redis, each step in a worker process, with seeded random
+faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
 a Redis restart and dropped PostgreSQL connections; then every invariant is checked. The last line is the verdict.
+Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
 
@@ -41,13 +43,17 @@ from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
 from infra import invariants
-from infra.local_engine import Handler, LocalEngine, _import_handler
+from infra.local_engine import LocalEngine
+from infra.local_functions import DuplicateDeliveries
 from infra.redis_server import PrivateRedis
 
 T = TypeVar("T")
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 SOAK_SKUS = ("SKU-SOAK-A", "SKU-SOAK-B")
 TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined")
+FAULTS = ("fail", "transient:1", "transient:2", "timeout:1", "crash:1", "crash:2")
+"""Timeouts and crashes hit worker processes as they would Lambda's: killed at the timeout, dead after a commit."""
+SOAK_FUNCTION_TIMEOUT = 2.0
 
 
 @dataclass
@@ -55,44 +61,9 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     statuses: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
-    duplicates: int = 0
-    duplicates_absorbed: int = 0
     orders: list[str] = field(default_factory=list)
     saga_ids: list[str] = field(default_factory=list)
     done: int = 0
-
-
-def duplicating(rate: float, rng: random.Random, tally: Tally) -> Any:
-    """Handler resolver that delivers some invocations twice, as Lambda and Step Functions may."""
-
-    def resolve(name: str) -> Handler:
-        handler = _import_handler(name)
-
-        def deliver(event: Any, context: Any) -> Any:
-            with tally.lock:
-                twice = rng.random() < rate
-            if not twice:
-                return handler(event, context)
-            first_error, first = None, None
-            try:
-                first = handler(event, context)
-            except Exception as error:
-                first_error = error
-            try:
-                second = handler(event, context)
-                absorbed = first_error is None and second == first
-            except Exception:
-                absorbed = first_error is not None
-            with tally.lock:
-                tally.duplicates += 1
-                tally.duplicates_absorbed += absorbed
-            if first_error is not None:
-                raise first_error
-            return first
-
-        return deliver
-
-    return resolve
 
 
 def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest:
@@ -103,7 +74,7 @@ def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest
     steps = RETURN_STEPS if is_return else PURCHASE_STEPS
     if rng.random() < fault_rate:
         step = rng.choice(steps)
-        faults[step] = rng.choice(("fail", "transient:1", "transient:2"))
+        faults[step] = rng.choice(FAULTS)
         with tally.lock:
             tally.faults[f"{step}={faults[step]}"] += 1
     if is_return:
@@ -252,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     settings.database_url = _prepare_database(settings.database_url)
     settings.allow_faults = True
+    # An injected timeout holds a worker until the function's timeout: a short one keeps the soak moving.
+    settings.local_lambda_timeout = settings.local_lambda_timeout or SOAK_FUNCTION_TIMEOUT
     with tempfile.TemporaryDirectory() as directory:
         private_redis = PrivateRedis(Path(directory))
         private_redis.start()
@@ -285,7 +258,8 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     )
     stop = threading.Event()
     started = time.monotonic()
-    with LocalEngine(retry_wait_scale=0.02, handler_for=duplicating(args.duplicate_rate, rng, tally)) as engine:
+    duplicates = DuplicateDeliveries(args.duplicate_rate, rng)
+    with LocalEngine(retry_wait_scale=0.02, duplicates=duplicates) as engine:
         watchers = [
             threading.Thread(target=_progress, args=(tally, args.count, started, stop)),
             threading.Thread(target=_chaos, args=(tally, args.count, private_redis, stop, chaos_log)),
@@ -305,8 +279,8 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     print(f"final statuses: {dict(sorted(tally.statuses.items()))}")
     print(f"faults injected: {sum(tally.faults.values())} ({dict(sorted(tally.faults.items()))})")
     print(
-        f"retries: {retries}; duplicate deliveries: {tally.duplicates}, absorbed with the same answer: "
-        f"{tally.duplicates_absorbed}"
+        f"retries: {retries}; duplicate deliveries: {duplicates.delivered_twice}, absorbed with the same answer: "
+        f"{duplicates.absorbed}"
     )
     print(f"chaos: {'; '.join(chaos_log) or 'none'}")
     print(f"throughput: {args.count / elapsed:.1f} sagas/s ({elapsed:.1f} s)")

@@ -103,10 +103,19 @@ def embedded_redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["embedded", "postgres"])
-def backend(request: pytest.FixtureRequest, sqlite_url: str, embedded_redis_url: str) -> Iterator[Backend]:
+@pytest.fixture(scope="session", params=["embedded", "postgres"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Session-scoped, so that pytest runs every test of one backend before the other's: the engine's worker
+    processes are replaced whenever the data stores change, and each new worker pays a cold start."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(
+    request: pytest.FixtureRequest, backend_name: str, sqlite_url: str, embedded_redis_url: str
+) -> Iterator[Backend]:
     """A clean database and cache, seeded with the catalogue, wired into the settings."""
-    if request.param == "embedded":
+    if backend_name == "embedded":
         chosen = Backend("embedded", sqlite_url, embedded_redis_url)
     else:
         chosen = Backend("postgres", request.getfixturevalue("postgres_url"), request.getfixturevalue("real_redis_url"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import AuditEvent, Product, Saga
 from chalicelib.domain import saga_log
-from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, step_of_state
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, state_of_step, step_of_state
 from chalicelib.service import sagas
 from infra import invariants
 from infra.local_engine import LocalEngine
@@ -48,6 +49,23 @@ def finish(engine: LocalEngine, saga_id: str) -> SagaRun:
         status, result = saga.status, saga.result
     path = step_functions.states_entered(step_functions.execution_history(str(arn)))
     return SagaRun(saga_id, status, description["status"], path, result)
+
+
+class FunctionError(Exception):
+    """A function's invocation answered an error (Invoke's FunctionError): its errorType and errorMessage."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type, self.message = error_type, message
+
+
+def invoke(engine: LocalEngine, step: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Invoke a step's function on the engine's worker processes, as Lambda's Invoke API does."""
+    payload, errored, _ = engine.functions.invoke(f"{state_of_step(step)}Function", event)  # type: ignore[union-attr]
+    answer = json.loads(payload)
+    if errored:
+        raise FunctionError(answer["errorType"], answer["errorMessage"])
+    return dict(answer)
 
 
 def lambda_context() -> SimpleNamespace:
@@ -90,12 +108,42 @@ def assert_consistent() -> None:
     assert broken == []
 
 
+def audit_rows(saga_id: str, step: str) -> list[tuple[int, str, str | None]]:
+    """The step's attempts in the audit log: (attempt, status, error type), in attempt order."""
+    with database.UnitOfWork() as uow:
+        rows = uow.session.execute(
+            select(AuditEvent.attempt, AuditEvent.status, AuditEvent.error_type)
+            .where(AuditEvent.saga_id == saga_id, AuditEvent.step == step)
+            .order_by(AuditEvent.attempt, AuditEvent.id)
+        )
+        return [(attempt, status, error_type) for attempt, status, error_type in rows]
+
+
+def task_errors(saga_id: str, state: str) -> list[str]:
+    """The error of each failed attempt of a Task state, as Step Functions recorded it."""
+    with database.UnitOfWork() as uow:
+        arn = str(uow.session.get_one(Saga, saga_id).execution_arn)
+    history = step_functions.execution_history(arn)
+    errors, current = [], None
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            current = event["stateEnteredEventDetails"]["name"]
+        elif current == state and event["type"] in ("TaskFailed", "TaskTimedOut"):
+            details = event.get("taskFailedEventDetails") or event.get("taskTimedOutEventDetails") or {}
+            errors.append(details.get("error", ""))
+    return errors
+
+
 def assert_every_attempt_audited(run: SagaRun) -> None:
     """Each Task attempt in the execution history has its row in the audit log, and no more."""
-    from_history = {step_of_state(state): attempts for state, attempts in run.path if attempts}
+    from_history = {
+        step_of_state(state): attempts for state, attempts in run.path if attempts and state != RECORDS_FAILURE
+    }
     assert audited_attempts(run.saga_id) == from_history
 
 
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task on a compensation's way to the Fail state: it records the outcome, it is no step of the saga."""
 FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"})
 
 

@@ -96,7 +96,8 @@ CASES = (
             ("ProcessPayment", 1),
             ("ConfirmSale", 1),
             ("RefundPayment", 6),
-            ("CompensationFailed", 0),
+            ("CompensationFailed", 1),
+            ("Failed", 0),
         ),
     ),
     SagaCase(

@@ -119,18 +119,19 @@ def cached_view(saga_id: str) -> dict[str, Any] | None:
 
 
 def store_view(saga_id: str, status: str, version: int, view: dict[str, Any]) -> None:
-    """Cache a view read from the database, tolerating an unreachable Redis."""
+    """Cache a view read from the database, tolerating an unreachable Redis.
+
+    The status goes through the same version check as every status write: a step that committed after this read
+    has written a newer status, which stays; an older one (a Redis back from an outage with what it held
+    before, while the process that could not write the newer one is elsewhere) is replaced.
+    """
     client = get_redis()
     if client is None:
         return
-    ttl = get_settings().status_ttl_seconds
     try:
-        pipeline = client.pipeline()
-        # NX: a step that committed after this read has written a newer status, which must stay.
-        status_value = json.dumps({"status": status, "version": version})
-        pipeline.set(STATUS_KEY.format(saga_id=saga_id), status_value, ex=ttl, nx=True)
-        pipeline.set(VIEW_KEY.format(saga_id=saga_id, version=version), json.dumps(view), ex=ttl)
+        cache_status(saga_id, status, version)
         with traced("redis", namespace="remote", operation="store view"):
-            pipeline.execute()
+            key = VIEW_KEY.format(saga_id=saga_id, version=version)
+            client.set(key, json.dumps(view), ex=get_settings().status_ttl_seconds)
     except redis.RedisError:
         logger.warning("could not cache the view of saga %s", saga_id, exc_info=True)

@@ -158,6 +158,8 @@ class Saga(Base):
             "type": self.type,
             "request": self.input,
             "correlation_id": correlation_id or self.correlation_id or self.id,
+            # Each Catch records its error under the failed step's name; compensations read what failed here.
+            "failures": {},
         }
 
 
@@ -176,3 +178,5 @@ class AuditEvent(Base):
     error_message: Mapped[str | None] = mapped_column(String(2000))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    """The Lambda request of the attempt; a timeout or a crash names it in its error."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 SagaType = Literal["purchase", "return"]
+FaultKind = Literal["fail", "transient", "timeout", "crash"]
 
 PURCHASE_STEPS = ("reserve_stock", "process_payment", "confirm_sale", "release_stock", "refund_payment")
 RETURN_STEPS = ("validate_return", "issue_refund", "update_stock", "cancel_refund")
@@ -16,7 +18,7 @@ COMPENSATIONS = frozenset({"release_stock", "refund_payment", "cancel_refund"})
 STEPS_BY_SAGA: dict[str, tuple[str, ...]] = {"purchase": PURCHASE_STEPS, "return": RETURN_STEPS}
 
 MAX_QUANTITY = 1_000
-FAULT_PATTERN = re.compile(r"^(fail|transient:([1-9]))$")
+FAULT_PATTERN = re.compile(r"^(?P<kind>fail|transient|timeout|crash)(?::(?P<times>[1-9]))?$")
 
 
 class SagaStatus(StrEnum):
@@ -62,8 +64,11 @@ def state_of_step(step: str) -> str:
     return "".join(part.capitalize() for part in step.split("_"))
 
 
-def saga_type_of(step: str) -> SagaType:
-    return "purchase" if step in PURCHASE_STEPS else "return"
+def saga_type_of(step: str) -> SagaType | None:
+    """The saga a step belongs to; None for a task both sagas share (compensation_failed)."""
+    if step in PURCHASE_STEPS:
+        return "purchase"
+    return "return" if step in RETURN_STEPS else None
 
 
 def action_of(step: str) -> Action:
@@ -76,7 +81,9 @@ FreeText = Annotated[
     str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
 ]
 """Any text but control characters (tab and newlines allowed): PostgreSQL cannot store a NUL."""
-FaultSpec = Annotated[str, StringConstraints(pattern=FAULT_PATTERN.pattern)]
+FaultSpec = Annotated[
+    str, StringConstraints(pattern=r"^(fail|transient:[1-9]|timeout|timeout:[1-9]|crash|crash:[1-9])$")
+]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_QUANTITY)]
 
 
@@ -123,6 +130,28 @@ class ReturnRequest(SagaRequest):
 REQUEST_MODELS: dict[str, type[SagaRequest]] = {"purchase": PurchaseRequest, "return": ReturnRequest}
 
 
+class TaskError(BaseModel):
+    """What a Catch records of a Task's last failure: Step Functions' error name and its cause."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    Error: Annotated[str, StringConstraints(max_length=256)]
+    Cause: Annotated[str, StringConstraints(max_length=32_768)] = ""
+
+
+StepName = Literal[
+    "reserve_stock",
+    "process_payment",
+    "confirm_sale",
+    "release_stock",
+    "refund_payment",
+    "validate_return",
+    "issue_refund",
+    "update_stock",
+    "cancel_refund",
+]
+
+
 class StepEvent(BaseModel):
     """What every step handler receives from its Task state."""
 
@@ -130,26 +159,35 @@ class StepEvent(BaseModel):
 
     saga_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
     retry_count: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
-    retry_limit: Annotated[int, Field(strict=True, ge=0, le=100)] | None = None
     correlation_id: Identifier | None = None
     """The id of the request that started (or retried) the saga, carried into every step's logs and traces."""
+    failures: dict[StepName, TaskError] = Field(default_factory=dict)
+    """The steps whose Catch led here, with their last error: compensations and the FAILED path receive it."""
 
     @property
     def attempt(self) -> int:
         return self.retry_count + 1
 
-    @property
-    def is_last_attempt(self) -> bool:
-        """True when the state machine will not retry this step again, whatever the error."""
-        return self.retry_limit is not None and self.retry_count >= self.retry_limit
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault asked for at one step: `fail`, `transient:N`, `timeout[:N]` or `crash[:N]` (docs/design.md §2)."""
+
+    kind: FaultKind
+    times: int | None
+    """How many attempts it hits (the first N); None: every attempt."""
+
+    def hits(self, attempt: int) -> bool:
+        return self.times is None or attempt <= self.times
 
 
-def fault_for(faults: dict[str, str], step: str) -> tuple[str, int] | None:
-    """('fail', 0) or ('transient', N) for a step named in `faults`, else None."""
+def fault_for(faults: dict[str, str], step: str) -> Fault | None:
+    """The fault asked for at `step`, if any."""
     spec = faults.get(step)
     if spec is None:
         return None
     match = FAULT_PATTERN.fullmatch(spec)
-    if match is None:
+    times_required = {"fail": False, "transient": True}.get(match["kind"]) if match else None
+    if match is None or (times_required is not None and times_required != (match["times"] is not None)):
         raise ValueError(f"bad fault spec {spec!r}")
-    return ("transient", int(match.group(2))) if match.group(2) else ("fail", 0)
+    return Fault(cast(FaultKind, match["kind"]), int(match["times"]) if match["times"] else None)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga, utcnow
-from chalicelib.domain.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, action_of
+from chalicelib.domain.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, TaskError, action_of
 
 SAGA_EVENT = "saga"
 MAX_ERROR_MESSAGE = 2000
+LOST_ATTEMPT = "AttemptLost"
+LOST_ATTEMPT_MESSAGE = "the attempt ended before it could record its outcome (a timeout, a crash or a throttle)"
+REQUEST_ID = re.compile(r"RequestId: ([0-9A-Za-z-]{1,64})")
 
 
 def new_saga_id() -> str:
@@ -58,6 +63,77 @@ def record_attempt(
     attempt: int,
     error: BaseException | None = None,
     payload: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> None:
+    _add_attempt(
+        session,
+        saga,
+        step,
+        attempt,
+        error=(type(error).__name__, str(error)) if error else None,
+        payload=payload,
+        request_id=request_id,
+    )
+
+
+def record_lost_attempts(session: Session, saga: Saga, step: str, before_attempt: int) -> int:
+    """Record as failed the attempts of `step` before `before_attempt` that left no row: killed by a timeout or a
+    crash before they could write, or throttled before they ran. Step Functions counts each; so does the log."""
+    recorded = set(session.scalars(select(AuditEvent.attempt).where(_rows_of(saga.id, step))))
+    lost = [attempt for attempt in range(1, before_attempt) if attempt not in recorded]
+    for attempt in lost:
+        _add_attempt(session, saga, step, attempt, error=(LOST_ATTEMPT, LOST_ATTEMPT_MESSAGE))
+    return len(lost)
+
+
+def record_caught_failure(session: Session, saga: Saga, step: str, error: TaskError) -> bool:
+    """Record the last attempt of a step that a Catch led away from, from the error Step Functions passes on,
+    unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded here."""
+    request_id = request_id_in(error.Cause)
+    if request_id is not None:
+        known = select(AuditEvent.id).where(_rows_of(saga.id, step), AuditEvent.request_id == request_id)
+        if session.scalar(known) is not None:
+            return False
+    last = session.scalar(select(func.max(AuditEvent.attempt)).where(_rows_of(saga.id, step))) or 0
+    _add_attempt(session, saga, step, last + 1, error=(error.Error, message_of(error.Cause)), request_id=request_id)
+    return True
+
+
+def request_id_in(cause: str) -> str | None:
+    """The Lambda request a Task error names: `requestId` in the runtime's error object, or the `RequestId: …`
+    that starts a timeout's or an exit's message."""
+    message = cause
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        if isinstance(parsed.get("requestId"), str) and parsed["requestId"]:
+            return str(parsed["requestId"])
+        message = str(parsed.get("errorMessage", ""))
+    found = REQUEST_ID.search(message)
+    return found.group(1) if found else None
+
+
+def message_of(cause: str) -> str:
+    """What a Task error's cause says: the runtime's `errorMessage` when it is the runtime's error object."""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:MAX_ERROR_MESSAGE]
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"])[:MAX_ERROR_MESSAGE]
+    return cause[:MAX_ERROR_MESSAGE]
+
+
+def _add_attempt(
+    session: Session,
+    saga: Saga,
+    step: str,
+    attempt: int,
+    error: tuple[str, str] | None = None,
+    payload: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> None:
     saga.updated_at = utcnow()
     session.add(
@@ -67,11 +143,16 @@ def record_attempt(
             action=action_of(step),
             status=AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED,
             attempt=attempt,
-            error_type=type(error).__name__ if error else None,
-            error_message=str(error)[:MAX_ERROR_MESSAGE] if error else None,
+            error_type=error[0][:256] if error else None,
+            error_message=error[1][:MAX_ERROR_MESSAGE] if error else None,
             payload=payload or {},
+            request_id=request_id,
         )
     )
+
+
+def _rows_of(saga_id: str, step: str) -> ColumnElement[bool]:
+    return and_(AuditEvent.saga_id == saga_id, AuditEvent.step == step)
 
 
 def _status_event(saga_id: str, status: SagaStatus) -> AuditEvent:

@@ -17,14 +17,16 @@ STYLE = {
     "Succeed": ("#e7f6ec", "#15803d"),
     "Fail": ("#fdecec", "#b91c1c"),
 }
-TERMINAL_ORDER = ("Rejected", "Compensated", "CompensationFailed", "Completed")
+TERMINAL_ORDER = ("Rejected", "Compensated", "CompensationFailed", "Failed", "Completed")
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task on the way to the Fail state: drawn with the outcomes, since it only records one."""
 # A run's path: a ring around each state it met, coloured by how; states and edges off the path are faded.
 RING = {"SUCCEEDED": "#22c55e", "RETRIED": "#f59e0b", "FAILED": "#ef4444"}
 OFF_PATH_OPACITY = 0.35
 
 
 def _kind(name: str, state: dict[str, Any]) -> str:
-    if state["Type"] in ("Succeed", "Fail"):
+    if state["Type"] in ("Succeed", "Fail") or name == RECORDS_FAILURE:
         return "outcome"
     return "compensation" if step_of_state(name) in COMPENSATIONS else "step"
 
@@ -136,14 +138,16 @@ def _box(name: str, state: dict[str, Any], position: tuple[int, int], seen: str 
     """One state. `faded` (a run is drawn) dims it unless the run met it (`seen`), which rings it instead."""
     x, y = position
     kind = _kind(name, state)
-    fill, stroke = STYLE[state["Type"] if kind == "outcome" else kind]
+    fill, stroke = STYLE["Fail" if name == RECORDS_FAILURE else state["Type"] if kind == "outcome" else kind]
     width = 3.5 if seen else 1.5
     if seen == "FAILED":
         stroke = "#b91c1c"
     retries = [f"retry {r['MaxAttempts']}x" for r in state.get("Retry", [])]
     caption = {"step": "step", "compensation": "compensation"}.get(kind, state["Type"].lower())
+    if name == RECORDS_FAILURE:
+        caption = "records FAILED"
     note = " · ".join([caption, *retries] + ([seen.lower()] if seen else []))
-    rx = 8 if kind != "outcome" else 26
+    rx = 8 if kind != "outcome" or state["Type"] == "Task" else 26
     classes = f"state {kind}" + (f" on-path {seen.lower()}" if seen else " off-path" if faded else "")
     opacity = f' opacity="{OFF_PATH_OPACITY}"' if faded and not seen else ""
     ring = (

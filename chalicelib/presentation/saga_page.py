@@ -16,10 +16,10 @@ from chalicelib.presentation.diagram import render
 
 STATEMACHINES = Path(__file__).resolve().parents[2] / "statemachines"
 OUTCOME_STATES = {
-    "COMPLETED": ("Completed", "SUCCEEDED"),
-    "REJECTED": ("Rejected", "SUCCEEDED"),
-    "COMPENSATED": ("Compensated", "SUCCEEDED"),
-    "FAILED": ("CompensationFailed", "FAILED"),
+    "COMPLETED": (("Completed", "SUCCEEDED"),),
+    "REJECTED": (("Rejected", "SUCCEEDED"),),
+    "COMPENSATED": (("Compensated", "SUCCEEDED"),),
+    "FAILED": (("CompensationFailed", "FAILED"), ("Failed", "FAILED")),
 }
 STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#1f2937}
@@ -43,8 +43,7 @@ def path_of(view: dict[str, Any]) -> dict[str, str]:
             met[state_of_step(step["name"])] = "FAILED"
         else:
             met[state_of_step(step["name"])] = "RETRIED" if step["attempts"] > 1 else "SUCCEEDED"
-    if view["status"] in OUTCOME_STATES:
-        state, how = OUTCOME_STATES[view["status"]]
+    for state, how in OUTCOME_STATES.get(view["status"], ()):
         met[state] = how
     return met
 

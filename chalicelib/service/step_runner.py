@@ -1,4 +1,10 @@
-"""Runs one saga step: faults, the domain function, the audit record and the saga's status, in one transaction."""
+"""Runs one saga step: faults, the domain function, the audit record and the saga's status, in one transaction.
+
+Before it, in a transaction of its own: the attempts that ended before they could record themselves (killed by a
+timeout, crashed, throttled) are recorded from what Step Functions passes on, the retry count and the errors its
+Catches caught. The saga ends FAILED on the state machine's say: `compensation_failed` runs on the path a
+compensation's Catch takes when its retries are spent, however its last attempt ended.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,11 @@ from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent
 from chalicelib.domain.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
 from chalicelib.observability.metric_names import COMPENSATIONS_FAILED, COMPENSATIONS_RUN, SAGAS_ENDED
 from chalicelib.observability.telemetry import emit, logger
+from chalicelib.settings import get_settings
 
 RECORD_TRIES = 3
+UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError)
+"""(pg8000 lets a reset socket escape as a bare ConnectionError when the pool pings a dropped connection.)"""
 
 StepFunction = Callable[[Session, Saga, int], dict[str, Any]]
 
@@ -36,10 +45,12 @@ FORWARD_STEPS_REFUSED = frozenset(
 """A late or repeated delivery, or a resumed execution, must not move such a saga forward again."""
 
 
-def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
+def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None) -> dict[str, Any]:
     """Run `step` for the saga in `event` and record the attempt, whether it succeeds or fails."""
     name = step.__name__
     try:
+        asked = _prepare(name, event)
+        faults.hang_if_asked(asked, name, event.attempt)
         with UnitOfWork() as uow:
             saga = _load_saga(uow.session, event.saga_id)
             if name in COMPENSATIONS:
@@ -48,27 +59,78 @@ def run_step(step: StepFunction, event: StepEvent) -> dict[str, Any]:
                 raise SagaNotRunning(f"{name}: saga is {saga.status}; forward steps no longer run")
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
-            saga_log.record_attempt(uow.session, saga, name, event.attempt, payload=result)
+            saga_log.record_attempt(uow.session, saga, name, event.attempt, payload=result, request_id=request_id)
             ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
             uow.commit()
     except (sa_exc.IntegrityError, orm_exc.StaleDataError) as error:
         conflict = ConcurrentUpdate(f"{name}: {getattr(error, 'orig', error)}")
-        _record_failure(name, event, conflict)
+        _record_failure(name, event, conflict, request_id)
         raise conflict from error
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError) as error:
-        # (pg8000 lets a reset socket escape as a bare ConnectionError when the pool pings a dropped connection.)
+    except UNREACHABLE as error:
         unavailable = DatabaseUnavailable(f"{name}: database unreachable: {getattr(error, 'orig', error)}")
-        _record_failure(name, event, unavailable)  # a fresh connection often works: the attempt is then audited
+        _record_failure(name, event, unavailable, request_id)  # a fresh connection often works: then it is audited
         raise unavailable from error
     except Exception as error:
-        _record_failure(name, event, error)
+        _record_failure(name, event, error, request_id)
         raise
+    faults.crash_if_asked(saga.input.get("faults", {}), name, event.attempt)
     saga_cache.write_through(saga.id, saga.status, saga.version)
     if name in COMPENSATIONS:
         emit(COMPENSATIONS_RUN, Step=name)
     if ended:
         _saga_ended(saga, name)
     return result
+
+
+def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict[str, Any]:
+    """The path a compensation's Catch takes once its retries are spent: the saga ends FAILED, naming the
+    compensation and its last error, however that attempt ended (an error, a timeout, a crash)."""
+    compensation = next((step for step in reversed(event.failures) if step in COMPENSATIONS), None)
+    if compensation is None:
+        raise ValueError("compensation_failed needs the failure of a compensation in `failures`")
+    error = event.failures[compensation]
+    with UnitOfWork() as uow:
+        saga = _load_saga(uow.session, event.saga_id)
+        if saga.status == SagaStatus.RUNNING:  # no compensation attempt could record anything
+            _record_caught_failures(uow.session, saga, event, but=compensation)
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+        ended = saga.status == SagaStatus.COMPENSATING
+        if ended:
+            saga_log.record_caught_failure(uow.session, saga, compensation, error)
+            saga_log.set_status(uow.session, saga, SagaStatus.FAILED)
+            message = saga_log.message_of(error.Cause)
+            saga.result = {"failed_compensation": compensation, "error": {"type": error.Error, "message": message}}
+        uow.commit()
+    saga_cache.write_through(saga.id, saga.status, saga.version)
+    if ended:
+        _saga_ended(saga, compensation)
+    return {"status": saga.status, "failed_compensation": saga.result.get("failed_compensation")}
+
+
+def _prepare(name: str, event: StepEvent) -> dict[str, str]:
+    """Record what earlier attempts and Catches could not, in a transaction of its own (so that it stays even if
+    this attempt is killed); the faults the saga's request asked for."""
+    if event.attempt == 1 and not event.failures and not get_settings().allow_faults:
+        return {}
+    with UnitOfWork() as uow:
+        saga = uow.session.get(Saga, event.saga_id)
+        if saga is None:
+            return {}
+        if event.attempt > 1:
+            saga_log.record_lost_attempts(uow.session, saga, name, event.attempt)
+        if name in COMPENSATIONS and saga.status in (SagaStatus.RUNNING, SagaStatus.COMPLETED):
+            # The first compensation of this execution: the step whose failure led here is recorded together with
+            # the move that failure causes, so that the compensations after it do not record it again.
+            _record_caught_failures(uow.session, saga, event, but=name)
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+        uow.commit()
+        return dict(saga.input.get("faults", {}))
+
+
+def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> None:
+    for step, error in event.failures.items():
+        if step != but:
+            saga_log.record_caught_failure(session, saga, step, error)
 
 
 def _saga_ended(saga: Saga, step: str) -> None:
@@ -79,15 +141,15 @@ def _saga_ended(saga: Saga, step: str) -> None:
     logger.info("saga ended", extra={"outcome": saga.status, "result": saga.result})
 
 
-def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
+def _record_failure(name: str, event: StepEvent, error: Exception, request_id: str | None) -> None:
     """Log the failed attempt, and the saga's outcome when this failure decides it."""
     if isinstance(error, UnknownSaga):
         return
     for tries_left in reversed(range(RECORD_TRIES)):
         try:
-            saga, ended = _record_failure_once(name, event, error)
+            saga, ended = _record_failure_once(name, event, error, request_id)
             break
-        except (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError):
+        except UNREACHABLE:
             # The pool may hold more connections the server dropped; each try takes the next one.
             if not tries_left:
                 logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
@@ -100,20 +162,16 @@ def _record_failure(name: str, event: StepEvent, error: Exception) -> None:
         _saga_ended(saga, name)
 
 
-def _record_failure_once(name: str, event: StepEvent, error: Exception) -> tuple[Saga, bool]:
-    """The saga, and whether this failure ended it."""
+def _record_failure_once(name: str, event: StepEvent, error: Exception, request_id: str | None) -> tuple[Saga, bool]:
+    """The saga, and whether this failure ended it (a business refusal of the first step)."""
     ended = False
     with UnitOfWork() as uow:
         saga = _load_saga(uow.session, event.saga_id)
-        saga_log.record_attempt(uow.session, saga, name, event.attempt, error=error)
+        saga_log.record_attempt(uow.session, saga, name, event.attempt, error=error, request_id=request_id)
         if isinstance(error, REJECTIONS):
             ended = saga_log.set_status(uow.session, saga, SagaStatus.REJECTED)
         elif name in COMPENSATIONS:
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
-            if event.is_last_attempt and saga_log.set_status(uow.session, saga, SagaStatus.FAILED):
-                error_details = {"type": type(error).__name__, "message": str(error)}
-                saga.result = {"failed_compensation": name, "error": error_details}
-                ended = True
         uow.commit()
     return saga, ended
 

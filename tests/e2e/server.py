@@ -82,10 +82,10 @@ class Server:
 
 
 @contextmanager
-def running_server(backend: Backend, log: Path) -> Iterator[Server]:
+def running_server(backend: Backend, log: Path, **extra_env: str) -> Iterator[Server]:
     """`make run`'s server over `backend`'s data stores, faults accepted; killed on leaving."""
     port = free_loopback_port()
-    env = child_env(backend.database_url, backend.tool_redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true")
+    env = child_env(backend.database_url, backend.tool_redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true", **extra_env)
     running = Server(env, port, log)
     running.start()
     try:

@@ -30,7 +30,7 @@ MET = {
     "ReleaseStock": "succeeded",
     "Compensated": "succeeded",
 }
-NOT_TAKEN = {"Completed", "Rejected", "CompensationFailed"}
+NOT_TAKEN = {"Completed", "Rejected", "CompensationFailed", "Failed"}
 RING_RGB = {how.lower(): ImageColor.getrgb(colour)[:3] for how, colour in RING.items()}
 SAME_COLOUR = 8  # per channel: anti-aliased edges blend, the inside of a 5 px ring does not
 RING_PIXELS = 1_000  # a ring around a 170x54 box is some 2,500 px; its anti-aliased rim is not counted

@@ -10,6 +10,8 @@ from pathlib import Path
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
+TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
+TINY += ("--hot-racers", "2")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -29,7 +31,7 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     before = results_file.read_bytes() if results_file.exists() else None
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "bench", "--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1"],
+            [sys.executable, "-m", "bench", *TINY],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -52,7 +54,13 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     assert set(results["cold_start"]["steps"]) == STEPS
     assert results["cold_start"]["eager_reference_ms"] > 0 and results["cold_start"]["top_imports"]
     assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
-    assert any("concurrency 8" in name for name in results["throughput"])
     assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
-    assert results["peak_rss_mb"] > 0
+    assert results["peak_rss_mb"]["engine"] > 0 and results["peak_rss_mb"]["workers"] > 0
+    runtime = results["lambda_runtime"]
+    assert runtime["warm_invocation"]["worker"]["n"] == runtime["warm_invocation"]["in_process"]["n"] == 6
+    assert set(runtime["first_invocation"]) == STEPS - {"refund_payment", "release_stock", "cancel_refund"}
+    assert all(row["cold_start"] and row["init_ms"] > 0 for row in runtime["first_invocation"].values())
+    concurrencies = {name.rsplit(" ", 1)[1] for name in results["throughput"] if "COMPLETED, concurrency" in name}
+    assert concurrencies == {"1", "2"}
+    assert results["throughput"]["hot product"]["n"] == 2
     assert done.stdout.strip().splitlines()[-1].startswith("written to")

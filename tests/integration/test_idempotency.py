@@ -1,33 +1,20 @@
-"""A second delivery of the same (saga, step) returns the first result and changes nothing."""
+"""A second delivery of the same (saga, step) returns the first result and changes nothing. Each delivery is an
+invocation of the step's function on the engine's worker processes, as Step Functions makes it."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from sqlalchemy import func, select
 
 from chalicelib.adapters import database, saga_cache
 from chalicelib.adapters.tables import AuditEvent, Order, Payment, Product, Refund, Reservation, ReturnRequestRecord
 from chalicelib.service import sagas
-from functions import (
-    cancel_refund,
-    confirm_sale,
-    issue_refund,
-    process_payment,
-    refund_payment,
-    release_stock,
-    reserve_stock,
-    update_stock,
-    validate_return,
-)
+from infra.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, give_back, lambda_context, purchase
-
-Handler = Callable[[Any, Any], dict[str, Any]]
+from tests.helpers import FunctionError, assert_consistent, give_back, invoke, purchase
 
 
 def _recorded_saga(request: Any) -> str:
@@ -53,13 +40,15 @@ def _effects() -> dict[str, Any]:
     return {"counts": counts, "stock": stock, "statuses": statuses}
 
 
-def _deliver_twice(handler: Handler, saga_id: str, redis_lost: bool = False) -> None:
+def _deliver_twice(engine: LocalEngine, step: str, saga_id: str, redis_lost: bool = False) -> None:
+    """The same attempt twice (Powertools' record answers the second); or, the record lost, the next attempt
+    (the step finds its own effect in the database and answers as before)."""
     event = {"saga_id": saga_id, "retry_count": 0}
-    first = handler(event, lambda_context())
+    first = invoke(engine, step, event)
     after_first = _effects()
     if redis_lost:
         saga_cache.get_redis().flushdb()
-    second = handler(dict(event, retry_count=1), lambda_context())
+    second = invoke(engine, step, dict(event, retry_count=1) if redis_lost else event)
     after_second = _effects()
     assert second == first
     if redis_lost:
@@ -68,32 +57,36 @@ def _deliver_twice(handler: Handler, saga_id: str, redis_lost: bool = False) -> 
     assert after_second == after_first
 
 
-PURCHASE_STEPS = (reserve_stock, process_payment, confirm_sale)
-PURCHASE_COMPENSATIONS = (refund_payment, release_stock)
+PURCHASE_STEPS = ("reserve_stock", "process_payment", "confirm_sale")
+PURCHASE_COMPENSATIONS = ("refund_payment", "release_stock")
 
 
 @pytest.mark.parametrize("redis_lost", [False, True], ids=["redis-record", "database-ground-truth"])
-def test_every_purchase_step_and_compensation_is_idempotent(backend: Backend, redis_lost: bool) -> None:
+def test_every_purchase_step_and_compensation_is_idempotent(
+    backend: Backend, engine: LocalEngine, redis_lost: bool
+) -> None:
     saga_id = _recorded_saga(purchase(quantity=2))
-    for module in (*PURCHASE_STEPS, *PURCHASE_COMPENSATIONS):
-        _deliver_twice(module.lambda_handler, saga_id, redis_lost)
+    for step in (*PURCHASE_STEPS, *PURCHASE_COMPENSATIONS):
+        _deliver_twice(engine, step, saga_id, redis_lost)
     assert_consistent()
 
 
 @pytest.mark.parametrize("redis_lost", [False, True], ids=["redis-record", "database-ground-truth"])
-def test_every_return_step_and_compensation_is_idempotent(backend: Backend, redis_lost: bool) -> None:
+def test_every_return_step_and_compensation_is_idempotent(
+    backend: Backend, engine: LocalEngine, redis_lost: bool
+) -> None:
     bought = _recorded_saga(purchase(quantity=2))
-    for module in PURCHASE_STEPS:
-        module.lambda_handler({"saga_id": bought}, lambda_context())
+    for step in PURCHASE_STEPS:
+        invoke(engine, step, {"saga_id": bought})
     with database.UnitOfWork() as uow:
         order_id = uow.session.scalars(select(Order.id)).one()
     saga_id = _recorded_saga(give_back(order_id, quantity=1))
-    for module in (validate_return, issue_refund, update_stock, cancel_refund):
-        _deliver_twice(module.lambda_handler, saga_id, redis_lost)
+    for step in ("validate_return", "issue_refund", "update_stock", "cancel_refund"):
+        _deliver_twice(engine, step, saga_id, redis_lost)
     assert_consistent()
 
 
-def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> None:
+def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend, engine: LocalEngine) -> None:
     saga_id = _recorded_saga(purchase(quantity=2))
     start = threading.Barrier(4)
     outcomes: list[Any] = []
@@ -101,8 +94,8 @@ def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> N
     def deliver() -> None:
         start.wait()
         try:
-            outcomes.append(reserve_stock.lambda_handler({"saga_id": saga_id}, lambda_context()))
-        except Exception as error:
+            outcomes.append(invoke(engine, "reserve_stock", {"saga_id": saga_id}))
+        except FunctionError as error:
             outcomes.append(error)
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]
@@ -114,9 +107,9 @@ def test_concurrent_duplicate_deliveries_take_effect_once(backend: Backend) -> N
     results = [o for o in outcomes if isinstance(o, dict)]
     refused = [o for o in outcomes if not isinstance(o, dict)]
     assert results and all(r == results[0] for r in results)
-    assert all(isinstance(e, IdempotencyAlreadyInProgressError) for e in refused), refused
+    assert all(error.error_type == "IdempotencyAlreadyInProgressError" for error in refused), refused
     with database.UnitOfWork() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Reservation)) == 1
         assert uow.session.get_one(Product, "SKU-MOUSE").reserved == 2
     # The state machine retries IdempotencyAlreadyInProgressError; the retry then gets the first result.
-    assert reserve_stock.lambda_handler({"saga_id": saga_id, "retry_count": 1}, lambda_context()) == results[0]
+    assert invoke(engine, "reserve_stock", {"saga_id": saga_id, "retry_count": 1}) == results[0]

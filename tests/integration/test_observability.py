@@ -1,10 +1,15 @@
-"""Logs, metrics and traces of real sagas: what an operator reads in CloudWatch Logs, metrics and X-Ray."""
+"""Logs, metrics and traces of real sagas: what an operator reads in CloudWatch Logs, metrics and X-Ray.
+
+Logs and metrics come from the functions' worker processes, as CloudWatch Logs gets them from Lambda. The trace
+tests call a handler in this process, with an in-memory X-Ray emitter: they test what the code traces, not
+how the runtime ships it."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,26 +25,63 @@ from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
 from chalicelib.service import sagas
 from functions import reserve_stock
 from infra.local_engine import LocalEngine
+from infra.local_functions import discard_logs
 from tests.conftest import Backend
 from tests.helpers import finish, lambda_context, purchase, run_saga
 
 JSON = {"Content-Type": "application/json"}
 
 
+class FunctionLogs:
+    """The log streams of the engine's functions (their worker processes), as CloudWatch Logs would get them."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, function_name: str, text: str) -> None:
+        with self.lock:
+            self.texts.append(text)
+
+    def getvalue(self) -> str:
+        with self.lock:
+            return "\n".join(self.texts)
+
+
 @pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """What the Powertools logger writes, in its own JSON format, while the test runs."""
+def function_logs(engine: LocalEngine) -> Iterator[FunctionLogs]:
+    logs = FunctionLogs()
+    engine.log_sink = logs
+    yield logs
+    engine.log_sink = discard_logs
+
+
+class LogLines:
+    """What the Powertools logger writes, in its own JSON format, while the test runs: in this process (the API)
+    and in the functions' workers (the steps)."""
+
+    def __init__(self, here: io.StringIO, functions: FunctionLogs) -> None:
+        self.here, self.functions = here, functions
+
+    def getvalue(self) -> str:
+        return self.here.getvalue() + "\n" + self.functions.getvalue()
+
+
+@pytest.fixture
+def log_lines(function_logs: FunctionLogs) -> Iterator[LogLines]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(telemetry.logger.registered_formatter)
     underlying = logging.getLogger(SERVICE)
     underlying.addHandler(handler)
-    yield stream
+    yield LogLines(stream, function_logs)
     underlying.removeHandler(handler)
 
 
-def _records(stream: io.StringIO, **match: Any) -> list[dict[str, Any]]:
-    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+def _records(stream: LogLines, **match: Any) -> list[dict[str, Any]]:
+    """The JSON log records (a function's log stream also holds Lambda's START, END and REPORT lines)."""
+    records = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    records = [record for record in records if "_aws" not in record]
     return [record for record in records if all(record.get(key) == value for key, value in match.items())]
 
 
@@ -71,7 +113,7 @@ def _metric_counts(blobs: list[dict[str, Any]], saga_id: str) -> Counter[tuple[s
 
 
 def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlation_id(
-    backend: Backend, engine: LocalEngine, log_lines: io.StringIO
+    backend: Backend, engine: LocalEngine, log_lines: LogLines
 ) -> None:
     with Client(app) as client:
         body = {"customer_id": "c-log", "sku": "SKU-MOUSE", "quantity": 1, "payment_token": "tok_flaky"}
@@ -108,7 +150,7 @@ def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlatio
 
 
 def test_a_retried_saga_s_steps_carry_the_retry_request_s_correlation_id(
-    backend: Backend, engine: LocalEngine, log_lines: io.StringIO
+    backend: Backend, engine: LocalEngine, log_lines: LogLines
 ) -> None:
     body = {
         "customer_id": "c-retry",
@@ -129,11 +171,17 @@ def test_a_retried_saga_s_steps_carry_the_retry_request_s_correlation_id(
         records = _records(log_lines, saga_id=saga_id, correlation_id=correlation_id)
         return {record["step"] for record in records if "step" in record}
 
-    assert steps_under("first") == {"reserve_stock", "process_payment", "refund_payment", "release_stock"}
-    assert steps_under("second") >= {"refund_payment", "release_stock"}
+    assert steps_under("first") == {
+        "reserve_stock",
+        "process_payment",
+        "refund_payment",
+        "release_stock",
+        "compensation_failed",
+    }
+    assert steps_under("second") >= {"refund_payment", "release_stock", "compensation_failed"}
 
 
-def test_a_bad_correlation_header_is_replaced_by_the_request_id(backend: Backend, log_lines: io.StringIO) -> None:
+def test_a_bad_correlation_header_is_replaced_by_the_request_id(backend: Backend, log_lines: LogLines) -> None:
     with Client(app) as client:
         response = client.http.get("/products", headers={"X-Correlation-Id": "not an id\u00e9"})
     correlation = response.headers["X-Correlation-Id"]
@@ -167,6 +215,7 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
     engine: LocalEngine,
     metrics_on: None,
     capsys: pytest.CaptureFixture[str],
+    function_logs: FunctionLogs,
     request_faults: dict[str, str],
     token: str,
     outcome: str,
@@ -175,7 +224,7 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
     capsys.readouterr()
     run = run_saga(engine, purchase(token=token, **request_faults))
     assert run.status == outcome
-    blobs = _emf(capsys.readouterr().out)
+    blobs = _emf(capsys.readouterr().out + function_logs.getvalue())  # the API's records, then the steps'
 
     for blob in blobs:
         directive = blob["_aws"]["CloudWatchMetrics"][0]
@@ -201,12 +250,16 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
 
 
 def test_rejected_sagas_count_as_ended_rejected(
-    backend: Backend, engine: LocalEngine, metrics_on: None, capsys: pytest.CaptureFixture[str]
+    backend: Backend,
+    engine: LocalEngine,
+    metrics_on: None,
+    capsys: pytest.CaptureFixture[str],
+    function_logs: FunctionLogs,
 ) -> None:
     capsys.readouterr()
     run = run_saga(engine, purchase(sku="SKU-NOPE"))
     assert run.status == "REJECTED"
-    counts = _metric_counts(_emf(capsys.readouterr().out), run.saga_id)
+    counts = _metric_counts(_emf(capsys.readouterr().out + function_logs.getvalue()), run.saga_id)
     assert counts[("SagasEnded", "purchase", "REJECTED")] == 1
     assert counts[("StepFailures", "reserve_stock")] == 1
 

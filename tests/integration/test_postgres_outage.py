@@ -63,9 +63,9 @@ def test_a_long_database_outage_leaves_nothing_half_done(
     saga_id = arn.rsplit(":", 1)[1]
 
     # Every step attempt was refused as retryable, retried, then compensated; the compensations could not
-    # reach the database either, so the execution gave up.
+    # reach the database either, nor could the task that records the saga FAILED: the execution gave up.
     assert outcome["status"] == "FAILED"
-    assert history == [("ReserveStock", 4), ("RefundPayment", 6), ("CompensationFailed", 0)]
+    assert history == [("ReserveStock", 4), ("RefundPayment", 6), ("CompensationFailed", 6), ("Failed", 0)]
 
     private_postgres.start()
     database.reset_engine()

@@ -115,7 +115,8 @@ def test_failing_refund_ends_failed_naming_the_compensation(backend: Backend, en
         ("ProcessPayment", 1),
         ("ConfirmSale", 1),
         ("RefundPayment", 6),
-        ("CompensationFailed", 0),
+        ("CompensationFailed", 1),
+        ("Failed", 0),
     ]
     assert (run.status, run.execution_status) == ("FAILED", "FAILED")
     assert run.result["failed_compensation"] == "refund_payment"

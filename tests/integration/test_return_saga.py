@@ -141,7 +141,7 @@ def test_failing_cancellation_ends_failed(backend: Backend, engine: LocalEngine)
 
     run = run_saga(engine, give_back(order_id, update_stock="fail", cancel_refund="fail"))
 
-    assert run.path[-2:] == [("CancelRefund", 6), ("CompensationFailed", 0)]
+    assert run.path[-3:] == [("CancelRefund", 6), ("CompensationFailed", 1), ("Failed", 0)]
     assert (run.status, run.execution_status) == ("FAILED", "FAILED")
     assert run.result["failed_compensation"] == "cancel_refund"
     assert_every_attempt_audited(run)

@@ -276,7 +276,7 @@ def test_golden_signals_cover_the_api_every_state_machine_and_every_step_functio
     steps = {
         v["Fn::GetAtt"][0] for m in machines for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
     }
-    assert steps == {f"{state_of_step(s)}Function" for s in STEPS}
+    assert steps == {f"{state_of_step(s)}Function" for s in (*STEPS, "compensation_failed")}
     for metric in ("ExecutionsStarted", "ExecutionsFailed", "ExecutionTime", "ExecutionThrottled"):
         assert _dimension_values(CLOUDWATCH, "AWS/States", metric, "StateMachineArn") == {f"<{m}>" for m in machines}
     for metric in ("Invocations", "Errors", "Duration", "Throttles", "ConcurrentExecutions"):

@@ -159,4 +159,4 @@ def test_every_handler_of_the_package_imports_from_the_artifact_alone(packaged: 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == f"imported {len(handlers)}"
-    assert len(handlers) == 11
+    assert len(handlers) == 12

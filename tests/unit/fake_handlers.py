@@ -1,7 +1,9 @@
-"""Lambda handlers for the local engine's in-process invocation tests."""
+"""Lambda handlers that the local engine's worker tests load in place of the real ones."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 
@@ -10,13 +12,18 @@ class OutOfStock(Exception):
 
 
 def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("fail"):
+        raise OutOfStock(f"only 2 left of {event['sku']}")
     return {
-        **event,
+        "event": event,
         "time_left": context.get_remaining_time_in_millis() > 0,
         "function_name": context.function_name,
-        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "level": os.environ.get("LEVEL"),
+        "database_url": os.environ.get("DATABASE_URL"),
+        "pid": os.getpid(),
     }
 
 
-def fail(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise OutOfStock(f"only 2 left of {event['sku']}")
+def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    time.sleep(float(event.get("seconds", 0)))
+    return {"slept": event.get("seconds", 0)}

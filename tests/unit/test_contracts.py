@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -12,10 +13,12 @@ from pydantic import ValidationError
 from chalicelib.domain import faults
 from chalicelib.domain.contracts import (
     MAX_QUANTITY,
+    Fault,
     PurchaseRequest,
     ReturnRequest,
     SagaRequest,
     StepEvent,
+    TaskError,
     fault_for,
 )
 from chalicelib.domain.errors import InjectedFault, InvalidStepEvent, TransientFault
@@ -32,7 +35,7 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda children: (
         st.lists(children)
-        | st.dictionaries(st.sampled_from(["saga_id", "retry_count", "retry_limit"]) | st.text(), children)
+        | st.dictionaries(st.sampled_from(["saga_id", "retry_count", "failures"]) | st.text(), children)
     ),
     max_leaves=20,
 )
@@ -145,7 +148,11 @@ def test_faults_must_name_a_step_of_the_same_saga(model: type[SagaRequest], data
 
 
 @pytest.mark.parametrize(
-    "spec", ["transient:0", "transient:x", "transient:10", "transient:", "explode", "FAIL", "", "fail\n"]
+    "spec",
+    [
+        *("transient:0", "transient:x", "transient:10", "transient:", "transient", "fail:1"),
+        *("timeout:0", "timeout:10", "crash:x", "crash:", "explode", "FAIL", "", "fail\n"),
+    ],
 )
 def test_bad_fault_specs_are_refused(spec: str) -> None:
     with pytest.raises(ValidationError) as raised:
@@ -155,11 +162,36 @@ def test_bad_fault_specs_are_refused(spec: str) -> None:
 
 
 def test_fault_for_parses_the_spec_of_the_step() -> None:
-    asked = {"reserve_stock": "fail", "process_payment": "transient:3"}
+    asked = {
+        "reserve_stock": "fail",
+        "process_payment": "transient:3",
+        "confirm_sale": "timeout",
+        "release_stock": "timeout:2",
+        "refund_payment": "crash:1",
+        "cancel_refund": "crash",
+    }
 
-    assert fault_for(asked, "reserve_stock") == ("fail", 0)
-    assert fault_for(asked, "process_payment") == ("transient", 3)
-    assert fault_for(asked, "confirm_sale") is None
+    assert fault_for(asked, "reserve_stock") == Fault("fail", None)
+    assert fault_for(asked, "process_payment") == Fault("transient", 3)
+    assert fault_for(asked, "confirm_sale") == Fault("timeout", None)
+    assert fault_for(asked, "release_stock") == Fault("timeout", 2)
+    assert fault_for(asked, "refund_payment") == Fault("crash", 1)
+    assert fault_for(asked, "cancel_refund") == Fault("crash", None)
+    assert fault_for(asked, "update_stock") is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "hit", "spared"),
+    [(Fault("crash", None), [1, 2, 9], []), (Fault("timeout", 2), [1, 2], [3, 4]), (Fault("transient", 1), [1], [2])],
+)
+def test_a_fault_hits_every_attempt_or_only_the_first_n(fault: Fault, hit: list[int], spared: list[int]) -> None:
+    assert [fault.hits(attempt) for attempt in hit + spared] == [True] * len(hit) + [False] * len(spared)
+
+
+@pytest.mark.parametrize("spec", ["transient", "fail:1", "timeout:0", "crash:10", "explode"])
+def test_fault_for_refuses_a_spec_the_contract_does_not_allow(spec: str) -> None:
+    with pytest.raises(ValueError, match="bad fault spec"):
+        fault_for({"reserve_stock": spec}, "reserve_stock")
 
 
 def test_fault_for_refuses_a_bad_spec() -> None:
@@ -170,18 +202,6 @@ def test_fault_for_refuses_a_bad_spec() -> None:
 @pytest.mark.parametrize(("retry_count", "attempt"), [(0, 1), (1, 2), (5, 6)])
 def test_the_attempt_counts_from_one(retry_count: int, attempt: int) -> None:
     assert StepEvent(saga_id=SAGA_ID, retry_count=retry_count).attempt == attempt
-
-
-@pytest.mark.parametrize(
-    ("retry_count", "retry_limit", "is_last"),
-    [(0, None, False), (100, None, False), (0, 5, False), (4, 5, False), (5, 5, True), (6, 5, True), (0, 0, True)],
-)
-def test_the_last_attempt_is_the_one_at_the_retry_limit(
-    retry_count: int, retry_limit: int | None, is_last: bool
-) -> None:
-    event = StepEvent(saga_id=SAGA_ID, retry_count=retry_count, retry_limit=retry_limit)
-
-    assert event.is_last_attempt is is_last
 
 
 def test_faults_are_ignored_when_not_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,9 +235,11 @@ def test_a_fault_touches_only_the_step_it_names() -> None:
 
 
 def test_a_well_formed_event_is_parsed() -> None:
-    event = parse_event({"saga_id": SAGA_ID, "retry_count": 2, "retry_limit": 5})
+    caught = {"Error": "Sandbox.Timedout", "Cause": '{"errorMessage": "RequestId: r-1 Error: Task timed out"}'}
+    event = parse_event({"saga_id": SAGA_ID, "retry_count": 2, "failures": {"confirm_sale": caught}})
 
-    assert (event.saga_id, event.retry_count, event.retry_limit) == (SAGA_ID, 2, 5)
+    assert (event.saga_id, event.retry_count, event.attempt) == (SAGA_ID, 2, 3)
+    assert event.failures == {"confirm_sale": TaskError(Error="Sandbox.Timedout", Cause=caught["Cause"])}
 
 
 @pytest.mark.parametrize(("event", "kind"), [([], "list"), ("{}", "str"), (None, "NoneType"), (7, "int")])
@@ -239,12 +261,14 @@ def test_an_event_that_is_not_an_object_is_refused(event: object, kind: str) -> 
         ({"saga_id": SAGA_ID, "retry_count": -1}, "retry_count"),
         ({"saga_id": SAGA_ID, "retry_count": "1"}, "retry_count"),
         ({"saga_id": SAGA_ID, "retry_count": 1.0}, "retry_count"),
-        ({"saga_id": SAGA_ID, "retry_limit": -1}, "retry_limit"),
+        ({"saga_id": SAGA_ID, "retry_limit": 5}, "retry_limit"),
+        ({"saga_id": SAGA_ID, "failures": {"ship_it": {"Error": "X"}}}, "failures.ship_it.[key]"),
+        ({"saga_id": SAGA_ID, "failures": {"confirm_sale": {"Cause": "no error name"}}}, "failures.confirm_sale.Error"),
         ({"saga_id": SAGA_ID, "step": "reserve_stock"}, "step"),
     ],
 )
 def test_a_malformed_event_is_refused_naming_the_field(event: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidStepEvent, match=rf"^{field}: "):
+    with pytest.raises(InvalidStepEvent, match=rf"^{re.escape(field)}: "):
         parse_event(event)
 
 
@@ -260,8 +284,9 @@ def test_any_json_value_parses_or_is_refused_as_an_invalid_event(value: Any) -> 
         assert event.saga_id == value["saga_id"]
 
 
-@given(st.text("0123456789abcdef", min_size=32, max_size=32), st.integers(0, 100), st.none() | st.integers(0, 100))
-def test_every_well_formed_event_is_parsed(saga_id: str, retry_count: int, retry_limit: int | None) -> None:
-    event = parse_event({"saga_id": saga_id, "retry_count": retry_count, "retry_limit": retry_limit})
+@given(st.text("0123456789abcdef", min_size=32, max_size=32), st.integers(0, 100), st.text(max_size=300))
+def test_every_well_formed_event_is_parsed(saga_id: str, retry_count: int, cause: str) -> None:
+    failures = {"issue_refund": {"Error": "States.Timeout", "Cause": cause}}
+    event = parse_event({"saga_id": saga_id, "retry_count": retry_count, "failures": failures})
 
-    assert (event.saga_id, event.retry_count, event.retry_limit) == (saga_id, retry_count, retry_limit)
+    assert (event.saga_id, event.retry_count, event.failures["issue_refund"].Cause) == (saga_id, retry_count, cause)

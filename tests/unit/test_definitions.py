@@ -28,8 +28,12 @@ LAMBDA_SERVICE_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
 }
+"""The transient Lambda errors AWS's "Handle Lambda service exceptions" page says to retry."""
+KILLED = {"Sandbox.Timedout", "Lambda.Unknown", "Runtime.ExitError", "States.Timeout"}
+"""What a timeout (the function's, the Task's) and a process that died are reported as."""
+THROTTLED = "Lambda.TooManyRequestsException"
 BUSINESS_ERRORS = {"OutOfStock", "UnknownProduct", "PaymentDeclined", "ReturnRejected"}
 BUSINESS_ERRORS |= {"InjectedFault", "InvalidStepEvent", "UnknownSaga"}
 ERROR_CLASSES: list[type[errors.StepError]] = [
@@ -38,7 +42,9 @@ ERROR_CLASSES: list[type[errors.StepError]] = [
     if issubclass(cls, errors.StepError) and cls.__module__ == errors.__name__
 ]
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-TERMINALS = {"Completed": "Succeed", "Rejected": "Succeed", "Compensated": "Succeed", "CompensationFailed": "Fail"}
+TERMINALS = {"Completed": "Succeed", "Rejected": "Succeed", "Compensated": "Succeed", "Failed": "Fail"}
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task on the path of a compensation that gave up; not a step of the saga."""
 OUTCOME_STATES = {SagaStatus.COMPLETED: "Completed", SagaStatus.COMPENSATED: "Compensated"}
 UNDOES = {"ReleaseStock": "ReserveStock", "RefundPayment": "ProcessPayment", "CancelRefund": "IssueRefund"}
 """Which forward step each compensation undoes."""
@@ -61,7 +67,7 @@ def _is_compensation(name: str) -> bool:
 
 
 def _forward_tasks(definition: Definition) -> dict[str, State]:
-    return {n: s for n, s in _tasks(definition).items() if not _is_compensation(n)}
+    return {n: s for n, s in _tasks(definition).items() if not _is_compensation(n) and n != RECORDS_FAILURE}
 
 
 def _compensations(definition: Definition) -> dict[str, State]:
@@ -163,7 +169,7 @@ NOT_STEPS = {"APIHandler", "MigrateFunction"}
 """The template's functions that no state machine invokes: the API and the migration."""
 
 
-def test_every_function_of_the_template_but_the_api_and_migration_is_a_step_of_some_saga() -> None:
+def test_every_function_of_the_template_but_the_api_and_migration_is_invoked_by_some_saga() -> None:
     functions = {k for k, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"} - NOT_STEPS
     substitutions = [RESOURCES[m]["Properties"]["DefinitionSubstitutions"] for m in MACHINES]
     referenced = {value["Fn::GetAtt"][0] for subs in substitutions for value in subs.values()}
@@ -182,6 +188,31 @@ def test_every_task_sends_a_step_event(definition: Definition) -> None:
 def test_forward_steps_retry_lambda_service_errors_and_provider_outage(definition: Definition) -> None:
     for name, state in _forward_tasks(definition).items():
         assert _retried(state) >= LAMBDA_SERVICE_ERRORS | {"PaymentProviderUnavailable"}, name
+
+
+def test_forward_steps_are_idempotent_so_they_retry_what_a_timeout_a_crash_and_a_throttle_produce(
+    definition: Definition,
+) -> None:
+    for name, state in _forward_tasks(definition).items():
+        assert _retried(state) >= KILLED | {THROTTLED}, name
+
+
+def test_a_throttle_has_a_retrier_of_its_own_long_enough_for_a_burst(definition: Definition) -> None:
+    for name, state in _forward_tasks(definition).items():
+        [throttled] = [retrier for retrier in state["Retry"] if THROTTLED in retrier["ErrorEquals"]]
+        assert throttled["ErrorEquals"] == [THROTTLED], name
+        assert throttled["MaxAttempts"] >= 10, name
+        ceilings = [
+            min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, throttled["MaxDelaySeconds"])
+            for n in range(throttled["MaxAttempts"])
+        ]
+        assert sum(ceilings) >= 60, name  # full jitter waits half of that on average
+
+
+def test_every_task_times_out_after_its_function_would(definition: Definition) -> None:
+    function_timeout = load_template()["Globals"]["Function"]["Timeout"]
+    for name, state in _tasks(definition).items():
+        assert state["TimeoutSeconds"] > function_timeout, name
 
 
 def test_business_errors_are_never_retried(definition: Definition) -> None:
@@ -203,7 +234,7 @@ def test_every_error_class_says_whether_it_is_retryable() -> None:
 
 def test_forward_steps_retry_only_errors_that_exist(definition: Definition) -> None:
     retryable = {cls.__name__ for cls in ERROR_CLASSES if cls.retryable}
-    known = LAMBDA_SERVICE_ERRORS | retryable | {IdempotencyAlreadyInProgressError.__name__}
+    known = LAMBDA_SERVICE_ERRORS | KILLED | {THROTTLED} | retryable | {IdempotencyAlreadyInProgressError.__name__}
     for name, state in _forward_tasks(definition).items():
         assert _retried(state) <= known, name
 
@@ -218,16 +249,16 @@ def test_every_retrier_backs_off_with_full_jitter(definition: Definition) -> Non
             assert retrier["JitterStrategy"] == "FULL", name
 
 
-def test_compensations_retry_every_error_and_know_their_last_attempt(definition: Definition) -> None:
+def test_compensations_retry_every_error_and_learn_what_failed(definition: Definition) -> None:
     for name, state in _compensations(definition).items():
         [retrier] = state["Retry"]
         assert retrier["ErrorEquals"] == ["States.ALL"], name
-        assert state["Parameters"]["Payload"]["retry_limit"] == retrier["MaxAttempts"], name
+        assert state["Parameters"]["Payload"]["failures.$"] == "$.failures", name
 
 
-def test_forward_steps_send_no_retry_limit(definition: Definition) -> None:
+def test_forward_steps_are_not_told_what_failed(definition: Definition) -> None:
     for name, state in _forward_tasks(definition).items():
-        assert "retry_limit" not in state["Parameters"]["Payload"], name
+        assert "failures.$" not in state["Parameters"]["Payload"], name
 
 
 def test_every_compensation_of_the_contracts_is_a_state() -> None:
@@ -237,10 +268,12 @@ def test_every_compensation_of_the_contracts_is_a_state() -> None:
     assert {step_of_state(name) for name in UNDOES} == COMPENSATIONS
 
 
-def test_every_catch_keeps_the_input_and_goes_to_an_existing_state(definition: Definition) -> None:
+def test_every_catch_keeps_the_input_records_the_error_under_its_step_and_goes_to_an_existing_state(
+    definition: Definition,
+) -> None:
     for name, state in definition["States"].items():
         for catcher in state.get("Catch", []):
-            assert catcher["ResultPath"] == "$.error", name
+            assert catcher["ResultPath"] == f"$.failures.{step_of_state(name)}", name
             assert catcher["Next"] in definition["States"], name
 
 
@@ -264,11 +297,15 @@ def test_only_rejections_end_the_saga_rejected() -> None:
     assert caught == {cls.__name__ for cls in errors.REJECTIONS}
 
 
-def test_a_failed_compensation_ends_in_the_fail_state(definition: Definition) -> None:
+def test_a_failed_compensation_is_recorded_by_the_path_then_ends_in_the_fail_state(definition: Definition) -> None:
     for name, state in _compensations(definition).items():
         assert state["Catch"], name
         for catcher in state["Catch"]:
-            assert definition["States"][catcher["Next"]]["Type"] == "Fail", name
+            assert catcher["Next"] == RECORDS_FAILURE, name
+    recorder = definition["States"][RECORDS_FAILURE]
+    assert recorder["Parameters"]["Payload"]["failures.$"] == "$.failures"
+    assert recorder["Retry"][0]["ErrorEquals"] == ["States.ALL"]
+    assert {catcher["Next"] for catcher in recorder["Catch"]} == {recorder["Next"]} == {"Failed"}
 
 
 def test_each_machine_has_the_four_terminal_states(definition: Definition) -> None:
@@ -286,7 +323,7 @@ def test_the_machine_and_every_state_have_a_comment(definition: Definition) -> N
 def test_every_path_through_a_compensation_ends_compensated_or_failed(definition: Definition) -> None:
     for path in _paths(definition):
         if any(_is_compensation(state) for state in path):
-            assert path[-1] in {"Compensated", "CompensationFailed"}, path
+            assert path[-1] in {"Compensated", "Failed"}, path
         else:
             assert path[-1] in {"Completed", "Rejected"}, path
 

@@ -1,11 +1,9 @@
-"""The local engine: template loading, the moto version guard, in-process invocation and scaled retry waits."""
+"""The local engine: template loading, the moto version guard and scaled retry waits."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import moto
@@ -13,7 +11,7 @@ import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from infra.local_engine import MOTO_VERSION, LocalEngine, _import_handler, _invoke_in_process, load_template
+from infra.local_engine import MOTO_VERSION, LocalEngine, load_template
 
 SHORT_FORMS = """\
 Resources:
@@ -25,18 +23,6 @@ Resources:
       Substituted: !Sub "${Step.Arn}"
       Plain: text
 """
-EVENT = {"saga_id": "0123456789abcdef0123456789abcdef", "sku": "SKU-MOUSE"}
-
-
-def _function(handler: str) -> Any:
-    """Stands in for moto's LambdaFunction: the attributes the in-process invocation reads."""
-    return SimpleNamespace(
-        handler=f"tests.unit.fake_handlers.{handler}",
-        timeout=3,
-        memory_size=128,
-        function_name="FakeFunction",
-        function_arn="arn:aws:lambda:us-east-1:123456789012:function:FakeFunction",
-    )
 
 
 @pytest.fixture
@@ -96,31 +82,6 @@ def test_the_engine_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch
     assert MOTO_VERSION in str(raised.value)
     assert "4.0.0" in str(raised.value)
     assert (LambdaFunction._invoke_lambda, retrier_decl.time) == (invoke_before, time_before)
-
-
-@pytest.mark.parametrize("event", [json.dumps(EVENT), json.dumps(EVENT).encode(), EVENT], ids=["str", "bytes", "dict"])
-def test_the_handler_runs_in_process_and_answers_json(event: str | bytes | dict[str, Any]) -> None:
-    payload, errored, logs = _invoke_in_process(_function("echo"), event, _import_handler)
-
-    expected = {**EVENT, "time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128}
-    assert (json.loads(payload), errored, logs) == (expected, False, "")
-
-
-def test_a_missing_event_reaches_the_handler_as_an_empty_object() -> None:
-    payload, errored, _ = _invoke_in_process(_function("echo"), None, _import_handler)
-
-    assert (json.loads(payload), errored) == (
-        {"time_left": True, "function_name": "FakeFunction", "memory_limit_in_mb": 128},
-        False,
-    )
-
-
-@pytest.mark.parametrize("event", [json.dumps(EVENT), EVENT], ids=["str", "dict"])
-def test_a_raised_error_is_answered_by_its_class_name(event: str | dict[str, Any]) -> None:
-    payload, errored, logs = _invoke_in_process(_function("fail"), event, _import_handler)
-
-    expected = {"errorType": "OutOfStock", "errorMessage": "only 2 left of SKU-MOUSE"}
-    assert (json.loads(payload), errored, logs) == (expected, True, "")
 
 
 def test_the_retry_wait_scale_shortens_the_interpreters_sleeps_while_the_engine_runs(
