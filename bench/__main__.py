@@ -25,6 +25,7 @@ from chalicelib.settings import get_settings
 from infra import cost
 from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
+from payment_provider.launcher import start_provider
 
 REPORT = sys.stdout
 
@@ -58,6 +59,9 @@ def choose_backend(stack: ExitStack) -> str:
             )
     if not settings.effective_redis_url:
         settings.redis_url = os.environ["REDIS_URL"] = stack.enter_context(embedded_redis())
+    if not settings.payment_provider_url:  # the steps call it, here and in the engines' workers alike
+        ledger = settings.effective_database_url if settings.effective_database_url.startswith("postgresql") else None
+        settings.payment_provider_url = stack.enter_context(start_provider(0, ledger)).url
     database.reset_engine()
     saga_cache.reset_redis()
     idempotency.reset_idempotency()

@@ -21,9 +21,10 @@ from typing import Any
 from bench.step_overhead import PURCHASE_CHAIN, RETURN_CHAIN, floor
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import saga_log, simulated_provider
+from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
 from chalicelib.settings import get_settings
+from payment_provider import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_ONE = (
@@ -46,6 +47,8 @@ def _environment() -> dict[str, str]:
     }
     if settings.effective_redis_url:
         env["REDIS_URL"] = settings.effective_redis_url
+    if settings.payment_provider_url:
+        env["PAYMENT_PROVIDER_URL"] = settings.payment_provider_url
     return env
 
 
@@ -76,7 +79,7 @@ def _ready_sagas(count: int) -> dict[str, list[str]]:
 
 
 def _purchase() -> PurchaseRequest:
-    return PurchaseRequest(customer_id="cold", sku="SKU-BENCH", quantity=1, payment_token=simulated_provider.APPROVES)
+    return PurchaseRequest(customer_id="cold", sku="SKU-BENCH", quantity=1, payment_token=tokens.APPROVES)
 
 
 def _return() -> ReturnRequest:

@@ -18,12 +18,13 @@ from bench.stats import summary_ms
 from bench.step_overhead import BENCH_SKU, PURCHASE_CHAIN, RETURN_CHAIN
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import saga_log, simulated_provider
+from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, state_of_step
 from infra.local_engine import ROOT, LocalEngine
 from infra.local_functions import LocalFunctions
 from local_lambda import FunctionConfig, Invocation, LambdaRuntime
 from local_lambda.processes import workers_of
+from payment_provider import tokens
 
 NOOP = "bench.noop_handlers.succeed"
 EVENT = {"saga_id": "0123456789abcdef0123456789abcdef", "retry_count": 0}
@@ -58,7 +59,7 @@ def first_invocations(engine: LocalEngine) -> dict[str, Any]:
     if functions is None:
         raise RuntimeError("the engine is not started")
     bought, bought_again = (
-        _saga(PurchaseRequest(customer_id="rt", sku=BENCH_SKU, quantity=1, payment_token=simulated_provider.APPROVES))
+        _saga(PurchaseRequest(customer_id="rt", sku=BENCH_SKU, quantity=1, payment_token=tokens.APPROVES))
         for _ in range(2)
     )
     results: dict[str, Any] = {}

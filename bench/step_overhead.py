@@ -17,10 +17,11 @@ from typing import Any
 from bench.stats import summary_ms
 from chalicelib.adapters import database, saga_cache
 from chalicelib.adapters.tables import Product, Saga
-from chalicelib.domain import purchase, returns, saga_log, simulated_provider
+from chalicelib.domain import purchase, returns, saga_log
 from chalicelib.domain.catalogue import add_product
 from chalicelib.domain.contracts import COMPENSATIONS, PurchaseRequest, ReturnRequest, SagaStatus
 from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS, StepFunction
+from payment_provider import tokens
 
 BENCH_SKU = "SKU-BENCH"
 PURCHASE_CHAIN: tuple[StepFunction, ...] = (
@@ -99,9 +100,7 @@ def run(calls: int) -> dict[str, Any]:
             uow.commit()
 
     def buy(i: int) -> PurchaseRequest:
-        return PurchaseRequest(
-            customer_id=f"bench-{i}", sku=BENCH_SKU, quantity=1, payment_token=simulated_provider.APPROVES
-        )
+        return PurchaseRequest(customer_id=f"bench-{i}", sku=BENCH_SKU, quantity=1, payment_token=tokens.APPROVES)
 
     warm_up = 5  # first calls pay imports and connection set-up; the target is the warm latency
     _run_chain(PURCHASE_CHAIN, _new_sagas(warm_up, buy), _new_sagas(warm_up, buy))

@@ -23,25 +23,25 @@ from bench import lambda_runtime
 from bench.stats import summary_ms
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import simulated_provider
 from chalicelib.domain.catalogue import add_product
 from chalicelib.domain.contracts import PurchaseRequest
 from chalicelib.service import sagas
 from infra.local_engine import LocalEngine
 from infra.local_functions import HandlerFor
+from payment_provider import tokens
 
 HOT_SKU = "SKU-HOT"
 POLL_SECONDS = 0.02
 """How often each client asks whether its saga ended; latencies are accurate to about this much."""
 SCENARIOS = {
-    "purchase COMPLETED": simulated_provider.APPROVES,
-    "purchase COMPENSATED (declined)": simulated_provider.DECLINES,
+    "purchase COMPLETED": tokens.APPROVES,
+    "purchase COMPENSATED (declined)": tokens.DECLINES,
 }
 
 
 def _noop_handlers(token: str) -> HandlerFor:
     def handler_for(handler: str) -> str:
-        if token == simulated_provider.DECLINES and handler.startswith("functions.process_payment."):
+        if token == tokens.DECLINES and handler.startswith("functions.process_payment."):
             return "bench.noop_handlers.decline"
         return "bench.noop_handlers.succeed"
 
@@ -86,7 +86,7 @@ def run(
     workers_peak_mb = 0.0
     for scenario, token in SCENARIOS.items():
         # The declined path is measured at the lowest and highest concurrency only.
-        chosen = concurrencies if token == simulated_provider.APPROVES else (min(concurrencies), max(concurrencies))
+        chosen = concurrencies if token == tokens.APPROVES else (min(concurrencies), max(concurrencies))
         for concurrency in sorted(set(chosen)):
             with LocalEngine(log_sink=lambda *_: None) as engine:
                 _load(functools.partial(_ours, engine, token), concurrency, concurrency)  # warm the workers
@@ -118,7 +118,7 @@ def hot_product(engine: LocalEngine, sagas_count: int, racers: int) -> dict[str,
     outcomes: Counter[str] = Counter()
 
     def one() -> float:
-        request = PurchaseRequest(customer_id="hot", sku=HOT_SKU, quantity=1, payment_token=simulated_provider.APPROVES)
+        request = PurchaseRequest(customer_id="hot", sku=HOT_SKU, quantity=1, payment_token=tokens.APPROVES)
         started = time.perf_counter()
         saga = sagas.start_saga(request, step_functions.start_execution)
         engine.wait(str(saga.execution_arn), timeout_seconds=300, poll_seconds=POLL_SECONDS)

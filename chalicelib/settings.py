@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     return_window_days: int = Field(default=30, alias="SAGA_RETURN_WINDOW_DAYS")
     local_lambda_timeout: float | None = Field(default=None, gt=0, alias="LOCAL_LAMBDA_TIMEOUT")
     """Locally: every function's timeout in seconds, instead of the template's (tests and demos)."""
+    payment_provider_url: str | None = Field(default=None, alias="PAYMENT_PROVIDER_URL")
+    """Unset locally: the local tools start the provider on 127.0.0.1 and set it."""
+    payment_provider_api_key: str = Field(default="sk_test_local", alias="PAYMENT_PROVIDER_API_KEY")
+    payment_provider_api_key_secret_arn: str | None = Field(default=None, alias="PAYMENT_PROVIDER_API_KEY_SECRET_ARN")
+    """Deployed: the API key comes from this secret (its plain-text value) instead."""
+    payment_provider_timeout_seconds: float = Field(default=5.0, gt=0, alias="PAYMENT_PROVIDER_TIMEOUT_SECONDS")
 
     @property
     def effective_database_url(self) -> str:
@@ -61,6 +67,13 @@ class Settings(BaseSettings):
             auth = f":{quote(token, safe='')}@" if token else ""
             return f"rediss://{auth}{self.redis_host}:{self.redis_port}/0"
         return None
+
+    @property
+    def effective_payment_provider_api_key(self) -> str:
+        """The provider's API key: from PAYMENT_PROVIDER_API_KEY_SECRET_ARN when deployed, else the variable."""
+        if self.payment_provider_api_key_secret_arn:
+            return _secret_text(self.payment_provider_api_key_secret_arn)
+        return self.payment_provider_api_key
 
 
 def _secret_json(arn: str) -> dict[str, Any]:

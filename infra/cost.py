@@ -18,12 +18,13 @@ from typing import Any
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import catalogue, simulated_provider
+from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
+from payment_provider import tokens
 
 PRICES_READ_ON = "2026-11-25"
 """AWS list prices, us-east-1, as published on the AWS pricing pages for Step Functions, Lambda, API Gateway."""
@@ -137,9 +138,9 @@ def measure_all(count: int) -> list[PathCost]:
     paths: list[tuple[str, Callable[[], SagaRequest]]] = [
         ("purchase COMPLETED", _purchase),
         ("purchase REJECTED (out of stock)", lambda: _purchase(quantity=1000, sku="SKU-MONITOR")),
-        ("purchase COMPENSATED (declined)", lambda: _purchase(token=simulated_provider.DECLINES)),
+        ("purchase COMPENSATED (declined)", lambda: _purchase(token=tokens.DECLINES)),
         ("purchase COMPENSATED (confirm fails)", lambda: _purchase(faults={"confirm_sale": "fail"})),
-        ("purchase COMPLETED (provider retried)", lambda: _purchase(token=simulated_provider.FLAKY)),
+        ("purchase COMPLETED (provider retried)", lambda: _purchase(token=tokens.FLAKY)),
         ("return COMPLETED", lambda: ReturnRequest(order_id=bought(), quantity=1, reason="cost")),
     ]
     with LocalEngine(retry_wait_scale=0.01) as engine:
@@ -158,7 +159,7 @@ def as_dict(cost: PathCost) -> dict[str, Any]:
 
 
 def _purchase(
-    token: str = simulated_provider.APPROVES,
+    token: str = tokens.APPROVES,
     quantity: int = 1,
     sku: str = "SKU-KEYBOARD",
     faults: dict[str, str] | None = None,

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from chalicelib.adapters import database, step_functions
+from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Saga
-from chalicelib.domain import catalogue, simulated_provider
+from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
 from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
 from infra import invariants
 from infra.local_engine import LocalEngine
+from payment_provider import tokens
 
 RETRY_WAIT_SCALE = 0.05
 """The demo shortens Retry waits twenty-fold so a saga whose compensation keeps failing ends in seconds."""
@@ -39,9 +40,7 @@ class Scenario:
     key: str = ""
 
 
-def _purchase(
-    token: str = simulated_provider.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None
-) -> PurchaseRequest:
+def _purchase(token: str = tokens.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None) -> PurchaseRequest:
     return PurchaseRequest(
         customer_id="demo-customer", sku=SKU, quantity=quantity, payment_token=token, faults=faults or {}
     )
@@ -59,9 +58,7 @@ def _too_many(_: dict[str, str]) -> PurchaseRequest:
     with database.UnitOfWork() as uow:
         product = uow.session.get_one(Product, SCARCE_SKU)
         wanted = product.available + 1
-    return PurchaseRequest(
-        customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=simulated_provider.APPROVES
-    )
+    return PurchaseRequest(customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=tokens.APPROVES)
 
 
 SCENARIOS = (
@@ -130,9 +127,8 @@ def main() -> int:
             )
             print(f"{'':>4}path:   {path}")
             print(f"{'':>4}effect: {_effect(before, _snapshot(request), saga.id)}")
-
-    with database.UnitOfWork() as uow:
-        broken = invariants.violations(uow.session)
+        with database.UnitOfWork() as uow:
+            broken = invariants.violations(uow.session, payment_provider.provider_client())
     for problem in broken:
         print(f"invariant broken: {problem}")
     verdict = "all" if not mismatches else f"{len(SCENARIOS) - mismatches} of"
@@ -161,8 +157,21 @@ def _effect(before: tuple[str, int, int], after: tuple[str, int, int], saga_id: 
         failed = uow.session.get_one(Saga, saga_id).result.get("failed_compensation")
     money = [f"payment {payment.status} {payment.amount_cents / 100:.2f}"] if payment else []
     money += [f"refund {refund.status} {refund.amount_cents / 100:.2f}" for refund in refunds]
-    effect = f"{stock}; {', '.join(money) or 'no money moved'}"
+    effect = f"{stock}; {', '.join(money) or 'no money moved'}; provider: {_provider_view(saga_id, refunds)}"
     return f"{effect}; audit log: compensation {failed} FAILED" if failed else effect
+
+
+def _provider_view(saga_id: str, refunds: list[Refund]) -> str:
+    """What the payment provider's own ledger holds for the saga: its charge, or its return's refund."""
+    provider = payment_provider.provider_client()
+    charges = provider.charges_for_saga(saga_id)
+    if charges:
+        return "; ".join(
+            f"charge {c.amount_cents / 100:.2f} captured, {c.refunded_cents / 100:.2f} refunded" for c in charges
+        )
+    issued = [provider.get_refund(r.provider_refund_id) for r in refunds if r.provider_refund_id]
+    held = [f"refund {r.amount_cents / 100:.2f} {r.status}" for r in issued if r is not None]
+    return ", ".join(held) or "nothing"
 
 
 if __name__ == "__main__":

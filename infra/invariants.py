@@ -1,4 +1,5 @@
-"""The invariants of docs/design.md §4, checked against the database; each violation is named."""
+"""The invariants of docs/design.md §4, checked against the database and the payment provider's ledger; each
+violation is named."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chalicelib.adapters.payment_provider import PaymentProviderClient
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, ReturnRequestRecord, Saga
 from chalicelib.domain.contracts import SagaStatus
-from chalicelib.domain.purchase import CAPTURED, CONFIRMED, ISSUED, REFUNDED, RELEASED, RESERVED
+from chalicelib.domain.purchase import CAPTURED, CONFIRMED, ISSUED, RELEASED, RESERVED
 from chalicelib.domain.returns import CLOSED, COMPLETED
+from infra import ledger
 
 
-def violations(session: Session) -> list[str]:
-    """Every broken invariant, as a sentence; empty when the data is consistent."""
+def violations(session: Session, provider: PaymentProviderClient | None = None) -> list[str]:
+    """Every broken invariant, as a sentence; empty when the data is consistent. With `provider`, its ledger
+    too: what it holds per saga matches our records, and it holds nothing they do not explain."""
     return [
         *_stock_conserved(session),
         *_money_conserved(session),
         *_outcomes_match_effects(session),
+        *(ledger.violations(session, provider) if provider is not None else []),
     ]
 
 
@@ -87,8 +92,8 @@ def _purchase_effects(session: Session, saga: Saga) -> list[str]:
         left = []
         if orders:
             left.append("a confirmed order")
-        if payment is not None and payment.status != REFUNDED:
-            left.append(f"a {payment.status} payment")
+        if payment is not None and payment.status == CAPTURED:
+            left.append("a captured payment")
         if reservation is not None and reservation.status != RELEASED:
             left.append(f"a {reservation.status} reservation")
         if left:

@@ -30,7 +30,7 @@ from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
-from chalicelib.adapters import idempotency, saga_cache, step_functions
+from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
 from chalicelib.settings import get_settings
 from infra.embedded_redis import embedded_redis
 from infra.local_functions import (
@@ -41,6 +41,7 @@ from infra.local_functions import (
     LogSink,
     discard_logs,
 )
+from payment_provider.launcher import RunningProvider, start_provider
 
 MOTO_VERSION = "5.2.5"
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +117,15 @@ class LocalEngine:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     """Template parameters, as `sam local --parameter-overrides` takes them (say PaymentConcurrency)."""
     functions: LocalFunctions | None = None
+    provider_port: int = 0
+    """Where the payment provider the engine starts listens (0: any free port); none starts when
+    PAYMENT_PROVIDER_URL is set."""
+    provider_database_url: str | None = None
+    """The provider's own store; None: PROVIDER_DATABASE_URL, else the payment_provider schema when DATABASE_URL is
+    PostgreSQL, else its SQLite file in .local/."""
+    provider_environment: dict[str, str] = field(default_factory=dict)
+    """More settings for the provider (REFUND_SETTLE_SECONDS, PROVIDER_FAULT_RATE...)."""
+    provider: RunningProvider | None = None
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -179,6 +189,7 @@ class LocalEngine:
             self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
         settings.aws_endpoint_url = self.endpoint_url
         self._use_embedded_redis_unless_configured()
+        self._start_payment_provider_unless_configured()
         self._stack.callback(step_functions.reset_client)
         step_functions.reset_client()
         self._deploy(load_template())
@@ -199,7 +210,28 @@ class LocalEngine:
             environment["REDIS_URL"] = settings.effective_redis_url
         if self.endpoint_url:
             environment["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if settings.payment_provider_url:
+            environment["PAYMENT_PROVIDER_URL"] = settings.payment_provider_url
+            environment["PAYMENT_PROVIDER_API_KEY"] = settings.payment_provider_api_key
+            environment["PAYMENT_PROVIDER_TIMEOUT_SECONDS"] = f"{settings.payment_provider_timeout_seconds:g}"
         return environment | self.extra_environment
+
+    def _start_payment_provider_unless_configured(self) -> None:
+        """The payment provider, a service of its own: started as a process for the engine's life, unless
+        PAYMENT_PROVIDER_URL names one."""
+        settings = get_settings()
+        if settings.payment_provider_url:
+            return
+        database_url = self.provider_database_url or os.environ.get("PROVIDER_DATABASE_URL")
+        if database_url is None and settings.effective_database_url.startswith("postgresql"):
+            database_url = settings.effective_database_url  # its own schema there: payment_provider
+        environment = {"PAYMENT_PROVIDER_API_KEY": settings.payment_provider_api_key, **self.provider_environment}
+        self.provider = start_provider(self.provider_port, database_url, environment)
+        self._stack.callback(self.provider.stop)
+        self._stack.enter_context(mock.patch.object(settings, "payment_provider_url", None))
+        settings.payment_provider_url = self.provider.url
+        self._stack.callback(payment_provider.reset_client)
+        payment_provider.reset_client()
 
     def _use_embedded_redis_unless_configured(self) -> None:
         """The embedded default: with no Redis configured, a fakeredis on loopback serves for the engine's life."""

@@ -49,7 +49,8 @@ def main() -> int:
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
-    with LocalEngine(endpoint_port=aws_port, log_sink=print_logs) as engine:
+    provider_port = int(os.environ.get("PROVIDER_PORT", "8010"))
+    with LocalEngine(endpoint_port=aws_port, log_sink=print_logs, provider_port=provider_port) as engine:
         from app import app
 
         resumed = recovery.resume_unfinished(
@@ -65,6 +66,7 @@ def main() -> int:
         data = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
         cache = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
         print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")
+        print(f"payment provider at {settings.payment_provider_url} (PAYMENT_PROVIDER_URL, else PROVIDER_PORT)")
         timeouts = f"{settings.local_lambda_timeout:g} s" if settings.local_lambda_timeout else "as in template.yaml"
         print(
             f"faults {'accepted' if settings.allow_faults else 'refused'} (SAGA_ALLOW_FAULTS); each step runs in a "

@@ -1,6 +1,8 @@
 """`make soak`: many sagas at once on real PostgreSQL and Redis, each step in a worker process, with seeded random
 faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
-a Redis restart and dropped PostgreSQL connections; then every invariant is checked. The last line is the verdict.
+a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped PostgreSQL
+connections; then every invariant is checked, the provider's ledger against our records included. The last line
+is the verdict.
 Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from chalicelib.adapters import database, idempotency, saga_cache, step_functions
+from chalicelib.adapters import database, idempotency, payment_provider, saga_cache, step_functions
 from chalicelib.adapters.tables import AuditEvent, Base, Saga
 from chalicelib.domain import catalogue, saga_log
 from chalicelib.domain.contracts import (
@@ -46,14 +48,16 @@ from infra import invariants
 from infra.local_engine import LocalEngine
 from infra.local_functions import DuplicateDeliveries
 from infra.redis_server import PrivateRedis
+from payment_provider import store as ledger_store
 
 T = TypeVar("T")
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 SOAK_SKUS = ("SKU-SOAK-A", "SKU-SOAK-B")
-TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined")
+TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined", "tok_lost_response")
 FAULTS = ("fail", "transient:1", "transient:2", "timeout:1", "crash:1", "crash:2")
 """Timeouts and crashes hit worker processes as they would Lambda's: killed at the timeout, dead after a commit."""
 SOAK_FUNCTION_TIMEOUT = 2.0
+SOAK_PROVIDER_TIMEOUT = 0.5
 
 
 @dataclass
@@ -170,7 +174,7 @@ def _drop_postgres_connections() -> int:
 def check(tally: Tally) -> list[str]:
     """Every invariant of docs/design.md §4, plus: every saga final, every attempt audited, cache = database."""
     with database.UnitOfWork() as uow:
-        problems = invariants.violations(uow.session)
+        problems = invariants.violations(uow.session, payment_provider.provider_client())
         unfinished = uow.session.scalar(
             select(func.count()).select_from(Saga).where(Saga.status.in_(("RUNNING", "COMPENSATING")))
         )
@@ -216,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-rate", type=float, default=0.3, help="share of sagas with an injected fault")
     parser.add_argument("--duplicate-rate", type=float, default=0.1, help="share of deliveries made twice")
+    parser.add_argument("--provider-fault-rate", type=float, default=0.05, help="share of provider calls answered 503")
+    parser.add_argument(
+        "--provider-lost-rate", type=float, default=0.05, help="share of provider calls whose answer is lost"
+    )
+    parser.add_argument("--provider-latency-ms", type=float, default=20, help="latency the provider adds")
     args = parser.parse_args(argv)
     logging.disable(logging.ERROR)  # dropped connections and injected faults log tracebacks the soak expects
     telemetry.quiet()
@@ -223,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     settings.database_url = _prepare_database(settings.database_url)
     settings.allow_faults = True
-    # An injected timeout holds a worker until the function's timeout: a short one keeps the soak moving.
+    # An injected timeout holds a worker until the function's timeout: a short one keeps the soak moving, and
+    # the provider's client gives up on a lost answer well before it.
     settings.local_lambda_timeout = settings.local_lambda_timeout or SOAK_FUNCTION_TIMEOUT
+    settings.payment_provider_timeout_seconds = SOAK_PROVIDER_TIMEOUT
     with tempfile.TemporaryDirectory() as directory:
         private_redis = PrivateRedis(Path(directory))
         private_redis.start()
@@ -237,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             for table in reversed(Base.metadata.sorted_tables):
                 if table.name != "alembic_version":
                     connection.execute(table.delete())
+        ledger = ledger_store.open_ledger_database(settings.effective_database_url)
+        with ledger.begin() as connection:  # the provider's own schema: emptied too, or it holds older runs' money
+            for table in reversed(ledger_store.metadata.sorted_tables):
+                connection.execute(table.delete())
+        ledger.dispose()
         with database.UnitOfWork() as uow:
             for sku in SOAK_SKUS:
                 uow.session.add(catalogue.add_product(sku, f"Soak {sku}", 1_500, 2 * args.count))
@@ -253,13 +269,21 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     rng = random.Random(args.seed)  # noqa: S311  # nosec B311
     print(
         f"soak: {args.count} sagas, {args.concurrency} at a time, seed {args.seed}, fault rate {args.fault_rate}, "
-        f"duplicate rate {args.duplicate_rate}; PostgreSQL + a private Redis",
+        f"duplicate rate {args.duplicate_rate}, provider 503s {args.provider_fault_rate}, lost answers "
+        f"{args.provider_lost_rate}, +{args.provider_latency_ms:g} ms; PostgreSQL + a private Redis",
         flush=True,
     )
     stop = threading.Event()
     started = time.monotonic()
     duplicates = DuplicateDeliveries(args.duplicate_rate, rng)
-    with LocalEngine(retry_wait_scale=0.02, duplicates=duplicates) as engine:
+    provider_chaos = {
+        "PROVIDER_FAULT_RATE": str(args.provider_fault_rate),
+        "PROVIDER_LOST_RATE": str(args.provider_lost_rate),
+        "PROVIDER_LATENCY_MS": str(args.provider_latency_ms),
+        "PROVIDER_LOST_RESPONSE_HOLD_SECONDS": str(2 * SOAK_PROVIDER_TIMEOUT),
+        "PROVIDER_SEED": str(args.seed),
+    }
+    with LocalEngine(retry_wait_scale=0.02, duplicates=duplicates, provider_environment=provider_chaos) as engine:
         watchers = [
             threading.Thread(target=_progress, args=(tally, args.count, started, stop)),
             threading.Thread(target=_chaos, args=(tally, args.count, private_redis, stop, chaos_log)),

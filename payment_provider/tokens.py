@@ -18,6 +18,14 @@ class TokenBehaviour(enum.Enum):
     UNKNOWN = ""
 
 
+APPROVES, DECLINES, FLAKY, LOSES_RESPONSE = (
+    TokenBehaviour.APPROVES.value,
+    TokenBehaviour.DECLINES.value,
+    TokenBehaviour.FLAKY.value,
+    TokenBehaviour.LOSES_RESPONSE.value,
+)
+"""The test cards' tokens, for the tools that make purchases."""
+
 _KNOWN = re.compile(
     "(" + "|".join(re.escape(b.value) for b in TokenBehaviour if b.value) + ")(?:_[A-Za-z0-9]{1,40})?",
 )

@@ -25,6 +25,7 @@ from chalicelib.domain import catalogue
 from chalicelib.settings import get_settings
 from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
+from payment_provider import store as ledger_store
 from tests.helpers import ROOT
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
@@ -112,7 +113,12 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def backend(
-    request: pytest.FixtureRequest, backend_name: str, sqlite_url: str, embedded_redis_url: str
+    request: pytest.FixtureRequest,
+    backend_name: str,
+    sqlite_url: str,
+    embedded_redis_url: str,
+    engine: LocalEngine,
+    provider_ledger_url: str,
 ) -> Iterator[Backend]:
     """A clean database and cache, seeded with the catalogue, wired into the settings."""
     if backend_name == "embedded":
@@ -124,6 +130,7 @@ def backend(
     settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True
     _reset_adapters()
     _empty_database()
+    _empty_ledger(provider_ledger_url)
     saga_cache.get_redis().flushdb()
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
@@ -157,6 +164,15 @@ def _reset_adapters() -> None:
     idempotency.reset_idempotency()
 
 
+def _empty_ledger(url: str) -> None:
+    """The provider's ledger, emptied with our tables, so that each test's ledger check sees its own sagas."""
+    ledger = ledger_store.open_ledger_database(url)
+    with ledger.begin() as connection:
+        for table in reversed(ledger_store.metadata.sorted_tables):
+            connection.execute(table.delete())
+    ledger.dispose()
+
+
 def _empty_database() -> None:
     with database.get_engine().begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
@@ -164,10 +180,23 @@ def _empty_database() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[LocalEngine]:
+def provider_ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The store of the payment provider the engine starts: its own SQLite file, emptied with our tables."""
+    return f"sqlite:///{tmp_path_factory.mktemp('provider') / 'ledger.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(provider_ledger_url: str) -> Iterator[LocalEngine]:
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-    with LocalEngine(retry_wait_scale=TEST_RETRY_WAIT_SCALE) as local_engine:
+    settings = get_settings()
+    saved_timeout, settings.payment_provider_timeout_seconds = settings.payment_provider_timeout_seconds, 1.0
+    with LocalEngine(
+        retry_wait_scale=TEST_RETRY_WAIT_SCALE,
+        provider_database_url=provider_ledger_url,
+        provider_environment={"PROVIDER_LOST_RESPONSE_HOLD_SECONDS": "3"},
+    ) as local_engine:
         yield local_engine
+    settings.payment_provider_timeout_seconds = saved_timeout
     step_functions.reset_client()
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from chalicelib.adapters import database, step_functions
+from chalicelib.adapters import database, payment_provider, step_functions
+from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
 from chalicelib.adapters.tables import AuditEvent, Product, Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, state_of_step, step_of_state
@@ -86,6 +87,11 @@ def product(sku: str) -> Product:
         return uow.session.get_one(Product, sku)
 
 
+def provider_charges(saga_id: str) -> list[Charge]:
+    """What the payment provider holds for the saga, as its own ledger says."""
+    return payment_provider.provider_client().charges_for_saga(saga_id)
+
+
 def audited_attempts(saga_id: str) -> dict[str, int]:
     """Per step, how many attempts the audit log holds."""
     with database.UnitOfWork() as uow:
@@ -102,9 +108,10 @@ def status_history(saga_id: str) -> list[str]:
         return [e.status for e in saga_log.history(uow.session, saga_id) if e.step == saga_log.SAGA_EVENT]
 
 
-def assert_consistent() -> None:
+def assert_consistent(provider: PaymentProviderClient | None = None) -> None:
+    """Every invariant holds, the payment provider's ledger (the engine's, unless another is named) included."""
     with database.UnitOfWork() as uow:
-        broken = invariants.violations(uow.session)
+        broken = invariants.violations(uow.session, provider or payment_provider.provider_client())
     assert broken == []
 
 

@@ -1,7 +1,7 @@
 """The payment provider's HTTP client: charges, refunds and the listings a ledger check needs.
 
-Standard library only (it ships in the Lambda package) and self-contained: it raises its own errors, which
-the saga steps map onto theirs. One attempt per call; the caller retries with the same idempotency key, which
+Standard library only (it ships in the Lambda package): it raises its own errors, which the saga steps map
+onto theirs. One attempt per call; the caller retries with the same idempotency key, which
 the provider answers with the first outcome instead of charging twice.
 """
 
@@ -10,10 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from chalicelib.settings import get_settings
+
 _PAGE_SIZE = 100
+CURRENCY = "usd"
 
 
 class PaymentProviderError(Exception):
@@ -206,3 +210,20 @@ def _refund(item: dict[str, Any]) -> Refund:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ProviderUnavailable(f"unreadable refund from the payment provider ({error!r})") from None
+
+
+@lru_cache(maxsize=1)
+def provider_client() -> PaymentProviderClient:
+    """The client of the configured provider (PAYMENT_PROVIDER_URL)."""
+    settings = get_settings()
+    if not settings.payment_provider_url:
+        raise RuntimeError("PAYMENT_PROVIDER_URL is not set: no payment provider to call")
+    return PaymentProviderClient(
+        settings.payment_provider_url,
+        settings.effective_payment_provider_api_key,
+        settings.payment_provider_timeout_seconds,
+    )
+
+
+def reset_client() -> None:
+    provider_client.cache_clear()

@@ -68,7 +68,8 @@ class Reservation(Base):
 
 
 class Payment(Base):
-    """A charge captured for one purchase saga; REFUNDED when that purchase is compensated."""
+    """The payment of one purchase saga at the provider: PENDING (the intent, recorded before the provider is
+    asked), then CAPTURED (with the provider's charge id) or DECLINED; REFUNDED when the purchase is compensated."""
 
     __tablename__ = "payments"
 
@@ -76,7 +77,8 @@ class Payment(Base):
     saga_id: Mapped[str] = mapped_column(ForeignKey("sagas.id"), unique=True)
     customer_id: Mapped[str] = mapped_column(String(64))
     amount_cents: Mapped[int] = mapped_column(Integer)
-    provider_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The provider's charge id, once it answered."""
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -112,7 +114,8 @@ class ReturnRequestRecord(Base):
 
 
 class Refund(Base):
-    """Money given back against a payment, by one saga step: ISSUED, or CANCELLED by cancel_refund."""
+    """Money given back at the provider against a payment, by one saga step: PENDING (the intent), ISSUED (the
+    provider holds it, under `provider_refund_id`), or CANCELLED by cancel_refund."""
 
     __tablename__ = "refunds"
     __table_args__ = (UniqueConstraint("saga_id", "step", name="one_refund_per_saga_step"),)
@@ -125,6 +128,7 @@ class Refund(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class Saga(Base):

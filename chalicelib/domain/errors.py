@@ -29,6 +29,14 @@ class PaymentProviderUnavailable(StepError):
     retryable = True
 
 
+class PaymentProviderRefused(StepError):
+    """The payment provider refused the request itself (a bad key, an over-refund...): retrying cannot help."""
+
+
+class RefundSettled(StepError):
+    """The provider settled the refund before it could be cancelled: an operator must recover the money."""
+
+
 class ReturnRejected(StepError):
     """The return breaks a rule: unknown or unconfirmed order, too many units, window closed."""
 

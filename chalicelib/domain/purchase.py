@@ -1,6 +1,9 @@
 """Purchase saga: reserve stock, take payment, confirm the sale; and the compensations that undo them.
 
 Each step is idempotent on the saga: run again, it finds its own earlier effect and returns the same result.
+The money lives at the payment provider, a service of its own: a step that asks it first commits its intent
+(`session.commit()`), so that no transaction is held open across the call and an answer lost on the way is
+found again by asking with the same key (docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, Saga
-from chalicelib.domain import simulated_provider
+from chalicelib.domain import payments
 from chalicelib.domain.contracts import PurchaseRequest
-from chalicelib.domain.errors import OutOfStock, StepOutOfOrder, UnknownProduct
+from chalicelib.domain.errors import OutOfStock, PaymentDeclined, StepOutOfOrder, UnknownProduct
 
 RESERVED, SOLD, RELEASED = "RESERVED", "SOLD", "RELEASED"
-CAPTURED, REFUNDED = "CAPTURED", "REFUNDED"
+PENDING, CAPTURED, DECLINED, REFUNDED = "PENDING", "CAPTURED", "DECLINED", "REFUNDED"
 CONFIRMED, CANCELLED = "CONFIRMED", "CANCELLED"
 ISSUED = "ISSUED"
 
@@ -56,22 +59,31 @@ def reserve_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 
 
 def process_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Charge quantity x price: the intent (PENDING) first, then the provider, then the outcome."""
     request = PurchaseRequest.model_validate(saga.input)
     payment = _payment(session, saga.id)
     if payment is None:
         reservation = _reservation(session, saga.id)
         if reservation is None or reservation.status != RESERVED:
             raise StepOutOfOrder("process_payment needs a held reservation")
-        amount = reservation.quantity * reservation.unit_price_cents
-        provider_ref = simulated_provider.charge(request.payment_token, amount, saga.id, attempt)
         payment = Payment(
             saga_id=saga.id,
             customer_id=request.customer_id,
-            amount_cents=amount,
-            provider_ref=provider_ref,
-            status=CAPTURED,
+            amount_cents=reservation.quantity * reservation.unit_price_cents,
+            status=PENDING,
         )
         session.add(payment)
+    if payment.status == DECLINED:
+        raise PaymentDeclined("the card was declined")
+    if payment.status == PENDING:
+        session.commit()
+        try:
+            charge = payments.charge(saga.id, request.payment_token, payment.amount_cents)
+        except PaymentDeclined:
+            payment.status = DECLINED
+            session.commit()
+            raise
+        payment.provider_ref, payment.status = charge.id, CAPTURED
         session.flush()
     return {"payment_id": payment.id, "amount_cents": payment.amount_cents, "provider_ref": payment.provider_ref}
 
@@ -102,22 +114,34 @@ def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 
 
 def refund_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
-    """Give back the whole charge, if one was captured."""
-    payment = _payment(session, saga.id)
-    if payment is None:
-        return {"refunded_cents": 0}
-    if payment.status == CAPTURED:
-        payment.status = REFUNDED
-        session.add(
-            Refund(
-                saga_id=saga.id,
-                step="refund_payment",
-                payment_id=payment.id,
-                amount_cents=payment.amount_cents,
-                status=ISSUED,
-            )
+    """Give back what the provider holds for the saga, whatever our rows say (a charge whose answer was lost has
+    no charge id here); nothing when the provider holds no charge for it."""
+    refund = session.scalar(select(Refund).where(Refund.saga_id == saga.id, Refund.step == "refund_payment"))
+    if refund is None:
+        session.commit()
+        charge = next(iter(payments.charges_of(saga.id)), None)
+        payment = _payment(session, saga.id)
+        if charge is None or payment is None:
+            return {"refunded_cents": 0}
+        payment.provider_ref = charge.id
+        refund = Refund(
+            saga_id=saga.id,
+            step="refund_payment",
+            payment_id=payment.id,
+            amount_cents=charge.amount_cents - charge.refunded_cents,
+            status=PENDING,
         )
-    return {"refunded_cents": payment.amount_cents}
+        session.add(refund)
+    if refund.status == PENDING:
+        payment = session.get_one(Payment, refund.payment_id)
+        session.commit()
+        if refund.amount_cents > 0:
+            refund.provider_refund_id = payments.refund(
+                str(payment.provider_ref), refund.amount_cents, saga.id, "refund_payment"
+            ).id
+        refund.status, payment.status = ISSUED, REFUNDED
+        session.flush()
+    return {"refunded_cents": refund.amount_cents}
 
 
 def release_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Return saga: validate the return, refund the money, put the goods back; and the compensation.
 
 Each step is idempotent on the saga: run again, it finds its own earlier effect and returns the same result.
+The refund lives at the payment provider: issue_refund records its intent (PENDING) before asking, and
+cancel_refund cancels it there; a refund that has settled cannot be, and the saga then needs an operator.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from chalicelib.adapters.tables import Order, Product, Refund, ReturnRequestRecord, Saga
+from chalicelib.adapters.tables import Order, Payment, Product, Refund, ReturnRequestRecord, Saga
+from chalicelib.domain import payments
 from chalicelib.domain.contracts import ReturnRequest
 from chalicelib.domain.errors import ReturnRejected, StepOutOfOrder
-from chalicelib.domain.purchase import CANCELLED, CONFIRMED, ISSUED
+from chalicelib.domain.purchase import CANCELLED, CONFIRMED, ISSUED, PENDING
 from chalicelib.settings import get_settings
 
 REQUESTED, COMPLETED, CLOSED = "REQUESTED", "COMPLETED", "CLOSED"
@@ -44,6 +47,7 @@ def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any
 
 
 def issue_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
+    """Refund quantity x unit price at the provider against the order's charge: the intent first."""
     refund = _refund(session, saga.id)
     if refund is None:
         record = _return_record(session, saga.id)
@@ -55,10 +59,15 @@ def issue_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
             step="issue_refund",
             payment_id=order.payment_id,
             amount_cents=record.quantity * order.unit_price_cents,
-            status=ISSUED,
+            status=PENDING,
         )
         session.add(refund)
         session.flush()
+    if refund.status == PENDING:
+        refund.provider_refund_id = _refund_at_provider(session, saga, refund)
+        refund.status = ISSUED
+    elif refund.status != ISSUED:
+        raise StepOutOfOrder(f"issue_refund on a {refund.status} refund")
     return {"refund_id": refund.id, "amount_cents": refund.amount_cents}
 
 
@@ -79,10 +88,15 @@ def update_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 
 
 def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
-    """Take back the refund, if one was issued, and close the return request unrefunded."""
+    """Cancel the refund at the provider, if one was issued, and close the return request unrefunded."""
     refund = _refund(session, saga.id)
-    if refund is not None:
-        refund.status = CANCELLED
+    if refund is not None and refund.status != CANCELLED:
+        # An issue_refund whose answer was lost left no refund id: asking again with its key tells it (and, if
+        # that refund never reached the provider, makes it, to be cancelled at once: the ledger nets to zero).
+        refund_id = refund.provider_refund_id or _refund_at_provider(session, saga, refund)
+        session.commit()
+        payments.cancel_refund(refund_id)
+        refund.provider_refund_id, refund.status = refund_id, CANCELLED
     record = _return_record(session, saga.id)
     if record is not None and record.status != CLOSED:
         if record.status == COMPLETED:
@@ -91,6 +105,14 @@ def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
             saga.result = {}
         record.status = CLOSED
     return {"cancelled_cents": refund.amount_cents if refund else 0}
+
+
+def _refund_at_provider(session: Session, saga: Saga, refund: Refund) -> str:
+    """The provider's id of this return's refund, asked for with issue_refund's key (the intent is committed
+    first, so no transaction is held across the call)."""
+    charge_id = session.get_one(Payment, refund.payment_id).provider_ref
+    session.commit()
+    return payments.refund(str(charge_id), refund.amount_cents, saga.id, "issue_refund").id
 
 
 def _returned_or_pending(session: Session, order_id: str) -> int:

@@ -34,11 +34,13 @@ REGION = "us-east-1"
 STAGE = "api"
 DEFAULT_DATABASE_URL = "postgresql+pg8000://postgres@postgres:5432/saga"
 DEFAULT_REDIS_URL = "redis://redis:6379/0"
+DEFAULT_PROVIDER_URL = "http://host.docker.internal:8010"
+"""The payment provider `make run` (or `python -m payment_provider`) serves on the host, seen from a container."""
 DEFAULT_LAMBDA_ENDPOINT_URL = "http://localstack:4566"
 """How code inside LocalStack's Lambda containers reaches LocalStack and the data stores (compose service names)."""
 DEPLOYED_ONLY_VARIABLES = frozenset(
     {"DATABASE_HOST", "DATABASE_NAME", "DATABASE_SECRET_ARN", "DATABASE_TLS", "REDIS_HOST", "REDIS_PORT"}
-    | {"REDIS_AUTH_SECRET_ARN", "SAGA_ALLOW_FAULTS"}
+    | {"REDIS_AUTH_SECRET_ARN", "SAGA_ALLOW_FAULTS", "PAYMENT_PROVIDER_URL", "PAYMENT_PROVIDER_API_KEY_SECRET_ARN"}
 )
 FUNCTION_TYPE = "AWS::Serverless::Function"
 STATE_MACHINE_TYPE = "AWS::Serverless::StateMachine"
@@ -67,6 +69,7 @@ class StackDeployer:
     with_functions: bool = True
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    provider_url: str = DEFAULT_PROVIDER_URL
     lambda_endpoint_url: str = DEFAULT_LAMBDA_ENDPOINT_URL
     _template: dict[str, Any] = field(default_factory=dict, init=False)
     _account: str = field(default="", init=False)
@@ -138,6 +141,7 @@ class StackDeployer:
         variables |= {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
+            "PAYMENT_PROVIDER_URL": self.provider_url,
             "AWS_ENDPOINT_URL": self.lambda_endpoint_url,
             "SAGA_ALLOW_FAULTS": "true",
         }
@@ -267,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="as the functions reach PostgreSQL")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="as the functions reach Redis")
     parser.add_argument(
+        "--provider-url", default=DEFAULT_PROVIDER_URL, help="as the functions reach the payment provider"
+    )
+    parser.add_argument(
         "--lambda-endpoint-url", default=DEFAULT_LAMBDA_ENDPOINT_URL, help="LocalStack, seen from a function"
     )
     parser.add_argument("--no-functions", action="store_true", help="skip what needs a Lambda runtime (no Docker)")
@@ -278,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         with_functions=not args.no_functions,
         database_url=args.database_url,
         redis_url=args.redis_url,
+        provider_url=args.provider_url,
         lambda_endpoint_url=args.lambda_endpoint_url,
     ).deploy()
     print(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from chalicelib.adapters.payment_provider import PaymentProviderClient
 from infra.ports import free_loopback_port
 from tests.conftest import Backend
 from tests.helpers import FINAL_STATUSES, ROOT, child_env
@@ -53,6 +54,10 @@ class Server:
         self.api = Api(f"http://127.0.0.1:{port}")
         self.process: subprocess.Popen[str] | None = None
 
+    def provider(self) -> PaymentProviderClient:
+        """The client of the payment provider the server started (its own ledger)."""
+        return PaymentProviderClient(f"http://127.0.0.1:{self.env['PROVIDER_PORT']}", "sk_test_local")
+
     def start(self) -> None:
         with self.log.open("a") as output:
             self.process = subprocess.Popen(
@@ -85,7 +90,15 @@ class Server:
 def running_server(backend: Backend, log: Path, **extra_env: str) -> Iterator[Server]:
     """`make run`'s server over `backend`'s data stores, faults accepted; killed on leaving."""
     port = free_loopback_port()
-    env = child_env(backend.database_url, backend.tool_redis_url, PORT=str(port), SAGA_ALLOW_FAULTS="true", **extra_env)
+    env = child_env(
+        backend.database_url,
+        backend.tool_redis_url,
+        PORT=str(port),
+        PROVIDER_PORT=str(free_loopback_port()),
+        PROVIDER_DATABASE_URL=f"sqlite:///{log.parent / 'provider.db'}",
+        SAGA_ALLOW_FAULTS="true",
+        **extra_env,
+    )
     running = Server(env, port, log)
     running.start()
     try:

@@ -97,7 +97,7 @@ def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Serv
     assert "resumed" in server.log.read_text()
     product = server.api.call("GET", f"/products/{LIMITED_SKU}")[1]
     assert (product["on_hand"], product["reserved"]) == (2, 0)
-    assert_consistent()
+    assert_consistent(server.provider())
 
 
 def test_the_localstack_smoke_script_runs_a_purchase_and_a_return_through_an_api(

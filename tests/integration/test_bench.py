@@ -26,7 +26,7 @@ STEPS = {
 
 
 def test_bench_writes_every_figure(tmp_path: Path) -> None:
-    env = child_env(f"sqlite:///{tmp_path / 'bench.db'}")
+    env = child_env(f"sqlite:///{tmp_path / 'bench.db'}", PROVIDER_DATABASE_URL=f"sqlite:///{tmp_path / 'provider.db'}")
     results_file = ROOT / "bench" / "results.json"
     before = results_file.read_bytes() if results_file.exists() else None
     try:

@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None:
-    env = child_env(f"sqlite:///{tmp_path / 'demo.db'}", SAGA_ALLOW_FAULTS="true")
+    env = child_env(
+        f"sqlite:///{tmp_path / 'demo.db'}",
+        SAGA_ALLOW_FAULTS="true",
+        PROVIDER_DATABASE_URL=f"sqlite:///{tmp_path / 'provider.db'}",
+    )
 
     done = subprocess.run(
         [sys.executable, "-m", "infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -12,6 +12,7 @@ from tests.helpers import (
     assert_consistent,
     assert_every_attempt_audited,
     product,
+    provider_charges,
     purchase,
     run_saga,
     status_history,
@@ -29,6 +30,8 @@ def test_approved_card_completes_with_one_order_and_one_payment(backend: Backend
     assert run.result == {"order_id": order.id}
     assert (order.quantity, order.status) == (3, "CONFIRMED")
     assert (payment.amount_cents, payment.status) == (3 * 2_500, "CAPTURED")
+    [charge] = provider_charges(run.saga_id)
+    assert (charge.id, charge.amount_cents, charge.refunded_cents) == (payment.provider_ref, 3 * 2_500, 0)
     mouse = product("SKU-MOUSE")
     assert (mouse.on_hand, mouse.reserved) == (997, 0)
     assert status_history(run.saga_id) == ["RUNNING", "COMPLETED"]
@@ -65,7 +68,9 @@ def test_declined_card_releases_the_reserved_stock(backend: Backend, engine: Loc
     assert status_history(run.saga_id) == ["RUNNING", "COMPENSATING", "COMPENSATED"]
     with database.UnitOfWork() as uow:
         reservation = uow.session.scalars(select(Reservation).where(Reservation.saga_id == run.saga_id)).one()
-        assert uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).all() == []
+        payment = uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).one()
+    assert (payment.status, payment.provider_ref) == ("DECLINED", None)
+    assert provider_charges(run.saga_id) == []
     assert reservation.status == "RELEASED"
     assert (product("SKU-MOUSE").on_hand, product("SKU-MOUSE").reserved) == (1000, 0)
     assert_every_attempt_audited(run)
@@ -79,6 +84,7 @@ def test_flaky_provider_is_retried_and_the_purchase_completes(backend: Backend, 
     assert run.status == "COMPLETED"
     with database.UnitOfWork() as uow:
         assert len(uow.session.scalars(select(Payment).where(Payment.saga_id == run.saga_id)).all()) == 1
+    assert len(provider_charges(run.saga_id)) == 1, "the retry used the same idempotency key"
     assert_every_attempt_audited(run)
     assert_consistent()
 
@@ -102,6 +108,8 @@ def test_failed_confirmation_refunds_then_releases(backend: Backend, engine: Loc
         assert uow.session.scalars(select(Order).where(Order.saga_id == run.saga_id)).all() == []
     assert payment.status == "REFUNDED"
     assert (refund.amount_cents, refund.status) == (payment.amount_cents, "ISSUED")
+    [charge] = provider_charges(run.saga_id)
+    assert (charge.id, charge.refunded_cents) == (payment.provider_ref, payment.amount_cents)
     assert product("SKU-MOUSE").reserved == 0
     assert_every_attempt_audited(run)
     assert_consistent()

@@ -189,7 +189,10 @@ def test_the_operator_commands_retry_and_recover(backend: Backend, engine: Local
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
     cut = _recorded(purchase())
-    env = child_env(backend.database_url, backend.tool_redis_url, SAGA_ALLOW_FAULTS="true")
+    assert engine.provider is not None
+    env = child_env(
+        backend.database_url, backend.tool_redis_url, SAGA_ALLOW_FAULTS="true", PAYMENT_PROVIDER_URL=engine.provider.url
+    )
 
     retried = operate(env, "retry", failed)
     recovered = operate(env, "recover")
