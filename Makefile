@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCALSTACK_VENV := .localstack/venv
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-localstack lint migrate run recover retry soak package cost bench diagrams dashboards clean \
+.PHONY: demo test test-localstack lint migrate run recover retry saga-page soak package cost bench diagrams dashboards clean \
 	localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -59,6 +59,10 @@ recover: $(VENV)/.installed
 ## retry: retry the compensations of the FAILED saga SAGA=<id>, once their cause is fixed
 retry: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate retry $(SAGA)
+
+## saga-page: the page of SAGA=<id> from the deployed API=<https://…/api>, signed with your AWS credentials (SigV4)
+saga-page: $(VENV)/.installed
+	$(PY) -m infra.signed_request --api $(API) /sagas/$(SAGA)/view
 
 ## soak: 1,000 sagas with faults, duplicates, a Redis restart and dropped connections (SOAK_ARGS to change)
 soak: $(VENV)/.installed

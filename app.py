@@ -12,7 +12,8 @@ from chalicelib.presentation.openapi import openapi_document
 
 app = Chalice(app_name="saga-orchestrator")
 SIGNED = IAMAuthorizer()
-"""Routes that start sagas need SigV4-signed requests on API Gateway (chalice local lets them through)."""
+"""Every route needs a SigV4-signed request on API Gateway (IAM auth); `make run` serves them open on loopback, as
+chalice local does. Operators reach the saga page with `make saga-page` (infra/signed_request.py)."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
 app.register_middleware(http_api.observe_requests, "http")
@@ -39,36 +40,36 @@ def retry_saga(saga_id: str) -> Response:
     return http_api.retry_saga(saga_id)
 
 
-@app.route("/sagas", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/sagas", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def list_sagas() -> dict[str, Any]:
     return http_api.list_sagas(current_request().query_params)
 
 
-@app.route("/sagas/{saga_id}", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/sagas/{saga_id}", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def get_saga(saga_id: str) -> dict[str, Any]:
     return http_api.get_saga(saga_id)
 
 
-@app.route("/sagas/{saga_id}/history", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/sagas/{saga_id}/history", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def get_saga_history(saga_id: str) -> dict[str, Any]:
     return http_api.get_history(saga_id)
 
 
-@app.route("/sagas/{saga_id}/view", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/sagas/{saga_id}/view", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def view_saga(saga_id: str) -> Response:
     return http_api.view_page(saga_id)
 
 
-@app.route("/products", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/products", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def list_products() -> dict[str, Any]:
     return http_api.list_products()
 
 
-@app.route("/products/{sku}", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/products/{sku}", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def get_product(sku: str) -> dict[str, Any]:
     return http_api.get_product(sku)
 
 
-@app.route("/openapi.json", methods=["GET"], content_types=ANY_CONTENT)
+@app.route("/openapi.json", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def get_openapi() -> dict[str, Any]:
     return openapi_document()

@@ -1,8 +1,8 @@
 """`make soak`: many sagas at once on real PostgreSQL and Redis, each step in a worker process, with seeded random
 faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
 a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped PostgreSQL
-connections; then every invariant is checked, the provider's ledger against our records included. The last line
-is the verdict.
+connections; then every invariant is checked, the provider's ledger against our records included, and every sink
+is searched for the run's (unique) payment tokens. The last line is the verdict.
 Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -44,7 +45,7 @@ from chalicelib.domain.contracts import (
 from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
-from infra import invariants
+from infra import canary, invariants
 from infra.local_engine import LocalEngine
 from infra.local_functions import DuplicateDeliveries
 from infra.redis_server import PrivateRedis
@@ -56,6 +57,8 @@ SOAK_SKUS = ("SKU-SOAK-A", "SKU-SOAK-B")
 TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined", "tok_lost_response")
 FAULTS = ("fail", "transient:1", "transient:2", "timeout:1", "crash:1", "crash:2")
 """Timeouts and crashes hit worker processes as they would Lambda's: killed at the timeout, dead after a commit."""
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task that records a saga FAILED: no step of the saga, so not in the audit log's steps."""
 SOAK_FUNCTION_TIMEOUT = 2.0
 SOAK_PROVIDER_TIMEOUT = 0.5
 
@@ -67,10 +70,17 @@ class Tally:
     faults: Counter[str] = field(default_factory=Counter)
     orders: list[str] = field(default_factory=list)
     saga_ids: list[str] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
+    logs: list[str] = field(default_factory=list)
     done: int = 0
 
+    def log(self, function_name: str, text: str) -> None:
+        """The functions' log streams, searched for payment tokens at the end."""
+        with self.lock:
+            self.logs.append(text)
 
-def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest:
+
+def _request(rng: random.Random, tally: Tally, fault_rate: float, tag: str) -> SagaRequest:
     faults: dict[str, str] = {}
     with tally.lock:
         orders = list(tally.orders)
@@ -83,11 +93,14 @@ def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest
             tally.faults[f"{step}={faults[step]}"] += 1
     if is_return:
         return ReturnRequest(order_id=rng.choice(orders), quantity=rng.randint(1, 2), reason="soak", faults=faults)
+    token = f"{rng.choice(TOKENS)}_{tag}"  # unique: the canary search at the end looks for each one
+    with tally.lock:
+        tally.tokens.add(token)
     return PurchaseRequest(
         customer_id=f"soak-{rng.randint(1, 50)}",
         sku=rng.choice(SOAK_SKUS),
         quantity=rng.randint(1, 3),
-        payment_token=rng.choice(TOKENS),
+        payment_token=token,
         faults=faults,
     )
 
@@ -95,7 +108,7 @@ def _request(rng: random.Random, tally: Tally, fault_rate: float) -> SagaRequest
 # Seeded random generators below choose chaos, not secrets.
 def _run_one(engine: LocalEngine, number: int, seed: int, tally: Tally, fault_rate: float) -> None:
     rng = random.Random(seed * 100_003 + number)  # noqa: S311  # nosec B311
-    request = _request(rng, tally, fault_rate)
+    request = _request(rng, tally, fault_rate, f"{seed}n{number}")
     key = f"soak-{seed}-{number}"
     # A dropped connection may cut a start short; the same idempotency key makes starting again safe.
     saga = _retrying(lambda: sagas.start_saga(request, step_functions.start_execution, idempotency_key=key))
@@ -192,12 +205,28 @@ def check(tally: Tally) -> list[str]:
         history = step_functions.execution_history(str(rows[saga_id]))
         for state, attempts in step_functions.states_entered(history):
             step = step_of_state(state)
-            if attempts and audited[(saga_id, step)] < attempts:
+            if state != RECORDS_FAILURE and attempts and audited[(saga_id, step)] < attempts:
                 problems.append(f"saga {saga_id}: {step} ran {attempts} time(s), audited {audited[(saga_id, step)]}")
         cached = saga_cache.cached_status(saga_id)
         if cached is not None and (cached["status"], cached["version"]) != versions[saga_id]:
             problems.append(f"saga {saga_id}: cache says {cached}, database {versions[saga_id]}")
     return problems
+
+
+def token_leaks(tally: Tally, private_redis: PrivateRedis) -> list[str]:
+    """Every payment token of the run found outside its saga's row (docs/design.md §3, Access)."""
+    settings = get_settings()
+    ledger = ledger_store.open_ledger_database(settings.effective_database_url)
+    with database.UnitOfWork() as uow:
+        rows = list(canary.database_rows(uow.session, ledger))
+    ledger.dispose()
+    sinks = {
+        "Redis": list(canary.redis_contents(redis.Redis.from_url(private_redis.url))),
+        "tables and the provider's ledger": rows,
+        "executions": list(canary.executions()),
+        "log lines and EMF records": tally.logs,
+    }
+    return [f"payment token found in {leak}" for leak in canary.leaks(tally.tokens, sinks)]
 
 
 def _prepare_database(url: str | None) -> str:
@@ -283,7 +312,10 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
         "PROVIDER_LOST_RESPONSE_HOLD_SECONDS": str(2 * SOAK_PROVIDER_TIMEOUT),
         "PROVIDER_SEED": str(args.seed),
     }
-    with LocalEngine(retry_wait_scale=0.02, duplicates=duplicates, provider_environment=provider_chaos) as engine:
+    engine = LocalEngine(
+        retry_wait_scale=0.02, duplicates=duplicates, provider_environment=provider_chaos, log_sink=tally.log
+    )
+    with engine:
         watchers = [
             threading.Thread(target=_progress, args=(tally, args.count, started, stop)),
             threading.Thread(target=_chaos, args=(tally, args.count, private_redis, stop, chaos_log)),
@@ -298,7 +330,7 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
             for watcher in watchers:
                 watcher.join()
         elapsed = time.monotonic() - started
-        problems = check(tally)
+        problems = check(tally) + token_leaks(tally, private_redis)
     retries = _retries()
     print(f"final statuses: {dict(sorted(tally.statuses.items()))}")
     print(f"faults injected: {sum(tally.faults.values())} ({dict(sorted(tally.faults.items()))})")
@@ -311,6 +343,7 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     for problem in problems[:50]:
         print(f"VIOLATION: {problem}")
     verdict = "PASS" if not problems else f"FAIL ({len(problems)} violations)"
+    print(f"canary: {len(tally.tokens)} unique payment tokens searched for in Redis, tables, executions and logs")
     print(f"soak {verdict}: {args.count} sagas, every invariant {'held' if not problems else 'checked'}")
     return 0 if not problems else 1
 

@@ -157,10 +157,11 @@ class Saga(Base):
 
     def execution_input(self, correlation_id: str | None = None) -> dict[str, Any]:
         """What its state machine starts with; every Task passes `saga_id` and `correlation_id` on to its step."""
+        # Only what the Tasks pass on: the request (and its payment token) stays in this row, out of the
+        # execution's input and history.
         return {
             "saga_id": self.id,
             "type": self.type,
-            "request": self.input,
             "correlation_id": correlation_id or self.correlation_id or self.id,
             # Each Catch records its error under the failed step's name; compensations read what failed here.
             "failures": {},

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+MAX_MESSAGE = 500
+SCRUBBED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE), "<url>"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<address>"),
+    (re.compile(r"\b[\w-]+(?:\.[\w-]+)*:\d{2,5}\b"), "<address>"),
+    (re.compile(r"\bhost(?:name)?\s*[=:]?\s*[\"']?[\w.-]+[\"']?", re.IGNORECASE), "host <host>"),
+    (re.compile(r"\bport\s*[=:]?\s*\d+", re.IGNORECASE), "port <port>"),
+    (re.compile(r"\b(?:user(?:name)?|password)\s*[=:]\s*\S+", re.IGNORECASE), "<credential>"),
+    (re.compile(r"\bDETAIL:.*", re.IGNORECASE), ""),
+)
+"""Whatever could name where our data lives or what it holds: connection URLs (with their passwords), addresses,
+host and port names, credentials, and the values PostgreSQL quotes in DETAIL."""
 
 
 class StepError(Exception):
@@ -82,3 +96,12 @@ class ConcurrentUpdate(StepError):
     """The step's write lost a race with a concurrent one; run again, it finds the winner's result."""
 
     retryable = True
+
+
+def safe_message(error: BaseException) -> str:
+    """What may be recorded of an error (the audit log, log lines, the saga's result): its first line, without
+    connection strings, hosts, credentials or SQL and its parameters (SQLAlchemy puts those on later lines)."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    for pattern, replacement in SCRUBBED:
+        first = pattern.sub(replacement, first)
+    return first[:MAX_MESSAGE]

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga, utcnow
 from chalicelib.domain.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, TaskError, action_of
+from chalicelib.domain.errors import safe_message
 
 SAGA_EVENT = "saga"
 MAX_ERROR_MESSAGE = 2000
@@ -70,7 +71,7 @@ def record_attempt(
         saga,
         step,
         attempt,
-        error=(type(error).__name__, str(error)) if error else None,
+        error=(type(error).__name__, safe_message(error)) if error else None,
         payload=payload,
         request_id=request_id,
     )
@@ -116,14 +117,14 @@ def request_id_in(cause: str) -> str | None:
 
 
 def message_of(cause: str) -> str:
-    """What a Task error's cause says: the runtime's `errorMessage` when it is the runtime's error object."""
+    """What a Task error's cause says (the runtime's `errorMessage` when it is the runtime's error object), as
+    `safe_message` lets it be recorded."""
     try:
         parsed = json.loads(cause)
     except ValueError:
-        return cause[:MAX_ERROR_MESSAGE]
-    if isinstance(parsed, dict) and "errorMessage" in parsed:
-        return str(parsed["errorMessage"])[:MAX_ERROR_MESSAGE]
-    return cause[:MAX_ERROR_MESSAGE]
+        parsed = None
+    text = str(parsed["errorMessage"]) if isinstance(parsed, dict) and "errorMessage" in parsed else cause
+    return safe_message(Exception(text))
 
 
 def _add_attempt(

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from chalicelib.adapters.idempotency import idempotency_config, persistence_layer
 from chalicelib.domain.contracts import StepEvent, saga_type_of
-from chalicelib.domain.errors import InvalidStepEvent
+from chalicelib.domain.errors import InvalidStepEvent, safe_message
 from chalicelib.observability.metric_names import STEP_FAILURES, STEP_LATENCY
 from chalicelib.observability.telemetry import Stopwatch, emit, logger, saga_scope, traced
 from chalicelib.service.step_runner import StepFunction, compensation_failed, run_step
@@ -59,7 +59,8 @@ def _failed(name: str, error: Exception, watch: Stopwatch) -> None:
     emit(STEP_LATENCY, latency, Step=name)
     emit(STEP_FAILURES, Step=name)
     logger.warning(
-        "step failed", extra={"latency_ms": latency, "error_type": type(error).__name__, "error_message": str(error)}
+        "step failed",
+        extra={"latency_ms": latency, "error_type": type(error).__name__, "error_message": safe_message(error)},
     )
 
 

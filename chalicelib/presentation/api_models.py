@@ -41,7 +41,9 @@ class SagaView(BaseModel):
     saga_id: str
     type: SagaType
     status: SagaStatus
-    input: dict[str, Any]
+    input: dict[str, Any] = Field(
+        description='The request; a purchase\'s payment token shows as `payment_method: "…<last 4>"`, never whole'
+    )
     result: dict[str, Any] = Field(description="`order_id` once a purchase completed; what failed when FAILED")
     steps: list[StepView] = Field(description="In the order they first ran")
     created_at: datetime

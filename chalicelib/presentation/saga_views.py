@@ -38,6 +38,15 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def public_input(saga_input: dict[str, Any]) -> dict[str, Any]:
+    """The saga's request as answers and pages show it: the payment token, stored once in the saga's row for the
+    payment step alone, shows as `payment_method: "…<last 4>"`."""
+    shown = {key: value for key, value in saga_input.items() if key != "payment_token"}
+    if "payment_token" in saga_input:
+        shown["payment_method"] = f"\u2026{str(saga_input['payment_token'])[-4:]}"
+    return shown
+
+
 def summary(saga: Saga) -> dict[str, Any]:
     return {
         "saga_id": saga.id,
@@ -54,7 +63,7 @@ def describe(session: Session, saga: Saga) -> dict[str, Any]:
         "saga_id": saga.id,
         "type": saga.type,
         "status": saga.status,
-        "input": saga.input,
+        "input": public_input(saga.input),
         "result": saga.result,
         "steps": steps_of(history(session, saga.id)),
         "created_at": saga.created_at.isoformat(),

@@ -63,11 +63,14 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
             ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
             uow.commit()
     except (sa_exc.IntegrityError, orm_exc.StaleDataError) as error:
-        conflict = ConcurrentUpdate(f"{name}: {getattr(error, 'orig', error)}")
+        cause = type(getattr(error, "orig", error)).__name__
+        conflict = ConcurrentUpdate(f"{name}: a concurrent write won ({cause})")
         _record_failure(name, event, conflict, request_id)
         raise conflict from error
     except UNREACHABLE as error:
-        unavailable = DatabaseUnavailable(f"{name}: database unreachable: {getattr(error, 'orig', error)}")
+        unavailable = DatabaseUnavailable(
+            f"{name}: the database did not answer ({type(getattr(error, 'orig', error)).__name__})"
+        )
         _record_failure(name, event, unavailable, request_id)  # a fresh connection often works: then it is audited
         raise unavailable from error
     except Exception as error:

@@ -55,7 +55,10 @@ def test_purchase_is_accepted_and_runs_to_completion(client: Client) -> None:
         ("confirm_sale", "execute", "SUCCEEDED", 1),
     ]
     assert set(view["result"]) == {"order_id"}
-    assert view["input"] == _purchase(faults={})
+    request = _purchase(faults={})
+    shown = {key: value for key, value in request.items() if key != "payment_token"}
+    assert view["input"] == {**shown, "payment_method": "\u2026" + request["payment_token"][-4:]}
+    assert request["payment_token"] not in json.dumps(view)
 
 
 def test_a_completed_purchase_can_be_returned_through_its_order_id(client: Client) -> None:

@@ -122,12 +122,15 @@ def test_the_payment_step_has_reserved_concurrency() -> None:
     }
 
 
-def test_package_output_is_least_privilege_and_keeps_the_write_routes_signed(packaged: Path) -> None:
+def test_package_output_is_least_privilege_and_every_route_needs_a_signed_request(packaged: Path) -> None:
     generated = load_template(packaged / "sam.yaml")
     _assert_least_privilege(generated)
-    paths = generated["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
-    assert paths["/purchases"]["post"]["security"] == [{"sigv4": []}]
-    assert paths["/returns"]["post"]["security"] == [{"sigv4": []}]
+    body = generated["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    routes = {(path, method): spec for path, methods in body["paths"].items() for method, spec in methods.items()}
+    assert len(routes) == 10
+    for route, spec in routes.items():
+        assert spec["security"] == [{"sigv4": []}], route
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     assert generated["Resources"]["APIHandler"]["Properties"]["Role"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
     for name in ("PurchaseSagaStateMachine", "ReturnSagaStateMachine"):
         uri = generated["Resources"][name]["Properties"]["DefinitionUri"]
@@ -160,3 +163,18 @@ def test_every_handler_of_the_package_imports_from_the_artifact_alone(packaged: 
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == f"imported {len(handlers)}"
     assert len(handlers) == 12
+
+
+def test_every_function_of_the_packaged_stack_logs_to_a_group_that_keeps_log_retention_days(packaged: Path) -> None:
+    stack = load_template(packaged / "sam.yaml")["Resources"]
+    functions = {name for name, resource in stack.items() if resource["Type"] == "AWS::Serverless::Function"}
+    groups = {
+        resource["Properties"]["LogGroupName"]["Fn::Sub"]: resource["Properties"]
+        for resource in stack.values()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    }
+
+    for function in functions:
+        group = groups.get(f"/aws/lambda/${{{function}}}")
+        assert group is not None, f"{function} would log to a group Lambda makes, kept forever"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, function
