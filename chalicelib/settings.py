@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     return_window_days: int = Field(default=30, alias="SAGA_RETURN_WINDOW_DAYS")
     local_lambda_timeout: float | None = Field(default=None, gt=0, alias="LOCAL_LAMBDA_TIMEOUT")
     """Locally: every function's timeout in seconds, instead of the template's (tests and demos)."""
+    reconciler_grace_seconds: float = Field(default=120, ge=0, alias="RECONCILER_GRACE_SECONDS")
+    """How long a RUNNING or COMPENSATING saga must have been quiet before the reconciler looks at it: longer than
+    the API function takes to start an execution (its timeout is 30 s)."""
 
     @property
     def effective_database_url(self) -> str:
