@@ -17,7 +17,8 @@ from chalicelib.adapters.tables import Payment, Reservation, Saga
 from chalicelib.observability import metric_names
 from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
-from functions import confirm_sale, process_payment, refund_payment, reserve_stock
+from chalicelib.settings import get_settings
+from functions import confirm_sale, process_payment, reconcile, refund_payment, reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
@@ -162,4 +163,16 @@ def test_each_pass_emits_how_many_sagas_it_found_stuck_and_resumed(
                 assert record["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
                 values.setdefault(metric["Name"], []).append(record[metric["Name"]][0])
     assert values == {metric_names.STUCK_SAGAS_FOUND: [1, 0], metric_names.STUCK_SAGAS_RESUMED: [1, 0]}
+    assert finish(engine, saga_id).status == "COMPLETED"
+
+
+def test_the_scheduled_function_runs_one_pass_with_the_configured_grace_period(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saga_id = stuck_saga(purchase())
+    monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 3600.0)
+    assert reconcile.lambda_handler({}, lambda_context()) == {"found": 0, "resumed": 0}
+
+    monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 0.0)
+    assert reconcile.lambda_handler({}, lambda_context()) == {"found": 1, "resumed": 1}
     assert finish(engine, saga_id).status == "COMPLETED"
