@@ -18,6 +18,7 @@ from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.service.executions import (
     UNFINISHED,
+    LeaseLost,
     Liveness,
     StepFunctions,
     give_back,
@@ -54,7 +55,10 @@ def retry(saga_id: str, sfn: StepFunctions, correlation_id: str | None = None) -
     except BaseException:
         give_back(saga_id, lease)
         raise
-    start(saga, sfn, lease, next_one, correlation_id)
+    try:
+        start(saga, sfn, lease, next_one, correlation_id)
+    except LeaseLost:
+        raise NotRetryable(f"saga {saga_id} is being retried or resumed by another process") from None
     return saga
 
 

@@ -64,11 +64,10 @@ def endpoints() -> dict[str, dict[str, Any]]:
 def test_the_scan_finds_what_the_code_calls() -> None:
     called = aws_services_called(SHIPPED)
 
-    assert called == {
-        "states": {"chalicelib/adapters/step_functions.py"},
-        "secretsmanager": {"chalicelib/settings.py"},
-        "s3": {"chalicelib/entrypoints/custom_resource.py"},
-    }
+    assert set(called) == {"states", "secretsmanager", "s3"}
+    assert "chalicelib/adapters/step_functions.py" in called["states"]
+    assert "chalicelib/settings.py" in called["secretsmanager"]
+    assert called["s3"] == {"chalicelib/entrypoints/custom_resource.py"}
 
 
 def test_every_aws_api_the_functions_call_has_an_endpoint_in_their_subnets() -> None:
