@@ -92,3 +92,16 @@ def test_the_endpoints_admit_https_from_the_functions_security_group_which_every
     assert ingress["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
     assert {"Ref": "FunctionSecurityGroup"} in groups["Fn::Split"][1]["Fn::Join"][1]
     assert all("VpcConfig" not in r["Properties"] for r in RESOURCES.values() if "Function" in r["Type"])
+
+
+def test_a_stack_that_creates_the_endpoints_must_name_the_route_tables_of_the_s3_one() -> None:
+    template = load_template(ROOT / "template.yaml")
+    rule = template["Rules"]["RouteTablesForTheS3Endpoint"]
+
+    assert rule["RuleCondition"] == template["Conditions"]["CreatesVpcEndpoints"]
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "PrivateRouteTableIds"}]}, ""]}]
+    }
+    assert {r.get("Condition") for r in RESOURCES.values() if r["Type"] == "AWS::EC2::VPCEndpoint"} == {
+        "CreatesVpcEndpoints"
+    }
