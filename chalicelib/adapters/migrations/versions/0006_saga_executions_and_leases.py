@@ -1,7 +1,7 @@
 """How many executions a saga has been given (the current one is named after that number), and the lease that
 lets one process at a time start the next (docs/design.md §7.2).
 
-Revision ID: 0005
+Revision ID: 0006
 Revises: 0004
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
+revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
