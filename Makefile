@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCALSTACK_VENV := .localstack/venv
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-localstack lint migrate run recover retry saga-page soak package cost bench diagrams dashboards clean \
+.PHONY: demo test test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench diagrams dashboards clean \
 	localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -52,11 +52,15 @@ lint: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	$(VENV)/bin/alembic upgrade head
 
-## recover: run every saga a killed `make run` left unfinished to a final status
-recover: $(VENV)/.installed
-	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate recover
+## reconcile: one reconciler pass over the local data, then wait until the sagas it resumed are final (GRACE=0: all)
+reconcile: $(VENV)/.installed
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate reconcile $(if $(GRACE),--grace $(GRACE))
 
-## retry: retry the compensations of the FAILED saga SAGA=<id>, once their cause is fixed
+## recover: run every saga a killed `make run` left unfinished to a final status (make reconcile GRACE=0)
+recover:
+	$(MAKE) --no-print-directory reconcile GRACE=0
+
+## retry: retry the FAILED (or stuck) saga SAGA=<id>, once the cause is fixed, and wait until it is final
 retry: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate retry $(SAGA)
 
@@ -76,17 +80,9 @@ diagrams: $(VENV)/.installed
 dashboards: $(VENV)/.installed
 	$(PY) -m infra.dashboard
 
-## package: out/sam.yaml + out/deployment.zip (dependencies for the Lambda runtime), ready for `sam deploy`
+## package: out/sam.yaml + out/deployment.zip (wheels for the template's Lambda runtime, whatever Python runs this)
 package: $(VENV)/.installed
-	rm -rf out && mkdir -p out/build/vendor
-	cp -r app.py chalicelib requirements.txt .chalice out/build/
-	cp -r functions out/build/vendor/
-	cp -r statemachines out/build/vendor/
-	cp -r statemachines out/
-	find out -name __pycache__ -prune -exec rm -rf {} +
-	cd out/build && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
-		$(CURDIR)/$(VENV)/bin/chalice package --merge-template $(CURDIR)/template.yaml $(CURDIR)/out
-	rm -rf out/build
+	$(PY) -m infra.package
 	$(VENV)/bin/cfn-lint out/sam.yaml
 
 ## cost: transitions, invocations and task time per saga path, priced per 1,000 sagas (COUNT sagas per path)

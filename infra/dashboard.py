@@ -19,6 +19,7 @@ from infra.dashboard_panels import (
     GRAFANA_UNITS,
     HEIGHT,
     PERIOD,
+    RECONCILER_FUNCTION,
     ROOT,
     STACK_DEFAULT,
     STACK_VARIABLE,
@@ -167,7 +168,7 @@ def grafana_variables() -> list[dict[str, Any]]:
     # CloudFormation names a function it names for us `<stack>-<LogicalId>-<suffix>` and a state machine
     # `<LogicalId>-<suffix>`: the stack variable picks this stack's functions.
     stack = f"${STACK_VARIABLE}"
-    functions = [*(step_function(s) for s in TASK_FUNCTIONS), API_FUNCTION]
+    functions = [*(step_function(s) for s in TASK_FUNCTIONS), API_FUNCTION, RECONCILER_FUNCTION]
     return [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "cloudwatch", "hide": 0},
         {

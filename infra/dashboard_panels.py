@@ -1,6 +1,7 @@
 """The operators' dashboard panels, defined once: golden signals of the API (API Gateway and its function), the
 state machines (AWS/States) and the step functions (AWS/Lambda), then the saga panels from our own metrics
-(chalicelib/observability/metric_names.py). infra/dashboard.py renders them for CloudWatch and Grafana.
+(chalicelib/observability/metric_names.py), the reconciler's among them. infra/dashboard.py renders them for
+CloudWatch and Grafana.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ TASK_FUNCTIONS = (*STEPS, "compensation_failed")
 """Every function a state machine invokes: the steps, and the task that records a saga FAILED."""
 STATE_MACHINES = {saga_type: f"{saga_type.capitalize()}SagaStateMachine" for saga_type in SAGA_TYPES}
 API_FUNCTION = "APIHandler"
+RECONCILER_FUNCTION = "ReconcilerFunction"
 
 
 def step_function(step: str) -> str:
@@ -218,6 +220,15 @@ def sections() -> tuple[Section, ...]:
                     "count",
                     _per_step(names.COMPENSATIONS_RUN, "Sum", COMPENSATION_STEPS),
                     stacked=True,
+                ),
+                Panel(
+                    "Reconciler: stuck sagas found and resumed",
+                    "count",
+                    (
+                        _ours(names.STUCK_SAGAS_FOUND, "Sum", "found stuck", {}),
+                        _ours(names.STUCK_SAGAS_RESUMED, "Sum", "resumed", {}),
+                        Metric("AWS/Lambda", "Errors", (("FunctionName", ref(RECONCILER_FUNCTION)),), "Sum", "errors"),
+                    ),
                 ),
             ),
         ),

@@ -19,9 +19,10 @@ from types import FrameType
 from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
-from chalicelib.adapters import database, step_functions
+from chalicelib.adapters import database
 from chalicelib.domain import catalogue
-from chalicelib.service import recovery
+from chalicelib.service import reconciler
+from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 from infra.local_functions import print_logs
@@ -53,9 +54,8 @@ def main() -> int:
     with LocalEngine(endpoint_port=aws_port, log_sink=print_logs, provider_port=provider_port) as engine:
         from app import app
 
-        resumed = recovery.resume_unfinished(
-            step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
-        )
+        # The engine starts empty, so every unfinished saga of an earlier run has lost its execution: no grace.
+        resumed = reconciler.reconcile(boto3_step_functions(), grace_seconds=0).resumed
         if resumed:
             print(f"resumed {len(resumed)} saga(s) left unfinished by an earlier run", flush=True)
 

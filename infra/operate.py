@@ -1,9 +1,13 @@
 """Operator commands on the local engine (the data of DATABASE_URL/REDIS_URL, or the embedded default):
 
-    python -m infra.operate recover          run every saga a killed `make run` left unfinished to a final status
-    python -m infra.operate retry SAGA_ID    retry a FAILED saga's compensations, once their cause is fixed
+    python -m infra.operate reconcile [--grace SECONDS]   one reconciler pass: resume the sagas RUNNING or
+                                                          COMPENSATING without a live execution, quiet for the
+                                                          grace period (RECONCILER_GRACE_SECONDS, 120; 0: all)
+    python -m infra.operate retry SAGA_ID                 retry a FAILED saga's compensations once their cause
+                                                          is fixed, or a saga stuck without a live execution
 
 Each waits until the sagas it started are final and exits non-zero if one is not, or if the retry is refused.
+A local engine starts empty: every execution of an earlier `make run` died with it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import logging
 import sys
 import time
 
-from chalicelib.adapters import database, step_functions
+from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.observability import telemetry
-from chalicelib.service import recovery
+from chalicelib.service import reconciler, recovery
+from chalicelib.service.executions import UNFINISHED, boto3_step_functions
+from chalicelib.settings import get_settings
 from infra.local_engine import LocalEngine
 
 WAIT_SECONDS = 600
@@ -27,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m infra.operate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("recover", help="run unfinished sagas to a final status")
-    retry = commands.add_parser("retry", help="retry a FAILED saga's compensations")
+    reconcile = commands.add_parser("reconcile", help="resume the sagas left without a live execution")
+    reconcile.add_argument("--grace", type=float, default=None, help="seconds a saga must have been quiet")
+    retry = commands.add_parser("retry", help="retry a FAILED or stuck saga")
     retry.add_argument("saga_id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -36,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.quiet()
     database.migrate()
     with LocalEngine():
-        if args.command == "recover":
-            started = recovery.resume_unfinished(
-                step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
-            )
-            print(f"resumed {len(started)} unfinished saga(s)", flush=True)
+        if args.command == "reconcile":
+            grace = get_settings().reconciler_grace_seconds if args.grace is None else args.grace
+            done = reconciler.reconcile(boto3_step_functions(), grace)
+            started = done.resumed
+            print(f"found {len(done.found)} stuck saga(s), resumed {len(started)}", flush=True)
         else:
             try:
-                saga = recovery.retry_failed(args.saga_id, step_functions.start_execution)
+                saga = recovery.retry(args.saga_id, boto3_step_functions())
             except recovery.NotRetryable as error:
                 print(error, file=sys.stderr)
                 return 1
@@ -51,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no saga {args.saga_id}", file=sys.stderr)
                 return 1
             started = [saga.id]
-            print(f"retrying the compensations of saga {saga.id}", flush=True)
+            print(f"retrying saga {saga.id} ({saga.status})", flush=True)
         final = _wait_until_final(started)
     for saga_id in started:
         print(f"{saga_id} {final.get(saga_id, 'still not final')}")
@@ -65,7 +72,7 @@ def _wait_until_final(saga_ids: list[str]) -> dict[str, str]:
         with database.UnitOfWork() as uow:
             for saga_id in saga_ids:
                 status = uow.session.get_one(Saga, saga_id).status
-                if status not in recovery.UNFINISHED:
+                if status not in UNFINISHED:
                     final[saga_id] = status
         time.sleep(0.1)
     return final

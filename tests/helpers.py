@@ -36,6 +36,43 @@ class SagaRun:
         return [name for name, _ in self.path]
 
 
+def stuck_saga(request: SagaRequest) -> str:
+    """A saga recorded RUNNING whose execution Step Functions could not start (the API answered 503)."""
+
+    def unavailable(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+        raise step_functions.StepFunctionsUnavailable("Step Functions did not answer")
+
+    try:
+        sagas.start_saga(request, unavailable)
+    except sagas.SagaNotStarted as refused:
+        return refused.saga.id
+    raise AssertionError("the start did not fail")
+
+
+def end_first_execution(engine: LocalEngine, saga_id: str) -> None:
+    """Give the stuck saga a first execution that ends while its row still says it is under way, as after a long
+    database outage: this one is handed another saga's id, so none of its steps touches this saga."""
+    with database.UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, saga_id)
+    arn = step_functions.start_execution(saga.type, saga_id, {**saga.execution_input(), "saga_id": "0" * 32})
+    engine.wait(arn)
+
+
+def saga_executions(saga_id: str) -> list[str]:
+    """The names of the saga's executions, the first first (the saga id, then `<saga id>-2`, ...)."""
+    with database.UnitOfWork() as uow:
+        saga_type = uow.session.get_one(Saga, saga_id).type
+    client = step_functions.sfn_client()
+    machine = step_functions.state_machine_arn(saga_type)
+    names = [
+        execution["name"]
+        for page in client.get_paginator("list_executions").paginate(stateMachineArn=machine)
+        for execution in page["executions"]
+        if execution["name"] == saga_id or execution["name"].startswith(f"{saga_id}-")
+    ]
+    return sorted(names, key=lambda name: (len(name), name))
+
+
 def run_saga(engine: LocalEngine, request: SagaRequest) -> SagaRun:
     saga = sagas.start_saga(request, step_functions.start_execution)
     return finish(engine, saga.id)

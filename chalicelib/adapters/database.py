@@ -112,9 +112,36 @@ class UnitOfWork:
 def migrate(url: str | None = None) -> None:
     """Bring the database to the newest Alembic revision."""
     from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")
+
+
+def migrate_for_deploy(url: str | None = None) -> str:
+    """Bring the database to the newest revision this code knows, unless it is already past it: a deploy being
+    rolled back runs the previous code, and migrations only add, so the newer schema serves it. The revision the
+    database is at."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(url)
+    script = ScriptDirectory.from_config(config)
+    engine = make_engine(url or get_settings().effective_database_url, sqlite_foreign_keys=False)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    if current is not None and current not in {revision.revision for revision in script.walk_revisions()}:
+        return current
+    command.upgrade(config, "head")
+    return str(script.get_current_head())
+
+
+def _alembic_config(url: str | None) -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", (url or get_settings().effective_database_url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    return config

@@ -1,4 +1,4 @@
-"""Step Functions through boto3: start a saga's execution, read its history."""
+"""Step Functions through boto3: start a saga's execution, tell whether it is alive, read its history."""
 
 from __future__ import annotations
 
@@ -7,13 +7,25 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.settings import get_settings
+
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+"""Short enough that the API answers within API Gateway's 29 s even when Step Functions does not answer at all:
+three attempts of at most 7 s, with the standard mode's backoff between them."""
+ARN_FIELDS = 7
+"""arn:partition:states:region:account:stateMachine:name; an alias or version ARN adds `:qualifier`."""
+
+
+class StepFunctionsUnavailable(RuntimeError):
+    """Step Functions could not be asked, or refused (throttled, an outage, a timeout): try again later."""
 
 
 @lru_cache(maxsize=1)
 def sfn_client() -> Any:
-    return boto3.client("stepfunctions", endpoint_url=get_settings().aws_endpoint_url)
+    return boto3.client("stepfunctions", endpoint_url=get_settings().aws_endpoint_url, config=CLIENT_CONFIG)
 
 
 def reset_client() -> None:
@@ -21,6 +33,7 @@ def reset_client() -> None:
 
 
 def state_machine_arn(saga_type: str) -> str:
+    """What sagas of this type start on: deployed, the state machine's alias (docs/design.md §7.3)."""
     settings = get_settings()
     arn = settings.purchase_state_machine_arn if saga_type == "purchase" else settings.return_state_machine_arn
     if not arn:
@@ -30,24 +43,42 @@ def state_machine_arn(saga_type: str) -> str:
 
 
 def start_execution(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
-    """Start a saga's execution. Named by the saga id, a repeated start cannot run the saga twice."""
-    response = sfn_client().start_execution(
-        stateMachineArn=state_machine_arn(saga_type), name=name, input=json.dumps(execution_input)
-    )
+    """Start the execution `name` of the saga type's state machine; its ARN.
+
+    Names are unique per state machine (Standard): a second start with the same name and input while the first
+    is open answers as the first did, and once the first has closed it is refused with ExecutionAlreadyExists
+    whatever the input. Either way an execution of that name exists, so that refusal is answered with its ARN.
+    """
+    try:
+        response = sfn_client().start_execution(
+            stateMachineArn=state_machine_arn(saga_type), name=name, input=json.dumps(execution_input)
+        )
+    except ClientError as error:
+        if _code(error) == "ExecutionAlreadyExists":
+            return execution_arn_for(saga_type, name)
+        raise StepFunctionsUnavailable(f"StartExecution {name}: {error}") from error
+    except BotoCoreError as error:
+        raise StepFunctionsUnavailable(f"StartExecution {name}: {error}") from error
     return str(response["executionArn"])
 
 
 def execution_arn_for(saga_type: str, name: str) -> str:
-    """The ARN an execution of this saga type started under `name` has (Step Functions derives it)."""
-    return state_machine_arn(saga_type).replace(":stateMachine:", ":execution:", 1) + f":{name}"
+    """The ARN of the execution `name` of this saga type: the state machine's own ARN, without the alias it was
+    started through, with `:execution:` for `:stateMachine:` (executions belong to the state machine)."""
+    machine = ":".join(state_machine_arn(saga_type).split(":")[:ARN_FIELDS])
+    return machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
 
 
 def execution_status(execution_arn: str) -> str | None:
-    """RUNNING, SUCCEEDED, FAILED, ... or None when Step Functions has no such execution."""
+    """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ... or None when Step Functions has no such execution."""
     try:
         return str(describe_execution(execution_arn)["status"])
-    except sfn_client().exceptions.ExecutionDoesNotExist:
-        return None
+    except ClientError as error:
+        if _code(error) == "ExecutionDoesNotExist":
+            return None
+        raise StepFunctionsUnavailable(f"DescribeExecution {execution_arn}: {error}") from error
+    except BotoCoreError as error:
+        raise StepFunctionsUnavailable(f"DescribeExecution {execution_arn}: {error}") from error
 
 
 def describe_execution(execution_arn: str) -> dict[str, Any]:
@@ -69,3 +100,7 @@ def states_entered(history: list[dict[str, Any]]) -> list[tuple[str, int]]:
             name, attempts = path[-1]
             path[-1] = (name, attempts + 1)
     return path
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -138,6 +138,7 @@ class Saga(Base):
     __table_args__ = (
         Index("ix_sagas_created_at_id", "created_at", "id"),
         Index("ix_sagas_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_sagas_status_updated_at", "status", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -152,6 +153,10 @@ class Saga(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    executions: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """How many executions the saga has been given; the current one's name follows from it (service/executions.py)."""
+    lease_until: Mapped[datetime | None]
+    """Set while one process starts the saga's next execution; others leave the saga alone until then."""
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - read once by SQLAlchemy
 

@@ -31,9 +31,12 @@ from chalicelib.presentation.api_models import (
     SagaView,
 )
 from chalicelib.service import products, recovery, sagas
+from chalicelib.service.executions import boto3_step_functions
 
 MAX_BODY_BYTES = 256 * 1024
 """Step Functions' limit on an execution's input."""
+RETRY_AFTER_SECONDS = 5
+"""How long a client waits before it sends again what Step Functions could not start (a 503)."""
 
 SAGA_ID = re.compile(r"[0-9a-f]{32}")
 IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -45,13 +48,26 @@ Model = TypeVar("Model", bound=BaseModel)
 class ApiError(ChaliceUnhandledError):
     """Answered as `{"error", "message", "details"}` with its status code by `answer_errors_as_json`."""
 
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, str]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str | list[str]] | None = None,
+    ):
         super().__init__(message)
         self.status, self.error, self.message, self.details = status, error, message, details or []
+        self.headers = headers or {}
 
     def response(self) -> Response:
         body = {"error": self.error, "message": self.message, "details": self.details}
-        return Response(body=body, status_code=self.status)
+        return Response(body=body, status_code=self.status, headers=self.headers)
+
+
+def _unavailable(message: str) -> ApiError:
+    """503 with Retry-After: Step Functions could not be reached or refused; nothing the client sent is wrong."""
+    return ApiError(503, "ServiceUnavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
@@ -62,6 +78,12 @@ def start_saga(request: Request, model: type[SagaRequest]) -> Response:
         raise _bad("faults", str(error)) from None
     except sagas.IdempotencyKeyReused as error:
         raise _bad(IDEMPOTENCY_HEADER, str(error), status=409, error="IdempotencyKeyReused") from None
+    except sagas.SagaNotStarted as error:
+        logger.warning("saga recorded, execution not started", exc_info=True)
+        again = "send the request again with the same Idempotency-Key" if key else "it starts within minutes"
+        raise _unavailable(
+            f"saga {error.saga.id} is recorded but could not be started now; {again} (GET /sagas/{error.saga.id})"
+        ) from None
     return _accepted(saga)
 
 
@@ -80,9 +102,12 @@ def get_saga(saga_id: str) -> dict[str, Any]:
 def retry_saga(saga_id: str) -> Response:
     try:
         known = SAGA_ID.fullmatch(saga_id)
-        saga = recovery.retry_failed(saga_id, step_functions.start_execution, correlation_id()) if known else None
+        saga = recovery.retry(saga_id, boto3_step_functions(), correlation_id()) if known else None
     except recovery.NotRetryable as error:
         raise ApiError(409, "NotRetryable", str(error)) from None
+    except step_functions.StepFunctionsUnavailable:
+        logger.warning("retry not started", exc_info=True)
+        raise _unavailable(f"saga {saga_id} could not be retried now; try again") from None
     if saga is None:
         raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
     return _accepted(saga)

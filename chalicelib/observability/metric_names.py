@@ -19,6 +19,10 @@ STEP_LATENCY = "StepLatency"
 STEP_FAILURES = "StepFailures"
 COMPENSATIONS_RUN = "CompensationsRun"
 COMPENSATIONS_FAILED = "CompensationsFailed"
+STUCK_SAGAS_FOUND = "StuckSagasFound"
+"""Per reconciler pass: sagas RUNNING or COMPENSATING, quiet for the grace period, without a live execution."""
+STUCK_SAGAS_RESUMED = "StuckSagasResumed"
+"""Per reconciler pass: those of them whose next execution it started."""
 
 OUTCOMES = ("COMPLETED", "REJECTED", "COMPENSATED", "FAILED")
 """The values of `Outcome`: the final saga statuses."""
@@ -30,6 +34,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     STEP_FAILURES: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     COMPENSATIONS_RUN: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     COMPENSATIONS_FAILED: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
+    STUCK_SAGAS_FOUND: (COUNT, (SERVICE_DIMENSION,)),
+    STUCK_SAGAS_RESUMED: (COUNT, (SERVICE_DIMENSION,)),
 }
 """Metric name -> (unit, the exact dimension names it is emitted with). CloudWatch matches a query only on
 the exact dimension set, so a dashboard or alarm must name all of them."""

@@ -36,11 +36,13 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
 
 
+_UNAVAILABLE = {503: "Step Functions could not start the execution now; send again after Retry-After seconds"}
 _BODY_ERRORS = {
     400: "Invalid input; every bad field is named in `details`",
     409: "The Idempotency-Key already started a different request",
     413: "Body over 256 KB",
     415: "Body not JSON",
+    **_UNAVAILABLE,
 }
 _NOT_FOUND = {404: "No such saga"}
 
@@ -50,9 +52,13 @@ OPERATIONS = (
     Operation(
         "post",
         "/sagas/{saga_id}/retry",
-        "Retry a FAILED saga's compensations once their cause is fixed",
+        "Retry a FAILED saga's compensations once their cause is fixed, or a saga stuck without a live execution",
         (202, SagaAccepted),
-        errors={404: "No such saga", 409: "The saga is not FAILED"},
+        errors={
+            404: "No such saga",
+            409: "The saga is final, its execution runs, or another retry (or the reconciler) is starting one",
+            **_UNAVAILABLE,
+        },
     ),
     Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
     Operation("get", "/sagas/{saga_id}", "A saga's status, steps and result", (200, SagaView), errors=_NOT_FOUND),
@@ -100,6 +106,9 @@ def _operation(op: Operation) -> dict[str, Any]:
     )
     responses: dict[str, Any] = {str(status): success}
     responses |= {str(code): _json(ErrorBody, text) for code, text in op.errors.items()}
+    if "503" in responses:
+        retry_after = {"description": "Seconds to wait before sending again", "schema": {"type": "integer"}}
+        responses["503"]["headers"] = {"Retry-After": retry_after}
     operation: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op), "responses": responses}
     parameters = [_path_parameter(name) for name in _path_names(op.path)]
     if op.body is not None:

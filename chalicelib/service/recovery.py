@@ -1,90 +1,80 @@
-"""Bring sagas back to a final status: after the process running them died, or after an operator fixed
-the cause of a failed compensation.
+"""Retry a saga (docs/design.md §3.1): a FAILED saga's compensations once their cause is fixed, or a saga stuck
+RUNNING or COMPENSATING without a live execution.
 
 Every step is idempotent on the saga, so running a saga's execution again from the start is safe: steps that
-took effect find their effect and return it, and the saga goes on from where it was cut.
+took effect find their effect and return it, and the saga goes on from where it was cut. A retry takes the
+saga's lease first (service/executions.py): of concurrent retries, and of a retry and the reconciler, one
+starts an execution and the others are refused.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from typing import Any
-
-from sqlalchemy import select, update
+from sqlalchemy.orm import exc as orm_exc
 
 from chalicelib.adapters import saga_cache
 from chalicelib.adapters.database import UnitOfWork
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import SagaStatus
+from chalicelib.service.executions import (
+    UNFINISHED,
+    LeaseLost,
+    Liveness,
+    StepFunctions,
+    give_back,
+    liveness,
+    start,
+    take_lease,
+)
 
-UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-
-StartExecution = Callable[[str, str, dict[str, Any]], str]
-ExecutionStatus = Callable[[str], str | None]
-"""The status of an execution by ARN (RUNNING, SUCCEEDED, ...), or None when it does not exist."""
-ExecutionArnFor = Callable[[str, str], str]
-"""The ARN of the execution of a saga type with a given name."""
-
-
-def resume_unfinished(
-    start_execution: StartExecution, execution_status: ExecutionStatus, execution_arn_for: ExecutionArnFor
-) -> list[str]:
-    """Start a new execution for every unfinished saga whose execution is not running; their ids.
-
-    A saga with no recorded execution may still have one: the process may have died between starting it
-    and recording it. Its ARN follows from its name, the saga id, so it is looked up before starting anew.
-    """
-    with UnitOfWork() as uow:
-        unfinished = list(
-            uow.session.scalars(select(Saga).where(Saga.status.in_(UNFINISHED)).order_by(Saga.created_at))
-        )
-    resumed = []
-    for saga in unfinished:
-        arn = saga.execution_arn or execution_arn_for(saga.type, saga.id)
-        status = execution_status(arn)
-        if status == "RUNNING":
-            continue
-        if status is not None:
-            saga.execution_arn = arn  # it ran and ended: the next one needs a name of its own
-        run_again(saga, start_execution, "resumed")
-        resumed.append(saga.id)
-    return resumed
+RETRYABLE = (SagaStatus.FAILED, *UNFINISHED)
 
 
 class NotRetryable(ValueError):
-    """Only a FAILED saga's compensation can be retried."""
+    """The saga is final, has a live execution, or is being retried or resumed right now."""
 
 
-def retry_failed(saga_id: str, start_execution: StartExecution, correlation_id: str | None = None) -> Saga | None:
-    """Once the cause of a failed compensation is fixed: run the saga's compensations again. None if unknown.
+def retry(saga_id: str, sfn: StepFunctions, correlation_id: str | None = None) -> Saga | None:
+    """Start the saga's next execution; the saga, or None if there is no such saga.
 
-    The saga moves FAILED -> COMPENSATING; in the new execution its forward steps refuse to act
-    (SagaNotRunning), so the state machine goes down its compensations, each undoing what is left.
+    A FAILED saga moves to COMPENSATING first: in the new execution its forward steps refuse to act
+    (SagaNotRunning), so the state machine goes down its compensations, each undoing what is left. A stuck saga's
+    execution runs again as it is. Its steps log `correlation_id` (the retry request's).
     """
     with UnitOfWork() as uow:
         saga = uow.session.get(Saga, saga_id)
-        if saga is None:
-            return None
-        if saga.status != SagaStatus.FAILED:
-            raise NotRetryable(f"saga {saga_id} is {saga.status}; only a FAILED saga can be retried")
-        saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
-        uow.commit()
-    saga_cache.write_through(saga.id, saga.status, saga.version)
-    run_again(saga, start_execution, "retry", correlation_id)
+    if saga is None:
+        return None
+    if saga.status not in RETRYABLE:
+        raise NotRetryable(f"saga {saga_id} is {saga.status}; only a FAILED or a stuck saga can be retried")
+    lease = take_lease(saga_id, RETRYABLE)
+    if lease is None:
+        raise NotRetryable(f"saga {saga_id} is being retried or resumed right now, or has just ended")
+    try:
+        saga, next_one = _prepare(saga_id, sfn)
+    except BaseException:
+        give_back(saga_id, lease)
+        raise
+    try:
+        start(saga, sfn, lease, next_one, correlation_id)
+    except LeaseLost:
+        raise NotRetryable(f"saga {saga_id} is being retried or resumed by another process") from None
     return saga
 
 
-def run_again(saga: Saga, start_execution: StartExecution, reason: str, correlation_id: str | None = None) -> str:
-    """Start a new execution of the saga's state machine (its first keeps the saga id as its name).
-
-    Its steps log `correlation_id` (the retry request's), else the id of the request that started the saga.
-    """
-    name = saga.id if saga.execution_arn is None else f"{saga.id}-{reason}-{uuid.uuid4().hex[:8]}"
-    arn = start_execution(saga.type, name, saga.execution_input(correlation_id))
+def _prepare(saga_id: str, sfn: StepFunctions) -> tuple[Saga, bool]:
+    """The leased saga, reopened if it FAILED; and whether its next execution is due (else its current one)."""
     with UnitOfWork() as uow:
-        uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
-        uow.commit()
-    saga.execution_arn = arn
-    return arn
+        saga = uow.session.get_one(Saga, saga_id)
+        if saga.status != SagaStatus.FAILED:
+            state = liveness(saga, sfn)
+            if state is Liveness.LIVE:
+                raise NotRetryable(f"saga {saga_id} is {saga.status} and its execution is running")
+            return saga, state is Liveness.ENDED
+        saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+        try:
+            uow.commit()
+        except orm_exc.StaleDataError:
+            raise NotRetryable(f"saga {saga_id} changed while it was being retried; try again") from None
+    saga_cache.write_through(saga.id, saga.status, saga.version)
+    return saga, True

@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,18 +14,18 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib.adapters import saga_cache
 from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.step_functions import StepFunctionsUnavailable
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import SagaRequest
 from chalicelib.observability.metric_names import SAGAS_STARTED
-from chalicelib.observability.telemetry import emit, saga_scope
+from chalicelib.observability.telemetry import emit, logger, saga_scope
 from chalicelib.presentation import saga_views
+from chalicelib.service.executions import UNREACHABLE, StartExecution, execution_name
 from chalicelib.settings import get_settings
 
 CURSOR_YEARS = (2000, 9000)
 """Years a cursor may name: well inside what every database and driver converts without overflow."""
-
-StartExecution = Callable[[str, str, dict[str, Any]], str]
 
 
 class FaultsNotAllowed(ValueError):
@@ -41,6 +40,15 @@ class BadCursor(ValueError):
     """A listing cursor that this service did not hand out."""
 
 
+class SagaNotStarted(RuntimeError):
+    """The saga is recorded, but its execution could not be started now. The reconciler starts it after its grace
+    period; the same Idempotency-Key starts it sooner."""
+
+    def __init__(self, saga: Saga, reason: str) -> None:
+        super().__init__(f"saga {saga.id} is recorded but its execution could not be started: {reason}")
+        self.saga = saga
+
+
 def start_saga(
     request: SagaRequest,
     start_execution: StartExecution,
@@ -50,7 +58,8 @@ def start_saga(
     """Record the saga as RUNNING, then start its execution, named by the saga id.
 
     The same idempotency key with the same request returns the saga it started (starting its execution if an
-    earlier attempt could not); with another request it raises IdempotencyKeyReused.
+    earlier attempt could not, or could not record it); with another request it raises IdempotencyKeyReused.
+    SagaNotStarted when Step Functions cannot start the execution now: the saga stays recorded, never orphaned.
     """
     if request.faults and not get_settings().allow_faults:
         raise FaultsNotAllowed("faults are accepted only when SAGA_ALLOW_FAULTS=true")
@@ -70,13 +79,30 @@ def start_saga(
     if saga.execution_arn:
         return saga
     saga_cache.write_through(saga.id, saga.status, saga.version)
-    arn = start_execution(saga.type, saga.id, saga.execution_input())
-    with UnitOfWork() as uow:
-        # A plain UPDATE: the execution's first step may already be writing this saga (and its version).
-        uow.session.execute(update(Saga).where(Saga.id == saga.id).values(execution_arn=arn))
-        uow.commit()
-    saga.execution_arn = arn
+    name = execution_name(saga.id, saga.executions)
+    try:
+        arn = start_execution(saga.type, name, saga.execution_input())
+    except StepFunctionsUnavailable as error:
+        raise SagaNotStarted(saga, str(error)) from error
+    _record_execution(saga, arn)
     return saga
+
+
+def _record_execution(saga: Saga, arn: str) -> None:
+    """Write the started execution's ARN. A plain UPDATE: its first step may already be writing this saga (and its
+    version). If the write is lost, the saga is still found by its execution's name (service/executions.py)."""
+    try:
+        with UnitOfWork() as uow:
+            uow.session.execute(
+                update(Saga)
+                .where(Saga.id == saga.id, Saga.executions == saga.executions)
+                .values(execution_arn=arn, updated_at=Saga.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+            uow.commit()
+    except UNREACHABLE:
+        logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
+    saga.execution_arn = arn
 
 
 def _fingerprint(request: SagaRequest) -> str:

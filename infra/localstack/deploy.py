@@ -45,6 +45,8 @@ DEPLOYED_ONLY_VARIABLES = frozenset(
 FUNCTION_TYPE = "AWS::Serverless::Function"
 STATE_MACHINE_TYPE = "AWS::Serverless::StateMachine"
 ACTIVE_TIMEOUT_SECONDS = 300
+ALIAS = "live"
+"""What AutoPublishAlias names each function's alias (and each state machine's, which sagas start on)."""
 
 
 @dataclass
@@ -114,12 +116,18 @@ class StackDeployer:
         return f"arn:aws:states:{self.region}:{self._account}:stateMachine:{self.name_of(logical_id)}"
 
     def resolve(self, value: Any) -> str:
-        """A template value: plain, or a Ref/GetAtt of one of our functions or state machines."""
+        """A template value: plain, or a Ref/GetAtt of one of our functions (or its alias) or state machines (or
+        theirs: this deploy publishes no state machine version, so sagas start on the state machine itself)."""
         if isinstance(value, str):
             return value
         functions, machines = self._resources(FUNCTION_TYPE), self._resources(STATE_MACHINE_TYPE)
         if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][0] in functions:
             return self.function_arn(value["Fn::GetAtt"][0])
+        ref = str(value.get("Ref", "")) if isinstance(value, dict) else ""
+        if ref.endswith(".Alias") and ref.removesuffix(".Alias") in functions:
+            return f"{self.function_arn(ref.removesuffix('.Alias'))}:{ALIAS}"
+        if ref.endswith(f"Alias{ALIAS}") and ref.removesuffix(f"Alias{ALIAS}") in machines:
+            return self.state_machine_arn(ref.removesuffix(f"Alias{ALIAS}"))
         if isinstance(value, dict) and value.get("Ref") in functions:
             return self.name_of(value["Ref"])
         if isinstance(value, dict) and value.get("Ref") in machines:
@@ -186,6 +194,15 @@ class StackDeployer:
                 configuration.pop("Architectures")
                 lambda_client.update_function_configuration(**configuration)
             self._wait_updated(lambda_client, configuration["FunctionName"])
+            self._publish(lambda_client, configuration["FunctionName"])
+
+    def _publish(self, lambda_client: Any, name: str) -> None:
+        """A version of the function behind the alias the state machines and the API invoke, as AutoPublishAlias."""
+        version = lambda_client.publish_version(FunctionName=name)["Version"]
+        try:
+            lambda_client.update_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+        except lambda_client.exceptions.ResourceNotFoundException:
+            lambda_client.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
 
     @staticmethod
     def _wait_updated(lambda_client: Any, name: str) -> None:
@@ -222,9 +239,12 @@ class StackDeployer:
                     integration["uri"] = self._substitute(integration["uri"]["Fn::Sub"])
         return dict(body)
 
-    def _substitute(self, text: str) -> str:
+    def _substitute(self, sub: str | list[Any]) -> str:
+        """A `Fn::Sub`, its text alone or with its variables."""
+        text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
         values = {"AWS::Partition": "aws", "AWS::Region": self.region, "AWS::AccountId": self._account}
         values |= {f"{name}.Arn": self.function_arn(name) for name in self._resources(FUNCTION_TYPE)}
+        values |= {name: self.resolve(value) for name, value in variables.items()}
         for key, value in values.items():
             text = text.replace(f"${{{key}}}", value)
         if "${" in text:
@@ -249,6 +269,7 @@ class StackDeployer:
         with contextlib.suppress(lambda_client.exceptions.ResourceConflictException):  # granted by an earlier deploy
             lambda_client.add_permission(
                 FunctionName=self.name_of("APIHandler"),
+                Qualifier=ALIAS,
                 StatementId="api-gateway-invoke",
                 Action="lambda:InvokeFunction",
                 Principal="apigateway.amazonaws.com",

@@ -1,12 +1,20 @@
-"""Alembic migrations: they match the models, upgrade a database that holds data, and run from Lambda."""
+"""Alembic migrations: they match the models, upgrade a database that holds data, and run from Lambda, on every
+deploy as a CloudFormation custom resource that answers for itself."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from chalicelib.adapters import database
@@ -64,3 +72,126 @@ def test_the_migration_function_migrates_and_seeds_on_request(tmp_path: Path, mo
         assert migrate.lambda_handler({"seed": True}, None) == {"migrated": True, "products_added": 0}
     finally:
         database.reset_engine()
+
+
+class _CloudFormation:
+    """The pre-signed S3 URL a custom resource answers to: records each PUT (its body and Content-Type)."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[dict[str, Any], str | None]] = []
+        answers = self.answers
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answers.append((json.loads(body), self.headers.get("Content-Type")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def request(self, request_type: str, version: str = "3", **extra: Any) -> dict[str, Any]:
+        host, port = self.server.server_address[:2]
+        return {
+            "RequestType": request_type,
+            "ResponseURL": f"http://{host}:{port}/cloudformation-custom-resource-response?X-Amz-Signature=abc",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/saga/1",
+            "RequestId": f"{request_type}-request",
+            "ResourceType": "AWS::CloudFormation::CustomResource",
+            "LogicalResourceId": "DatabaseMigration",
+            "ResourceProperties": {
+                "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:Migrate:live",
+                "MigrateFunctionVersion": f"arn:aws:lambda:us-east-1:123456789012:function:Migrate:{version}",
+            },
+            **extra,
+        }
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[_CloudFormation]:
+    answering = _CloudFormation()
+    yield answering
+    answering.server.shutdown()
+
+
+@pytest.fixture
+def deployed_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'deployed.db'}"
+    monkeypatch.setattr(get_settings(), "database_url", url)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "3")
+    database.reset_engine()
+    yield url
+    database.reset_engine()
+
+
+def _revision(url: str) -> str | None:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        tables = inspect(connection).get_table_names()
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar() if tables else None
+    engine.dispose()
+    return revision
+
+
+def test_the_custom_resource_migrates_on_create_and_answers_cloudformation_itself(
+    cloudformation: _CloudFormation, deployed_database: str
+) -> None:
+    migrate.lambda_handler(cloudformation.request("Create"), None)
+
+    [(answer, content_type)] = cloudformation.answers
+    assert answer == {
+        "Status": "SUCCESS",
+        "Reason": "Create done",
+        "PhysicalResourceId": "DatabaseMigration",
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/saga/1",
+        "RequestId": "Create-request",
+        "LogicalResourceId": "DatabaseMigration",
+        "Data": {"Revision": _revision(deployed_database)},
+    }
+    assert content_type == ""  # what the pre-signed URL was signed for
+    assert _revision(deployed_database) == ScriptDirectory(str(database.MIGRATIONS_DIR)).get_current_head()
+
+
+def test_a_failed_migration_answers_failed_so_that_the_deploy_rolls_back(
+    cloudformation: _CloudFormation, deployed_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(url: str | None = None) -> str:
+        raise RuntimeError("column already exists")
+
+    monkeypatch.setattr(database, "migrate_for_deploy", broken)
+    event = cloudformation.request("Update", PhysicalResourceId="DatabaseMigration")
+
+    migrate.lambda_handler(event, SimpleNamespace(log_stream_name="2026/11/29/[3]abc"))
+
+    [(answer, _)] = cloudformation.answers
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("FAILED", "DatabaseMigration")
+    assert answer["Reason"] == "RuntimeError: column already exists (log stream 2026/11/29/[3]abc)"
+
+
+def test_a_rollback_asking_for_the_previous_version_and_a_delete_touch_no_data(
+    cloudformation: _CloudFormation, deployed_database: str
+) -> None:
+    rollback = cloudformation.request("Update", version="2", PhysicalResourceId="DatabaseMigration")
+    delete = cloudformation.request("Delete", PhysicalResourceId="DatabaseMigration")
+
+    migrate.lambda_handler(rollback, None)
+    migrate.lambda_handler(delete, None)
+
+    assert [answer["Status"] for answer, _ in cloudformation.answers] == ["SUCCESS", "SUCCESS"]
+    assert cloudformation.answers[0][0]["Data"]["Revision"] == "unchanged"
+    assert _revision(deployed_database) is None  # neither touched the (empty) database
+
+
+def test_a_database_past_this_code_s_newest_revision_is_left_as_it_is(deployed_database: str) -> None:
+    database.migrate(deployed_database)
+    engine = create_engine(deployed_database)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+
+    assert database.migrate_for_deploy() == "9999"
+    assert _revision(deployed_database) == "9999"

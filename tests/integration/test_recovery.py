@@ -1,114 +1,47 @@
-"""Sagas cut short by a dead process are brought to a final status by running their execution again."""
+"""Retrying a saga (docs/design.md §3.1): a FAILED one once its cause is fixed, or one stuck without a live
+execution. Of concurrent retries one is accepted and the others refused; a retry and the reconciler together
+start one execution."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
+import threading
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from app import app
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Payment, Product, Reservation, Saga
 from chalicelib.domain.errors import SagaNotRunning
-from chalicelib.service import recovery, sagas
-from functions import confirm_sale, process_payment, refund_payment, reserve_stock
+from chalicelib.entrypoints import http_api
+from chalicelib.service import reconciler, recovery, sagas
+from chalicelib.service.executions import StepFunctions, boto3_step_functions
+from functions import reserve_stock
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, child_env, final_view, finish, lambda_context, purchase, status_history
+from tests.helpers import (
+    assert_consistent,
+    child_env,
+    end_first_execution,
+    final_view,
+    finish,
+    lambda_context,
+    purchase,
+    saga_executions,
+    status_history,
+    stuck_saga,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-LOST = "arn:aws:states:us-east-1:123456789012:execution:PurchaseSagaStateMachine:lost"
-
-
-def _recorded(request: Any, arn: str | None = LOST) -> str:
-    """A saga whose record exists but whose execution died with the process (or never started)."""
-    saga_id = sagas.start_saga(request, lambda *_: LOST).id
-    with database.UnitOfWork() as uow:
-        uow.session.execute(update(Saga).where(Saga.id == saga_id).values(execution_arn=arn))
-        uow.commit()
-    return saga_id
-
-
-def _deliver(saga_id: str, *handlers: Callable[[Any, Any], Any]) -> None:
-    for handler in handlers:
-        with contextlib.suppress(Exception):
-            handler({"saga_id": saga_id}, lambda_context())
-
-
-def _count(model: type[Any], saga_id: str) -> int:
-    with database.UnitOfWork() as uow:
-        return int(uow.session.scalar(select(func.count()).select_from(model).where(model.saga_id == saga_id)) or 0)
-
-
-def test_a_saga_whose_execution_never_started_is_run(backend: Backend, engine: LocalEngine) -> None:
-    saga_id = _recorded(purchase(), arn=None)
-
-    assert recovery.resume_unfinished(
-        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
-    ) == [saga_id]
-
-    assert finish(engine, saga_id).status == "COMPLETED"
-    assert_consistent()
-
-
-def test_a_saga_cut_after_two_steps_completes_without_a_second_reservation_or_charge(
-    backend: Backend, engine: LocalEngine
-) -> None:
-    saga_id = _recorded(purchase())
-    _deliver(saga_id, reserve_stock.lambda_handler, process_payment.lambda_handler)
-
-    recovery.resume_unfinished(
-        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
-    )
-
-    run = finish(engine, saga_id)
-    assert run.status == "COMPLETED"
-    assert run.path[-1] == ("Completed", 0)
-    assert _count(Reservation, saga_id) == _count(Payment, saga_id) == 1
-    assert_consistent()
-
-
-def test_a_saga_cut_while_compensating_ends_compensated(backend: Backend, engine: LocalEngine) -> None:
-    saga_id = _recorded(purchase(confirm_sale="fail"))
-    _deliver(
-        saga_id,
-        reserve_stock.lambda_handler,
-        process_payment.lambda_handler,
-        confirm_sale.lambda_handler,
-        refund_payment.lambda_handler,
-    )
-    with database.UnitOfWork() as uow:
-        assert uow.session.get_one(Saga, saga_id).status == "COMPENSATING"
-
-    recovery.resume_unfinished(
-        step_functions.start_execution, step_functions.execution_status, step_functions.execution_arn_for
-    )
-
-    assert finish(engine, saga_id).status == "COMPENSATED"
-    assert_consistent()
-
-
-def test_running_and_final_sagas_are_left_alone(backend: Backend, engine: LocalEngine) -> None:
-    done = finish(engine, sagas.start_saga(purchase(), step_functions.start_execution).id)
-    running = _recorded(purchase())
-
-    resumed = recovery.resume_unfinished(
-        pytest.fail,
-        lambda arn: "RUNNING" if arn == LOST else step_functions.execution_status(arn),
-        step_functions.execution_arn_for,
-    )
-
-    assert resumed == []
-    with database.UnitOfWork() as uow:
-        assert uow.session.get_one(Saga, done.saga_id).status == "COMPLETED"
-        assert uow.session.get_one(Saga, running).status == "RUNNING"
+RACERS = 8
 
 
 def _fix_the_cause(saga_id: str) -> None:
@@ -146,14 +79,28 @@ def test_a_failed_saga_retried_over_the_api_once_its_cause_is_fixed_ends_compens
         ("release_stock", "SUCCEEDED"),
     ]
     assert status_history(saga_id) == ["RUNNING", "COMPENSATING", "FAILED", "COMPENSATING", "COMPENSATED"]
+    assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
     with database.UnitOfWork() as uow:
         assert uow.session.scalars(select(Payment.status).where(Payment.saga_id == saga_id)).one() == "REFUNDED"
     assert_consistent()
 
 
-def test_retrying_a_saga_that_is_not_failed_is_a_conflict_and_an_unknown_one_is_404(
+def test_a_saga_stuck_without_an_execution_is_retried_over_the_api_and_completes(
     backend: Backend, engine: LocalEngine
 ) -> None:
+    saga_id = stuck_saga(purchase())
+
+    with Client(app) as client:
+        response = client.http.post(f"/sagas/{saga_id}/retry")
+        assert (response.status_code, response.json_body["status"]) == (202, "RUNNING")
+        view = final_view(client, saga_id)
+
+    assert view["status"] == "COMPLETED"
+    assert saga_executions(saga_id) == [saga_id]  # its first execution had never started: it is that one
+    assert_consistent()
+
+
+def test_retrying_a_final_saga_is_a_conflict_and_an_unknown_one_is_404(backend: Backend, engine: LocalEngine) -> None:
     done = finish(engine, sagas.start_saga(purchase(), step_functions.start_execution).id)
     with Client(app) as client:
         conflict = client.http.post(f"/sagas/{done.saga_id}/retry")
@@ -162,6 +109,86 @@ def test_retrying_a_saga_that_is_not_failed_is_a_conflict_and_an_unknown_one_is_
     assert (conflict.status_code, conflict.json_body["error"]) == (409, "NotRetryable")
     assert (unknown.status_code, unknown.json_body["error"]) == (404, "NotFound")
     assert status_history(done.saga_id) == ["RUNNING", "COMPLETED"]
+
+
+def test_retrying_a_saga_whose_execution_runs_is_refused_and_starts_nothing(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    saga_id = stuck_saga(purchase())
+    running = StepFunctions(start=pytest.fail, status=lambda arn: "RUNNING", arn_for=step_functions.execution_arn_for)
+
+    with pytest.raises(recovery.NotRetryable, match="running"):
+        recovery.retry(saga_id, running)
+
+    assert recovery.retry(saga_id, boto3_step_functions()) is not None  # the refusal gave the lease back
+    assert finish(engine, saga_id).status == "COMPLETED"
+
+
+def _answer(call: Callable[[], Any]) -> int:
+    """The HTTP status the API gives for `call` (an entry point): its answer, its ApiError, else a 500."""
+    try:
+        return int(call().status_code)
+    except http_api.ApiError as error:
+        return error.status
+    except Exception:
+        return 500
+
+
+def test_concurrent_retries_give_one_202_and_409_for_the_rest(backend: Backend, engine: LocalEngine) -> None:
+    saga_id = _failed_saga(engine)
+    _fix_the_cause(saga_id)
+    barrier = threading.Barrier(RACERS)
+
+    def retry() -> int:
+        barrier.wait()
+        return _answer(lambda: http_api.retry_saga(saga_id))
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        answers = Counter(pool.map(lambda _: retry(), range(RACERS)))
+
+    assert answers == {202: 1, 409: RACERS - 1}
+    assert finish(engine, saga_id).status == "COMPENSATED"
+    assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
+    assert_consistent()
+
+
+def test_a_retry_and_a_reconciler_pass_at_once_start_one_execution(backend: Backend, engine: LocalEngine) -> None:
+    """Each round races a retry against a pass over a stuck saga whose execution ended; whoever wins, the saga
+    gets exactly one new execution (the start is slowed down so that the two overlap)."""
+    real = boto3_step_functions()
+    barrier = threading.Barrier(2)
+
+    def slow_start(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+        threading.Event().wait(0.05)
+        return real.start(saga_type, name, execution_input)
+
+    slow = StepFunctions(start=slow_start, status=real.status, arn_for=real.arn_for)
+
+    def retry(saga_id: str) -> str:
+        barrier.wait()
+        try:
+            recovery.retry(saga_id, slow)
+        except recovery.NotRetryable:
+            return "refused"
+        return "retried"
+
+    def reconcile() -> str:
+        barrier.wait()
+        return "resumed" if reconciler.reconcile(slow, grace_seconds=0).resumed else "left"
+
+    outcomes = []
+    for _ in range(2):
+        saga_id = stuck_saga(purchase())
+        end_first_execution(engine, saga_id)
+        with ThreadPoolExecutor(2) as pool:
+            retried = pool.submit(retry, saga_id)
+            passed = pool.submit(reconcile)
+            outcomes.append({retried.result(), passed.result()})
+        assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
+        assert finish(engine, saga_id).status == "COMPLETED"
+
+    assert all(outcome in ({"retried", "left"}, {"refused", "resumed"}) for outcome in outcomes), outcomes
+    assert_consistent()
 
 
 def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend, engine: LocalEngine) -> None:
@@ -176,7 +203,8 @@ def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend,
     with pytest.raises(SagaNotRunning):
         reserve_stock.lambda_handler({"saga_id": rejected.saga_id, "retry_count": 0}, lambda_context())
 
-    assert _count(Reservation, rejected.saga_id) == 0
+    with database.UnitOfWork() as uow:
+        assert uow.session.scalars(select(Reservation).where(Reservation.saga_id == rejected.saga_id)).all() == []
     assert_consistent()
 
 
@@ -185,22 +213,23 @@ def operate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_operator_commands_retry_and_recover(backend: Backend, engine: LocalEngine) -> None:
+def test_the_operator_commands_retry_and_reconcile(backend: Backend, engine: LocalEngine) -> None:
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
-    cut = _recorded(purchase())
+    cut = stuck_saga(purchase())
     assert engine.provider is not None
     env = child_env(
         backend.database_url, backend.tool_redis_url, SAGA_ALLOW_FAULTS="true", PAYMENT_PROVIDER_URL=engine.provider.url
     )
 
     retried = operate(env, "retry", failed)
-    recovered = operate(env, "recover")
+    reconciled = operate(env, "reconcile", "--grace", "0")
     refused = operate(env, "retry", failed)
 
     assert retried.returncode == 0, retried.stderr[-2000:]
     assert f"{failed} COMPENSATED" in retried.stdout
-    assert recovered.returncode == 0, recovered.stderr[-2000:]
-    assert f"{cut} COMPLETED" in recovered.stdout
-    assert refused.returncode == 1 and "only a FAILED saga can be retried" in refused.stderr
+    assert reconciled.returncode == 0, reconciled.stderr[-2000:]
+    assert "found 1 stuck saga(s), resumed 1" in reconciled.stdout
+    assert f"{cut} COMPLETED" in reconciled.stdout
+    assert refused.returncode == 1 and "only a FAILED or a stuck saga can be retried" in refused.stderr
     assert_consistent()

@@ -32,7 +32,7 @@ def deployed(deployer: StackDeployer) -> Deployment:
     return deployer.deploy()
 
 
-def test_both_state_machines_are_deployed_with_the_functions_arns_in_place(
+def test_both_state_machines_are_deployed_with_the_functions_alias_arns_in_place(
     deployed: Deployment, aws: Callable[[str], Any]
 ) -> None:
     sfn = aws("stepfunctions")
@@ -42,7 +42,7 @@ def test_both_state_machines_are_deployed_with_the_functions_arns_in_place(
         functions = {
             state["Parameters"]["FunctionName"] for state in definition["States"].values() if "Parameters" in state
         }
-        assert functions and functions <= set(deployed.functions.values())
+        assert functions and functions <= {f"{function}:live" for function in deployed.functions.values()}
 
 
 def test_the_api_has_every_route_of_the_package_and_points_them_at_the_api_function(

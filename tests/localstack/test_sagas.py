@@ -19,6 +19,7 @@ from infra.local_engine import load_template, state_machine_definition
 from infra.localstack.host import HostLocalStack
 from tests.localstack.conftest import REGION
 from tests.saga_cases import CASES, SagaCase, mocked_attempts, task_events, task_outcomes
+from tests.template_refs import invoked_function
 
 ACCOUNT = "000000000000"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/saga-local-states"
@@ -27,7 +28,7 @@ FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
 def _function_arn(value: Any) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{value['Fn::GetAtt'][0]}"
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{invoked_function(value)}:live"
 
 
 @pytest.fixture(scope="module")

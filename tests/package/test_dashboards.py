@@ -17,6 +17,7 @@ from chalicelib.domain.contracts import COMPENSATIONS, STEPS_BY_SAGA, state_of_s
 from chalicelib.observability import metric_names as names
 from infra import dashboard
 from infra.local_engine import load_template
+from tests.template_refs import invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -274,7 +275,7 @@ def _dimension_values(panels: list[Panel], namespace: str, metric: str, key: str
 def test_golden_signals_cover_the_api_every_state_machine_and_every_step_function() -> None:
     machines = {n for n, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::StateMachine"}
     steps = {
-        v["Fn::GetAtt"][0] for m in machines for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
+        invoked_function(v) for m in machines for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
     }
     assert steps == {f"{state_of_step(s)}Function" for s in (*STEPS, "compensation_failed")}
     for metric in ("ExecutionsStarted", "ExecutionsFailed", "ExecutionTime", "ExecutionThrottled"):
@@ -292,6 +293,8 @@ def test_golden_signals_cover_the_api_every_state_machine_and_every_step_functio
     assert {("Outcome", "FAILED")} <= {d for q in failed if q.name == names.SAGAS_ENDED for d in q.dimensions}
     gave_up = {v for q in failed if q.name == names.COMPENSATIONS_FAILED for k, v in q.dimensions if k == "Step"}
     assert gave_up == COMPENSATIONS
+    reconciler = {q.name for q in _panel("Reconciler: stuck sagas found and resumed").queries}
+    assert reconciler == {names.STUCK_SAGAS_FOUND, names.STUCK_SAGAS_RESUMED, "Errors"}
 
 
 def test_the_dashboards_are_what_make_dashboards_writes() -> None:

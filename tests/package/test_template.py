@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra.local_engine import load_template
+from tests.template_refs import invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]
+PYENV_ROOT = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
 TEMPLATE = load_template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
@@ -67,21 +71,25 @@ def test_each_state_machine_may_invoke_only_its_own_steps() -> None:
         invocable = {
             p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in properties["Policies"] if "LambdaInvokePolicy" in p
         }
-        referenced = {v["Fn::GetAtt"][0] for v in properties["DefinitionSubstitutions"].values()}
+        referenced = {invoked_function(v) for v in properties["DefinitionSubstitutions"].values()}
         assert invocable == referenced
         assert properties["Logging"]["Level"] == "ALL" and properties["Logging"]["IncludeExecutionData"]
         assert properties["Tracing"] == {"Enabled": True}
-        assert properties["Type"] == {"Ref": "StateMachineType"}
+        assert properties["Type"] == "STANDARD"
 
 
-def test_the_api_may_start_and_read_only_the_two_state_machines() -> None:
-    role = RESOURCES["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    start = next(s for s in role if s["Action"] == "states:StartExecution")
+@pytest.mark.parametrize("role", ["ApiHandlerRole", "ReconcilerRole"])
+def test_the_api_and_the_reconciler_may_start_and_describe_only_the_two_state_machines_executions(role: str) -> None:
+    statements = RESOURCES[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    start = next(s for s in statements if s["Action"] == "states:StartExecution")
+    describe = next(s for s in statements if s["Action"] == "states:DescribeExecution")
     assert start["Resource"] == [{"Ref": "PurchaseSagaStateMachine"}, {"Ref": "ReturnSagaStateMachine"}]
-    assert {json.dumps(s["Action"]) for s in role} == {
-        '"states:StartExecution"',
-        '["states:DescribeExecution", "states:GetExecutionHistory"]',
-        '"secretsmanager:GetSecretValue"',
+    assert all(":execution:${" in resource["Fn::Sub"] for resource in describe["Resource"])
+    # Nothing reads an execution's history: Step Functions keeps it for 90 days, the audit log for good.
+    assert {s["Action"] for s in statements} == {
+        "states:StartExecution",
+        "states:DescribeExecution",
+        "secretsmanager:GetSecretValue",
     }
 
 
@@ -109,7 +117,7 @@ def test_alarms_cover_failed_executions_failed_sagas_lambda_errors_and_throttles
         if "MetricStat" in m
     }
     steps = {
-        v["Fn::GetAtt"][0]
+        invoked_function(v)
         for m in ("PurchaseSagaStateMachine", "ReturnSagaStateMachine")
         for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
     }
@@ -137,11 +145,30 @@ def test_package_output_is_least_privilege_and_every_route_needs_a_signed_reques
         assert (packaged / uri).is_file()
 
 
-def test_every_handler_of_the_package_imports_from_the_artifact_alone(packaged: Path, tmp_path: Path) -> None:
-    generated = load_template(packaged / "sam.yaml")
-    handlers = sorted(
-        r["Properties"]["Handler"] for r in generated["Resources"].values() if r["Type"] == "AWS::Serverless::Function"
-    )
+def lambda_python(runtime: str) -> Path:
+    """The interpreter of Lambda's `runtime` on this machine (pyenv's), to import the package as Lambda would."""
+    version = runtime.removeprefix("python")
+    found = sorted(Path(PYENV_ROOT).glob(f"versions/{version}.*/bin/python{version}"))
+    assert found, f"no Python {version} under {PYENV_ROOT}: pyenv install {version}"
+    return found[-1]
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every function of the template, with the Globals merged under its own properties, as SAM merges them."""
+    defaults = template["Globals"]["Function"]
+    return {
+        name: {**defaults, **resource["Properties"]}
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_every_handler_of_the_package_imports_from_the_artifact_alone_on_the_lambda_runtime(
+    packaged: Path, tmp_path: Path
+) -> None:
+    functions = _functions(load_template(packaged / "sam.yaml"))
+    [runtime] = {properties["Runtime"] for properties in functions.values()}
+    handlers = sorted(properties["Handler"] for properties in functions.values())
     with zipfile.ZipFile(packaged / "deployment.zip") as archive:
         archive.extractall(tmp_path)
     probe = (
@@ -149,11 +176,11 @@ def test_every_handler_of_the_package_imports_from_the_artifact_alone(packaged: 
         "for handler in sys.argv[1:]:\n"
         "    module, _, name = handler.rpartition('.')\n"
         "    assert callable(getattr(importlib.import_module(module), name)), handler\n"
-        "print('imported', len(sys.argv) - 1)\n"
+        "print('imported', len(sys.argv) - 1, 'on', sys.version.split()[0])\n"
     )
     # -S: no site-packages, so only the artifact (and the standard library) can satisfy the imports.
     done = subprocess.run(
-        [sys.executable, "-S", "-c", probe, *handlers],
+        [str(lambda_python(runtime)), "-S", "-c", probe, *handlers],
         cwd=tmp_path,
         env={"PYTHONPATH": str(tmp_path), "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -161,8 +188,8 @@ def test_every_handler_of_the_package_imports_from_the_artifact_alone(packaged: 
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == f"imported {len(handlers)}"
-    assert len(handlers) == 12
+    assert done.stdout.startswith(f"imported {len(handlers)} on {runtime.removeprefix('python')}.")
+    assert len(handlers) == 13
 
 
 def test_every_function_of_the_packaged_stack_logs_to_a_group_that_keeps_log_retention_days(packaged: Path) -> None:
@@ -178,3 +205,79 @@ def test_every_function_of_the_packaged_stack_logs_to_a_group_that_keeps_log_ret
         group = groups.get(f"/aws/lambda/${{{function}}}")
         assert group is not None, f"{function} would log to a group Lambda makes, kept forever"
         assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, function
+
+
+def test_every_function_runs_one_python_of_3_12_or_newer_behind_the_alias_live(packaged: Path) -> None:
+    functions = _functions(load_template(packaged / "sam.yaml"))
+
+    runtimes = {properties["Runtime"] for properties in functions.values()}
+    assert len(runtimes) == 1
+    [runtime] = runtimes
+    assert tuple(int(part) for part in runtime.removeprefix("python").split(".")) >= (3, 12)
+    assert {properties["AutoPublishAlias"] for properties in functions.values()} == {"live"}
+    assert {tuple(properties["Architectures"]) for properties in functions.values()} == {("x86_64",)}
+
+
+def test_api_gateway_invokes_the_api_function_s_alias(packaged: Path) -> None:
+    resources = load_template(packaged / "sam.yaml")["Resources"]
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    uris = [op["x-amazon-apigateway-integration"]["uri"] for methods in paths.values() for op in methods.values()]
+
+    assert uris and all(uri["Fn::Sub"][1] == {"FunctionAlias": {"Ref": "APIHandler.Alias"}} for uri in uris)
+    assert all("${FunctionAlias}" in uri["Fn::Sub"][0] for uri in uris)
+    assert resources["APIHandlerInvokePermission"]["Properties"]["FunctionName"] == {"Ref": "APIHandler.Alias"}
+
+
+def test_the_state_machines_are_published_behind_an_alias_that_alarms_roll_back_and_sagas_start_on_it() -> None:
+    for machine in ("PurchaseSagaStateMachine", "ReturnSagaStateMachine"):
+        properties = RESOURCES[machine]["Properties"]
+        preference = properties["DeploymentPreference"]
+        alias = f"{machine}Alias{properties['AutoPublishAlias']}"
+
+        assert preference["Type"] in ("CANARY", "LINEAR")
+        assert 0 < preference["Percentage"] < 100 and preference["Interval"] >= 1
+        assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "ExecutionsFailedAlarm")}]
+        for starter in ("APIHandler", "ReconcilerFunction"):
+            variables = RESOURCES[starter]["Properties"]["Environment"]["Variables"]
+            assert {"Ref": alias} in variables.values(), starter
+
+
+def test_the_packaged_definitions_have_a_timeout_on_every_task(packaged: Path) -> None:
+    for definition in sorted((packaged / "statemachines").glob("*.asl.json")):
+        states = json.loads(definition.read_text())["States"]
+        tasks = [state for state in states.values() if state["Type"] == "Task"]
+        assert tasks and all(state.get("TimeoutSeconds", 0) > 0 for state in tasks), definition.name
+
+
+def test_the_reconciler_runs_on_a_schedule_one_pass_at_a_time_with_an_alarm_when_sagas_stay_stuck(
+    packaged: Path,
+) -> None:
+    generated = load_template(packaged / "sam.yaml")
+    reconciler = generated["Resources"]["ReconcilerFunction"]["Properties"]
+    [schedule] = reconciler["Events"].values()
+    alarm = generated["Resources"]["SagasStayStuckAlarm"]["Properties"]
+
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["ScheduleExpression"] == {"Fn::Sub": "rate(${ReconcilePeriodMinutes} minutes)"}
+    assert schedule["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-reconciler"}
+    assert reconciler["Handler"] == "functions.reconcile.lambda_handler"
+    assert reconciler["ReservedConcurrentExecutions"] == 1
+    assert (alarm["MetricName"], alarm["Statistic"]) == ("StuckSagasFound", "Minimum")
+    assert alarm["Period"] == {"Fn::FindInMap": ["ReconcilePeriods", {"Ref": "ReconcilePeriodMinutes"}, "Seconds"]}
+    periods = generated["Mappings"]["ReconcilePeriods"]
+    assert {int(minutes) * 60 for minutes in periods} == {entry["Seconds"] for entry in periods.values()}
+    assert set(periods) == set(generated["Parameters"]["ReconcilePeriodMinutes"]["AllowedValues"])
+
+
+def test_a_custom_resource_migrates_the_database_before_any_other_function_takes_its_new_code(packaged: Path) -> None:
+    resources = load_template(packaged / "sam.yaml")["Resources"]
+    migration = resources["DatabaseMigration"]
+
+    assert migration["Type"] == "AWS::CloudFormation::CustomResource"
+    assert migration["Properties"]["ServiceToken"] == {"Ref": "MigrateFunction.Alias"}
+    # A new version of the migration's code changes this property: every deploy that brings one migrates.
+    assert migration["Properties"]["MigrateFunctionVersion"] == {"Ref": "MigrateFunction.Version"}
+    assert migration["Properties"]["ServiceTimeout"] > resources["MigrateFunction"]["Properties"]["Timeout"]
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function" and name != "MigrateFunction":
+            assert resource.get("DependsOn") == "DatabaseMigration", name

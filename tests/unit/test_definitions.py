@@ -17,6 +17,7 @@ from chalicelib.domain import errors
 from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
 from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS
 from infra.local_engine import ROOT, load_template
+from tests.template_refs import invoked_function
 
 Definition = dict[str, Any]
 State = dict[str, Any]
@@ -144,18 +145,17 @@ def test_each_task_invokes_the_function_named_after_its_state(machine: str, defi
     substitutions = RESOURCES[machine]["Properties"]["DefinitionSubstitutions"]
     for name, state in _tasks(definition).items():
         key = PLACEHOLDER.fullmatch(state["Parameters"]["FunctionName"]).group(1)  # type: ignore[union-attr]
-        function_id, attribute = substitutions[key]["Fn::GetAtt"]
-        function = RESOURCES[function_id]
+        function = RESOURCES[invoked_function(substitutions[key])]
         module_name, _, handler_name = function["Properties"]["Handler"].rpartition(".")
 
-        assert (attribute, function["Type"]) == ("Arn", "AWS::Serverless::Function"), name
+        assert function["Type"] == "AWS::Serverless::Function", name
         assert module_name == f"functions.{step_of_state(name)}"
         assert callable(getattr(importlib.import_module(module_name), handler_name)), name
 
 
 def test_each_machine_may_invoke_exactly_the_functions_it_references(machine: str) -> None:
     properties = RESOURCES[machine]["Properties"]
-    referenced = {value["Fn::GetAtt"][0] for value in properties["DefinitionSubstitutions"].values()}
+    referenced = {invoked_function(value) for value in properties["DefinitionSubstitutions"].values()}
     allowed = {
         policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
         for policy in properties["Policies"]
@@ -165,14 +165,14 @@ def test_each_machine_may_invoke_exactly_the_functions_it_references(machine: st
     assert allowed == referenced
 
 
-NOT_STEPS = {"APIHandler", "MigrateFunction"}
-"""The template's functions that no state machine invokes: the API and the migration."""
+NOT_STEPS = {"APIHandler", "MigrateFunction", "ReconcilerFunction"}
+"""The template's functions that no state machine invokes: the API, the migration and the reconciler."""
 
 
-def test_every_function_of_the_template_but_the_api_and_migration_is_invoked_by_some_saga() -> None:
+def test_every_function_of_the_template_but_the_api_migration_and_reconciler_is_invoked_by_some_saga() -> None:
     functions = {k for k, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"} - NOT_STEPS
     substitutions = [RESOURCES[m]["Properties"]["DefinitionSubstitutions"] for m in MACHINES]
-    referenced = {value["Fn::GetAtt"][0] for subs in substitutions for value in subs.values()}
+    referenced = {invoked_function(value) for subs in substitutions for value in subs.values()}
 
     assert referenced == functions
 

@@ -56,17 +56,17 @@ def test_the_project_template_is_read_with_its_intrinsics() -> None:
     template = load_template()
 
     purchase = template["Resources"]["PurchaseSagaStateMachine"]["Properties"]
-    assert purchase["DefinitionSubstitutions"]["ReserveStockFunctionArn"] == {
-        "Fn::GetAtt": ["ReserveStockFunction", "Arn"],
-    }
+    assert purchase["DefinitionSubstitutions"]["ReserveStockFunctionArn"] == {"Ref": "ReserveStockFunction.Alias"}
     assert purchase["Policies"][0] == {"LambdaInvokePolicy": {"FunctionName": {"Ref": "ReserveStockFunction"}}}
     assert template["Outputs"]["PurchaseStateMachineArn"] == {"Value": {"Ref": "PurchaseSagaStateMachine"}}
 
 
-def test_substitutions_resolve_to_the_deployed_function_arns() -> None:
-    engine = LocalEngine(function_arns={"Step": "arn:aws:lambda:us-east-1:000000000000:function:Step"})
+def test_substitutions_resolve_to_the_deployed_function_and_alias_arns() -> None:
+    function = "arn:aws:lambda:us-east-1:000000000000:function:Step"
+    engine = LocalEngine(function_arns={"Step": function, "Step.Alias": f"{function}:live"})
 
-    assert engine._resolve({"Fn::GetAtt": ["Step", "Arn"]}) == "arn:aws:lambda:us-east-1:000000000000:function:Step"
+    assert engine._resolve({"Fn::GetAtt": ["Step", "Arn"]}) == function
+    assert engine._resolve({"Ref": "Step.Alias"}) == f"{function}:live"
     assert engine._resolve("literal") == "literal"
     with pytest.raises(ValueError, match="Ref"):
         engine._resolve({"Ref": "Step"})

@@ -28,11 +28,11 @@ from chalicelib.presentation.api_models import (
 from chalicelib.presentation.openapi import openapi_document
 
 SELF = ("GET", "/openapi.json")
-BODY_ERRORS = {400, 409, 413, 415}
+BODY_ERRORS = {400, 409, 413, 415, 503}
 OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseModel] | None, set[int]]] = {
     ("POST", "/purchases"): (202, SagaAccepted, PurchaseRequest, BODY_ERRORS),
     ("POST", "/returns"): (202, SagaAccepted, ReturnRequest, BODY_ERRORS),
-    ("POST", "/sagas/{saga_id}/retry"): (202, SagaAccepted, None, {404, 409}),
+    ("POST", "/sagas/{saga_id}/retry"): (202, SagaAccepted, None, {404, 409, 503}),
     ("GET", "/sagas"): (200, SagaList, None, {400}),
     ("GET", "/sagas/{saga_id}"): (200, SagaView, None, {404}),
     ("GET", "/sagas/{saga_id}/history"): (200, SagaHistory, None, {404}),
@@ -154,3 +154,10 @@ def test_openapi_json_route_serves_the_same_document() -> None:
 
     assert response.status_code == 200
     assert response.json_body == json.loads(json.dumps(openapi_document()))
+
+
+def test_a_503_tells_the_client_when_to_send_again() -> None:
+    document = _document()
+    for method, path in (("POST", "/purchases"), ("POST", "/returns"), ("POST", "/sagas/{saga_id}/retry")):
+        answer = _operation(document, method, path)["responses"]["503"]
+        assert answer["headers"]["Retry-After"]["schema"] == {"type": "integer"}
