@@ -1,7 +1,11 @@
 """Cold start: a fresh interpreter imports a handler, builds what it builds, and serves one event.
 
-Measured from outside (the whole process, interpreter start-up included) for every step handler and for two
-references in the same run: a hello-world handler and an eager one (bench/reference/eager.py).
+Measured from outside (the whole process, interpreter start-up included) for every step handler and, in the same
+run, against:
+- two references: a hello-world handler and an eager one (bench/reference/eager.py);
+- each step's import floor: a fresh interpreter importing just the libraries that step uses (STEP_LIBRARIES);
+- the SnapStart path: a process initialised as Lambda initialises a SnapStart version (the handler imported, the
+  before-snapshot hooks run), then, timed, the after-restore hooks and the first event.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.step_overhead import PURCHASE_CHAIN, RETURN_CHAIN, floor
+from bench.step_overhead import PURCHASE_CHAIN, RETURN_CHAIN, floor, seed_bench_product
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
@@ -27,6 +31,29 @@ from chalicelib.settings import get_settings
 from payment_provider import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES: tuple[str, ...] = ("sqlalchemy.orm", "pydantic", "pydantic_settings", "redis")
+LIBRARIES += ("aws_lambda_powertools.logging", "aws_lambda_powertools.metrics")
+"""What every step uses: the ORM, models and settings, the cache and idempotency store, Powertools' logs and EMF
+metrics. Powertools' idempotency modules are left out, so their own cost counts against the step."""
+CALLS_THE_PROVIDER = frozenset({"process_payment", "refund_payment", "issue_refund", "cancel_refund"})
+DRIVERS = {"postgresql": "pg8000", "sqlite": "sqlite3"}
+SNAPSTART_RESTORE = (
+    "import sys, json, time\n"
+    "from types import SimpleNamespace\n"
+    "import snapshot_restore_py as hooks\n"
+    "module = __import__(sys.argv[1], fromlist=['lambda_handler'])\n"
+    "for func, args, kwargs in reversed(hooks.get_before_snapshot()):\n"
+    "    func(*args, **kwargs)\n"
+    "print('snapshot', flush=True)\n"
+    "saga_id = sys.stdin.readline().strip()\n"
+    "started = time.perf_counter()\n"
+    "for func, args, kwargs in hooks.get_after_restore():\n"
+    "    func(*args, **kwargs)\n"
+    "context = SimpleNamespace(get_remaining_time_in_millis=lambda: 30000)\n"
+    "json.dumps(module.lambda_handler({'saga_id': saga_id}, context))\n"
+    "sys.stderr.write(f'restored {time.perf_counter() - started}\\n')\n"
+)
+"""The runtime runs before-snapshot hooks in the reverse order of their registration, after-restore hooks in it."""
 SERVE_ONE = (
     "import sys, json\n"
     "from types import SimpleNamespace\n"
@@ -63,6 +90,60 @@ def _serve_once(module: str, saga_id: str, env: dict[str, str]) -> float:
     return elapsed
 
 
+def step_libraries(step: str, database_url: str) -> tuple[str, ...]:
+    """The libraries `step` uses, with the driver of the database at `database_url`."""
+    dialect = database_url.split(":", 1)[0].split("+", 1)[0]
+    provider = ("http.client",) if step in CALLS_THE_PROVIDER else ()
+    return (*LIBRARIES, DRIVERS[dialect], *provider)
+
+
+def _import_once(libraries: tuple[str, ...], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603  # nosec B603
+        [sys.executable, "-c", f"import {', '.join(libraries)}"], env=env, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"importing {libraries} failed: {done.stderr[-2000:]}")
+    return elapsed
+
+
+def _restore_once(module: str, saga_id: str, env: dict[str, str]) -> float:
+    """Seconds from the (simulated) restore to the first event's answer: the after-restore hooks and the event."""
+    child = subprocess.Popen(  # noqa: S603  # nosec B603
+        [sys.executable, "-c", SNAPSTART_RESTORE, module],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    ready = child.stdout.readline()
+    child.stdin.write(saga_id + "\n")
+    child.stdin.flush()
+    _, errors = child.communicate(timeout=120)
+    found = re.search(r"^restored ([0-9.e-]+)$", errors, re.MULTILINE)
+    if child.returncode != 0 or ready.strip() != "snapshot" or found is None:
+        raise RuntimeError(f"{module} failed on the SnapStart path: {errors[-2000:]}")
+    return float(found.group(1))
+
+
+def beyond_floor(module: str, libraries: tuple[str, ...], saga_id: str, env: dict[str, str]) -> list[str]:
+    """The top-level packages a cold start of `module` loads that importing `libraries` does not."""
+    loaded = "import sys; sys.stderr.write(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    served = subprocess.run(  # noqa: S603  # nosec B603
+        [sys.executable, "-c", SERVE_ONE + loaded, module, saga_id], env=env, capture_output=True, text=True
+    )
+    imported = subprocess.run(  # noqa: S603  # nosec B603
+        [sys.executable, "-c", f"import {', '.join(libraries)}; {loaded}"], env=env, capture_output=True, text=True
+    )
+    if served.returncode or imported.returncode:
+        raise RuntimeError(f"could not list the modules of {module}: {served.stderr[-1000:]}{imported.stderr[-1000:]}")
+    ours = set(served.stderr.split()) - set(imported.stderr.split())
+    return sorted(name for name in ours if not name.startswith("_") and name not in ("chalicelib", "functions"))
+
+
 def _ready_sagas(count: int) -> dict[str, list[str]]:
     """Per step, `count` sagas in the state that step expects."""
     ready: dict[str, list[str]] = defaultdict(list)
@@ -94,25 +175,51 @@ def _return() -> ReturnRequest:
 
 
 def run(repeats: int) -> dict[str, Any]:
-    """Median cold start per handler module and per reference, and each step's ratio to both references."""
+    """Median cold start per handler module and per reference, each step's ratio to both references and to its
+    import floor, and the SnapStart path against the full cold path."""
     env = _environment()
-    ready = _ready_sagas(repeats)
+    seed_bench_product()
+    ready = _ready_sagas(2 * repeats)
     measured: dict[str, float] = {}
     for reference in ("hello", "eager"):
         measured[reference] = statistics.median(
             _serve_once(f"bench.reference.{reference}", "0" * 32, env) for _ in range(repeats)
         )
+    steps: dict[str, dict[str, Any]] = {}
     for step, sagas in ready.items():
-        measured[step] = statistics.median(_serve_once(f"functions.{step}", saga_id, env) for saga_id in sagas)
-    hello, eager = measured.pop("hello"), measured.pop("eager")
+        module, libraries = f"functions.{step}", step_libraries(step, env["DATABASE_URL"])
+        cold, floor_, restored = [], [], []
+        for cold_saga, restored_saga in zip(sagas[:repeats], sagas[repeats:], strict=True):
+            # Interleaved, so that the load of the moment weighs on the three alike.
+            cold.append(_serve_once(module, cold_saga, env))
+            floor_.append(_import_once(libraries, env))
+            restored.append(_restore_once(module, restored_saga, env))
+        seconds, floor_s, restored_s = (statistics.median(found) for found in (cold, floor_, restored))
+        steps[step] = {
+            "ms": 1000 * seconds,
+            "ratio_to_eager": seconds / measured["eager"],
+            "ratio_to_hello": seconds / measured["hello"],
+            "import_floor_ms": 1000 * floor_s,
+            "import_floor_libraries": list(libraries),
+            "ratio_to_import_floor": seconds / floor_s,
+            "snapstart": {
+                "restored_first_invocation_ms": 1000 * restored_s,
+                "full_cold_path_ms": 1000 * seconds,
+                "ratio_to_full_cold_path": restored_s / seconds,
+            },
+        }
+    first = next(iter(ready))
     return {
-        "hello_world_ms": 1000 * hello,
-        "eager_reference_ms": 1000 * eager,
-        "steps": {
-            step: {"ms": 1000 * seconds, "ratio_to_eager": seconds / eager, "ratio_to_hello": seconds / hello}
-            for step, seconds in measured.items()
-        },
+        "hello_world_ms": 1000 * measured["hello"],
+        "eager_reference_ms": 1000 * measured["eager"],
+        "steps": steps,
         "top_imports": top_imports("functions.reserve_stock", env),
+        "beyond_import_floor": {
+            "step": first,
+            "packages": beyond_floor(
+                f"functions.{first}", step_libraries(first, env["DATABASE_URL"]), ready[first][-1], env
+            ),
+        },
     }
 
 
