@@ -10,6 +10,7 @@ run, against:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -17,8 +18,10 @@ import statistics
 # subprocess runs only this interpreter, on this repository's modules.
 import subprocess  # nosec B404
 import sys
+import threading
 import time
 from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,75 @@ def _serve_once(module: str, saga_id: str, env: dict[str, str]) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"{module} failed to serve one event: {done.stderr[-2000:]}")
     return elapsed
+
+
+HOLD_BACK_DYNAMODB = (
+    "import sys, types\n"
+    "held = types.ModuleType('aws_lambda_powertools.utilities.idempotency.persistence.dynamodb')\n"
+    "held.DynamoDBPersistenceLayer = None\n"
+    "sys.modules[held.__name__] = held\n"
+)
+OPTIONS = {
+    "idempotency: Powertools as shipped (its DynamoDB layer, boto3)": (
+        "import aws_lambda_powertools.utilities.idempotency.persistence.cache"
+    ),
+    "idempotency: Powertools with the DynamoDB layer held back (chosen)": (
+        HOLD_BACK_DYNAMODB + "import aws_lambda_powertools.utilities.idempotency.persistence.cache"
+    ),
+    "idempotency: a layer of our own (redis, jmespath only)": "import redis, jmespath",
+    "secrets: Powertools parameters, a boto3 Secrets Manager client": (
+        "from aws_lambda_powertools.utilities import parameters\n"
+        "import boto3; boto3.client('secretsmanager', region_name='us-east-1')"
+    ),
+    "secrets: the extension over HTTP, one read (chosen)": (
+        "import http.client, json\n"
+        "connection = http.client.HTTPConnection('127.0.0.1', 0)\n"
+        "connection.request('GET', '/secretsmanager/get?secretId=x', headers={'X-Aws-Parameters-Secrets-Token': 't'})\n"
+        "json.loads(connection.getresponse().read())['SecretString']"
+    ),
+}
+"""The options the issue asks to measure before choosing, each alone in a fresh interpreter."""
+
+
+class _FakeExtension(BaseHTTPRequestHandler):
+    """The Parameters and Secrets extension's answer to a read, served from this process."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"SecretString": "secret"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def options(repeats: int, env: dict[str, str]) -> dict[str, float]:
+    """Median milliseconds each option's code takes in a fresh interpreter, timed inside it (start-up excluded)."""
+    extension = ThreadingHTTPServer(("127.0.0.1", 0), _FakeExtension)
+    threading.Thread(target=extension.serve_forever, daemon=True).start()
+    measured = {}
+    try:
+        for name, code in OPTIONS.items():
+            code = code.replace("('127.0.0.1', 0)", f"('127.0.0.1', {extension.server_address[1]})")
+            timed = (
+                "import sys, time\nstarted = time.perf_counter()\n"
+                f"{code}\nsys.stderr.write(f'timed {{time.perf_counter() - started}}')"
+            )
+            measured[name] = 1000 * statistics.median(_timed_inside(timed, env) for _ in range(repeats))
+    finally:
+        extension.shutdown()
+        extension.server_close()
+    return measured
+
+
+def _timed_inside(code: str, env: dict[str, str]) -> float:
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)  # noqa: S603  # nosec B603
+    found = re.search(r"timed ([0-9.e-]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"option failed: {done.stderr[-2000:]}")
+    return float(found.group(1))
 
 
 def step_libraries(step: str, database_url: str) -> tuple[str, ...]:
@@ -214,6 +286,7 @@ def run(repeats: int) -> dict[str, Any]:
         "eager_reference_ms": 1000 * measured["eager"],
         "steps": steps,
         "top_imports": top_imports("functions.reserve_stock", env),
+        "options_ms": options(repeats, env),
         "beyond_import_floor": {
             "step": first,
             "packages": beyond_floor(
