@@ -226,19 +226,25 @@ def beyond_floor(module: str, libraries: tuple[str, ...], saga_id: str, env: dic
     return sorted(name for name in ours if not name.startswith("_") and name not in ("chalicelib", "functions"))
 
 
-def _ready_sagas(count: int) -> dict[str, list[str]]:
-    """Per step, `count` sagas in the state that step expects."""
-    ready: dict[str, list[str]] = defaultdict(list)
-    for _ in range(count):
-        for chain, request in ((PURCHASE_CHAIN, _purchase), (RETURN_CHAIN, _return)):
-            for position, step in enumerate(chain):
+STEP_NAMES = tuple(step.__name__ for step in (*PURCHASE_CHAIN, *RETURN_CHAIN))
+
+
+def _ready_sagas(step_name: str, count: int) -> list[str]:
+    """`count` sagas in the state `step_name` expects, made just before it runs: the provider settles refunds after
+    REFUND_SETTLE_SECONDS, and cancel_refund needs them pending."""
+    for chain, request in ((PURCHASE_CHAIN, _purchase), (RETURN_CHAIN, _return)):
+        names = [step.__name__ for step in chain]
+        if step_name in names:
+            ready = []
+            for _ in range(count):
                 with database.UnitOfWork() as uow:
                     saga_id = saga_log.create_saga(uow.session, request()).id
                     uow.commit()
-                for earlier in chain[:position]:
+                for earlier in chain[: names.index(step_name)]:
                     floor(earlier, saga_id)
-                ready[step.__name__].append(saga_id)
-    return ready
+                ready.append(saga_id)
+            return ready
+    raise ValueError(f"no saga chain has the step {step_name}")
 
 
 def _purchase() -> PurchaseRequest:
@@ -261,14 +267,14 @@ def run(repeats: int) -> dict[str, Any]:
     import floor, and the SnapStart path against the full cold path (those two ratios paired, see `_paired`)."""
     env = _environment()
     seed_bench_product()
-    ready = _ready_sagas(2 * repeats)
     measured: dict[str, float] = {}
     for reference in ("hello", "eager"):
         measured[reference] = statistics.median(
             _serve_once(f"bench.reference.{reference}", "0" * 32, env) for _ in range(repeats)
         )
     steps: dict[str, dict[str, Any]] = {}
-    for step, sagas in ready.items():
+    for step in STEP_NAMES:
+        sagas = _ready_sagas(step, 2 * repeats)
         module, libraries = f"functions.{step}", step_libraries(step, env["DATABASE_URL"])
         cold, floor_, restored = [], [], []
         for cold_saga, restored_saga in zip(sagas[:repeats], sagas[repeats:], strict=True):
@@ -290,7 +296,7 @@ def run(repeats: int) -> dict[str, Any]:
                 "ratio_to_full_cold_path": _paired(restored, cold),
             },
         }
-    first = next(iter(ready))
+    first = STEP_NAMES[0]
     return {
         "hello_world_ms": 1000 * measured["hello"],
         "eager_reference_ms": 1000 * measured["eager"],
@@ -300,7 +306,7 @@ def run(repeats: int) -> dict[str, Any]:
         "beyond_import_floor": {
             "step": first,
             "packages": beyond_floor(
-                f"functions.{first}", step_libraries(first, env["DATABASE_URL"]), ready[first][-1], env
+                f"functions.{first}", step_libraries(first, env["DATABASE_URL"]), _ready_sagas(first, 1)[0], env
             ),
         },
     }
