@@ -194,7 +194,8 @@ def _restore_once(module: str, saga_id: str, env: dict[str, str]) -> float:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdin is not None and child.stdout is not None
+    if child.stdin is None or child.stdout is None:
+        raise RuntimeError("the pipes asked for were not made")
     ready = child.stdout.readline()
     child.stdin.write(saga_id + "\n")
     child.stdin.flush()

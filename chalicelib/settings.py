@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_CACHE_SECONDS = 300
 SECRETS_EXTENSION_PORT = 2773
-SECRETS_EXTENSION_TOKEN = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header's name
+SECRETS_EXTENSION_TOKEN = "X-Aws-Parameters-Secrets-Token"  # noqa: S105  # nosec B105 - a header's name
 SECRETS_EXTENSION_TIMEOUT_SECONDS = 5.0
 LOCAL_DATA_DIR = Path(__file__).resolve().parent.parent / ".local"
 
