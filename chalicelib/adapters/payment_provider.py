@@ -1,13 +1,13 @@
 """The payment provider's HTTP client: charges, refunds and the listings a ledger check needs.
 
 Standard library only (it ships in the Lambda package): it raises its own errors, which the saga steps map
-onto theirs. One attempt per call; the caller retries with the same idempotency key, which
-the provider answers with the first outcome instead of charging twice.
+onto theirs. One attempt per call; the caller retries with the same idempotency key, which the provider answers
+with the first outcome instead of charging twice. `http.client` is imported at first use: the steps that never
+call the provider share this module with those that do, and should not pay for it in their cold start.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,6 +69,8 @@ class PaymentProviderClient:
     """Calls the provider at `base_url` (`http://host:port`, optionally with a path prefix) with `api_key`."""
 
     def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 5.0) -> None:
+        import http.client
+
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the payment provider URL must be http(s)://host[:port][/prefix]")
@@ -144,6 +146,8 @@ class PaymentProviderClient:
         key: str | None = None,
         redact: str | None = None,
     ) -> dict[str, Any]:
+        import http.client
+
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
         if key is not None:
             headers["Idempotency-Key"] = key

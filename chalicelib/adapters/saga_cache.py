@@ -31,6 +31,9 @@ def get_redis() -> redis.Redis | None:
 
 
 def reset_redis() -> None:
+    """Close the client's connections and forget it (after the settings changed, or around a SnapStart snapshot)."""
+    if get_redis.cache_info().currsize and (client := get_redis()) is not None:
+        client.close()
     get_redis.cache_clear()
     _unwritten.clear()
 

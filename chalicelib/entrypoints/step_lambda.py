@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from pydantic import ValidationError
 
-from chalicelib.adapters.idempotency import idempotency_config, persistence_layer
+from chalicelib.adapters.idempotency import (
+    IdempotencyPersistenceLayerError,
+    idempotency_config,
+    idempotent_function,
+    persistence_layer,
+)
 from chalicelib.domain.contracts import StepEvent, saga_type_of
 from chalicelib.domain.errors import InvalidStepEvent, safe_message
+from chalicelib.entrypoints import snapstart  # noqa: F401 - registers the SnapStart hooks
 from chalicelib.observability.metric_names import STEP_FAILURES, STEP_LATENCY
 from chalicelib.observability.telemetry import Stopwatch, emit, logger, saga_scope, traced
 from chalicelib.service.step_runner import StepFunction, compensation_failed, run_step

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +55,16 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
         assert row["ratio_p50"] == row["handler"]["p50_ms"] / row["floor"]["p50_ms"]
     assert set(results["cold_start"]["steps"]) == STEPS
     assert results["cold_start"]["eager_reference_ms"] > 0 and results["cold_start"]["top_imports"]
+    for row in results["cold_start"]["steps"].values():
+        # One run each: the paired ratio is the ratio of the medians.
+        assert row["ratio_to_import_floor"] == pytest.approx(row["ms"] / row["import_floor_ms"])
+        snapstart = row["snapstart"]
+        assert snapstart["full_cold_path_ms"] == row["ms"]
+        assert snapstart["ratio_to_full_cold_path"] == pytest.approx(
+            snapstart["restored_first_invocation_ms"] / row["ms"]
+        )
+    assert "boto3" not in results["cold_start"]["beyond_import_floor"]["packages"]
+    assert all(ms > 0 for ms in results["cold_start"]["options_ms"].values())
     assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
     assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
     assert results["peak_rss_mb"]["engine"] > 0 and results["peak_rss_mb"]["workers"] > 0

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
@@ -60,3 +66,84 @@ def test_without_configuration_the_embedded_default_serves(monkeypatch: pytest.M
 
     assert settings.effective_database_url.startswith("sqlite:///")
     assert settings.effective_redis_url is None
+
+
+class _FakeExtension(BaseHTTPRequestHandler):
+    """The Parameters and Secrets extension's HTTP interface, as AWS documents it."""
+
+    answers: ClassVar[dict[str, tuple[int, str]]] = {}
+    asked: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        secret_id = query["secretId"][0]
+        type(self).asked.append((secret_id, self.headers.get("X-Aws-Parameters-Secrets-Token")))
+        status, value = self.answers.get(secret_id, (400, ""))
+        body = json.dumps({"ARN": secret_id, "SecretString": value}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def extension(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_FakeExtension]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeExtension)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeExtension.asked = []
+    _FakeExtension.answers = {"arn:db": (200, json.dumps(SECRETS["arn:db"])), "arn:redis": (200, "t0ken/with+chars")}
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(server.server_address[1]))
+    yield _FakeExtension
+    server.shutdown()
+    server.server_close()
+
+
+def test_with_the_secrets_extension_secrets_come_from_it_with_the_session_token_and_boto3_is_not_asked(
+    extension: type[_FakeExtension], fake_secrets: list[str]
+) -> None:
+    settings = Settings(DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db", REDIS_HOST="cache.local")
+    settings.redis_auth_secret_arn = "arn:redis"
+
+    assert settings.effective_database_url == "postgresql+pg8000://saga:p%40ss%3Aw%2Frd@proxy.local:5432/saga"
+    assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
+    assert extension.asked == [("arn:db", "session-token"), ("arn:redis", "session-token")]
+    assert fake_secrets == []
+
+
+def test_where_no_extension_listens_the_secrets_are_read_with_boto3(
+    monkeypatch: pytest.MonkeyPatch, fake_secrets: list[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(free_port))
+    settings = Settings(DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db")
+
+    assert settings.effective_database_url == "postgresql+pg8000://saga:p%40ss%3Aw%2Frd@proxy.local:5432/saga"
+    assert fake_secrets == ["arn:db"]
+
+
+def test_outside_lambda_without_a_session_token_the_extension_is_not_asked(
+    extension: type[_FakeExtension], monkeypatch: pytest.MonkeyPatch, fake_secrets: list[str]
+) -> None:
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    settings = Settings(REDIS_HOST="cache.local", REDIS_AUTH_SECRET_ARN="arn:redis")
+
+    assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
+    assert extension.asked == [] and fake_secrets == ["arn:redis"]
+
+
+def test_an_extension_that_refuses_a_secret_fails_the_read_without_falling_back(
+    extension: type[_FakeExtension], fake_secrets: list[str]
+) -> None:
+    extension.answers["arn:db"] = (403, "")
+    settings = Settings(DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db")
+
+    with pytest.raises(RuntimeError, match="HTTP 403"):
+        _ = settings.effective_database_url
+    assert fake_secrets == []
