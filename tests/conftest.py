@@ -1,7 +1,8 @@
-"""Fixtures: the two backends (embedded SQLite + fakeredis on loopback, real PostgreSQL + Redis) and the engine.
+"""Fixtures: the three backends (embedded SQLite + fakeredis on loopback, real PostgreSQL + Redis, real MySQL or
+MariaDB + Redis) and the engine.
 
-Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL or Redis fails the run;
-elsewhere the real-server half is skipped with the reason.
+Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL, MySQL or Redis fails the run;
+elsewhere the real-server tiers are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from payment_provider import store as ledger_store
 from tests.helpers import ROOT
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
+ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -53,7 +55,7 @@ class Backend:
 def _unavailable(what: str, error: Exception) -> None:
     message = f"{what} unreachable: {error}"
     if IN_CI:
-        pytest.fail(f"{message} (CI=true: the PostgreSQL/Redis tier must run)", pytrace=False)
+        pytest.fail(f"{message} (CI=true: the {what} tier must run)", pytrace=False)
     pytest.skip(message)
 
 
@@ -71,6 +73,25 @@ def postgres_url() -> Iterator[str]:
     yield url
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """A throwaway database on the MySQL/MariaDB server, dropped after the run with the provider's beside it."""
+    name = f"saga_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(ADMIN_MYSQL_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE `{name}`"))
+    except Exception as error:
+        _unavailable("MySQL", error)
+    url = ADMIN_MYSQL_URL.rsplit("/", 1)[0] + f"/{name}"
+    database.migrate(url)
+    yield url
+    with admin.connect() as connection:
+        for dropped in (name, ledger_store.schema_name(url)):
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{dropped}`"))
     admin.dispose()
 
 
@@ -104,7 +125,7 @@ def embedded_redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session", params=["embedded", "postgres"])
+@pytest.fixture(scope="session", params=["embedded", "postgres", "mysql"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Session-scoped, so that pytest runs every test of one backend before the other's: the engine's worker
     processes are replaced whenever the data stores change, and each new worker pays a cold start."""
@@ -124,7 +145,8 @@ def backend(
     if backend_name == "embedded":
         chosen = Backend("embedded", sqlite_url, embedded_redis_url)
     else:
-        chosen = Backend("postgres", request.getfixturevalue("postgres_url"), request.getfixturevalue("real_redis_url"))
+        url = request.getfixturevalue(f"{backend_name}_url")
+        chosen = Backend(backend_name, url, request.getfixturevalue("real_redis_url"))
     settings = get_settings()
     saved = (settings.database_url, settings.redis_url, settings.allow_faults)
     settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True
