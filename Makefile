@@ -50,7 +50,7 @@ lint: $(VENV)/.installed
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
-	$(VENV)/bin/alembic upgrade head
+	$(PY) -m infra.migrate
 
 ## reconcile: one reconciler pass over the local data, then wait until the sagas it resumed are final (GRACE=0: all)
 reconcile: $(VENV)/.installed

@@ -17,6 +17,8 @@ DATABASE_DRIVERS = {"postgresql": "postgresql+pg8000", "mysql": "mysql+pymysql",
 
 class UnsupportedDatabaseUrl(ValueError):
     """A DATABASE_URL whose scheme names an engine or a driver this code does not carry."""
+
+
 LOCAL_DATA_DIR = Path(__file__).resolve().parent.parent / ".local"
 
 
@@ -97,8 +99,9 @@ def database_engine(url: str) -> str:
     for engine, driver in DATABASE_DRIVERS.items():
         if scheme == driver:
             return engine
-    supported = ", ".join(f"{driver}://" for driver in DATABASE_DRIVERS.values())
-    raise UnsupportedDatabaseUrl(f"DATABASE_URL scheme {scheme or '(none)'!r} is not supported; use one of: {supported}")
+    supported = "postgresql+pg8000://…, mysql+pymysql://…, sqlite:///<file>"
+    shown = scheme or "(none)"
+    raise UnsupportedDatabaseUrl(f"DATABASE_URL scheme {shown!r} is not supported; use one of: {supported}")
 
 
 def _secret_json(arn: str) -> dict[str, Any]:

@@ -94,7 +94,8 @@ def open_ledger_database(database_url: str | None) -> Engine:
         # Binary collation on MySQL: idempotency keys compare case-sensitively, as on PostgreSQL.
         collation = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if mysql else ""
         with server.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {server.dialect.identifier_preparer.quote(schema)}{collation}"))
+            quoted = server.dialect.identifier_preparer.quote(schema)
+            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}{collation}"))
         engine = server.execution_options(schema_translate_map={None: schema})
     metadata.create_all(engine)
     return engine

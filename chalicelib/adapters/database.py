@@ -129,7 +129,7 @@ def migrate(url: str | None = None) -> None:
     """Bring the database to the newest Alembic revision."""
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "head")
 
 
 def migrate_for_deploy(url: str | None = None) -> str:
@@ -140,7 +140,7 @@ def migrate_for_deploy(url: str | None = None) -> str:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    config = _alembic_config(url)
+    config = alembic_config(url)
     script = ScriptDirectory.from_config(config)
     engine = make_engine(url or get_settings().effective_database_url, sqlite_foreign_keys=False)
     try:
@@ -154,7 +154,7 @@ def migrate_for_deploy(url: str | None = None) -> str:
     return str(script.get_current_head())
 
 
-def _alembic_config(url: str | None) -> Any:
+def alembic_config(url: str | None) -> Any:
     from alembic.config import Config
 
     config = Config()
