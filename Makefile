@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=true $(PY) -m infra.demo
 
-## test: the whole suite; the PostgreSQL/Redis half runs when they answer (always under CI=true)
+## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true)
 test: $(VENV)/.installed
 	$(PY) -m pytest
 

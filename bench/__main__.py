@@ -65,6 +65,7 @@ def choose_backend(stack: ExitStack) -> str:
         url = settings.effective_database_url
         ledger = url if database_engine(url) != "sqlite" else None
         settings.payment_provider_url = stack.enter_context(start_provider(0, ledger)).url
+    preflight.check_migrations(settings.effective_database_url)
     database.reset_engine()
     saga_cache.reset_redis()
     idempotency.reset_idempotency()
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-count", type=int, default=10, help="sagas per path for transitions (10)")
     parser.add_argument("--concurrencies", default="1,2,4,8", help="clients at once for the throughput runs (1,2,4,8)")
     parser.add_argument("--hot-racers", type=int, default=16, help="clients racing for one product (16)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (bench/results.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
@@ -136,9 +138,10 @@ def _run(args: argparse.Namespace, backend: str) -> int:
         "transitions_and_cost": [cost.as_dict(path) for path in paths],
         "prices_as_published": cost.PRICES_READ_ON,
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    path = args.results.resolve()
+    path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results), file=REPORT, flush=True)
-    written = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
+    written = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
     print(f"written to {written}", file=REPORT, flush=True)
     return 0
 
