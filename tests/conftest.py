@@ -11,14 +11,12 @@ import logging
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from chalicelib.adapters import database, idempotency, saga_cache, step_functions
 from chalicelib.adapters.tables import Base
@@ -27,12 +25,11 @@ from chalicelib.settings import get_settings
 from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
 from payment_provider import store as ledger_store
-from tests.helpers import ROOT
+from tests.helpers import ROOT, throwaway_database, unavailable
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
@@ -52,47 +49,19 @@ class Backend:
         return None if self.name == "embedded" else self.redis_url
 
 
-def _unavailable(what: str, error: Exception) -> None:
-    message = f"{what} unreachable: {error}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: the {what} tier must run)", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    name = f"saga_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        _unavailable("PostgreSQL", error)
-    url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
-    database.migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(ADMIN_DATABASE_URL, "saga_test") as url:
+        database.migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     """A throwaway database on the MySQL/MariaDB server, dropped after the run with the provider's beside it."""
-    name = f"saga_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = create_engine(ADMIN_MYSQL_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE `{name}`"))
-    except Exception as error:
-        _unavailable("MySQL", error)
-    url = ADMIN_MYSQL_URL.rsplit("/", 1)[0] + f"/{name}"
-    database.migrate(url)
-    yield url
-    with admin.connect() as connection:
-        for dropped in (name, ledger_store.schema_name(url)):
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{dropped}`"))
-    admin.dispose()
+    with throwaway_database(ADMIN_MYSQL_URL, "saga_test", f"_{ledger_store.SCHEMA}") as url:
+        database.migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +84,7 @@ def real_redis_url() -> str:
     try:
         redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
     except Exception as error:
-        _unavailable("Redis", error)
+        unavailable("Redis", error)
     return TEST_REDIS_URL
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,42 +27,24 @@ from payment_provider.store import (
     resolve_url,
     schema_name,
 )
+from tests.helpers import throwaway_database
 from tests.provider.support import assert_concurrent_duplicates_charge_once, run_together, unique
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 LEDGER_TABLES = {"charges", "refunds", "idempotency_records"}
-
-
-def _throwaway_database(admin_url: str, what: str, quote: str, *dropped_after: str) -> Iterator[str]:
-    """A new database on the server of `admin_url`, dropped afterwards (with the `dropped_after` suffixed ones)."""
-    name = f"provider_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
-    except Exception as error:
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"{what} unreachable: {error} (CI=true: this test must run)", pytrace=False)
-        pytest.skip(f"{what} unreachable: {error}")
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    force = " WITH (FORCE)" if what == "PostgreSQL" else ""
-    with admin.connect() as connection:
-        for database in (name, *(name + suffix for suffix in dropped_after)):
-            connection.execute(text(f"DROP DATABASE IF EXISTS {quote}{database}{quote}{force}"))
-    admin.dispose()
 
 
 @pytest.fixture
 def throwaway_postgres_url() -> Iterator[str]:
-    yield from _throwaway_database(ADMIN_DATABASE_URL, "PostgreSQL", '"')
+    with throwaway_database(ADMIN_DATABASE_URL, "provider_test") as url:
+        yield url
 
 
 @pytest.fixture
 def throwaway_mysql_url() -> Iterator[str]:
-    yield from _throwaway_database(ADMIN_MYSQL_URL, "MySQL", "`", f"_{SCHEMA}")
+    with throwaway_database(ADMIN_MYSQL_URL, "provider_test", f"_{SCHEMA}") as url:
+        yield url
 
 
 def test_on_postgresql_the_ledger_lives_in_its_own_schema_and_outlives_a_restart(throwaway_postgres_url: str) -> None:
