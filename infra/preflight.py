@@ -196,7 +196,7 @@ def check_port_free(port: int, variable: str, tool: str) -> None:
     """Nothing listens on 127.0.0.1:`port` yet; otherwise say which variable picks another."""
     if port == 0:
         return
-    with socket.socket() as probe:
+    with _probe() as probe:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
@@ -210,10 +210,18 @@ def check_port_free(port: int, variable: str, tool: str) -> None:
 
 def _another(port: int) -> int:
     for candidate in range(port + 1, min(port + 100, 65535)):
-        with socket.socket() as probe:
+        with _probe() as probe:
             try:
                 probe.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
             return candidate
     return port + 1
+
+
+def _probe() -> socket.socket:
+    """A socket that binds as the servers do (SO_REUSEADDR): connections of a killed server lingering in
+    TIME_WAIT do not make its port busy, a listener does."""
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return probe
