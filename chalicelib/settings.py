@@ -13,13 +13,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SECRET_CACHE_SECONDS = 300
 DATABASE_DRIVERS = {"postgresql": "postgresql+pg8000", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
 """The engines the code runs on, each with the one driver the requirements carry (pure Python, as Lambda wants)."""
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+LOCAL_DATA_DIR = Path(__file__).resolve().parent.parent / ".local"
 
 
 class UnsupportedDatabaseUrl(ValueError):
     """A DATABASE_URL whose scheme names an engine or a driver this code does not carry."""
-
-
-LOCAL_DATA_DIR = Path(__file__).resolve().parent.parent / ".local"
 
 
 class Settings(BaseSettings):
@@ -88,9 +87,6 @@ class Settings(BaseSettings):
         if self.payment_provider_api_key_secret_arn:
             return _secret_text(self.payment_provider_api_key_secret_arn)
         return self.payment_provider_api_key
-
-
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 
 def database_engine(url: str) -> str:

@@ -1,4 +1,4 @@
-"""`make soak`: many sagas at once on real PostgreSQL and Redis, each step in a worker process, with seeded random
+"""`make soak`: many sagas at once on real PostgreSQL or MySQL, and Redis, each step in a worker process, with random
 faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
 a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped database
 connections (PostgreSQL or MySQL); then every invariant is checked, the provider's ledger against our records
