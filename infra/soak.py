@@ -1,8 +1,8 @@
-"""`make soak`: many sagas at once on real PostgreSQL or MySQL, and Redis, each step in a worker process, with random
-faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
-a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped database
-connections (PostgreSQL or MySQL); then every invariant is checked, the provider's ledger against our records
-included, and every sink is searched for the run's (unique) payment tokens. The last line is the verdict.
+"""`make soak`: many sagas at once on real PostgreSQL or MySQL and Redis, each step in a worker process, with
+seeded random faults (failures, transient errors, timeouts that kill the worker, crashes after a commit),
+duplicate deliveries, a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped
+database connections; then every invariant is checked, the provider's ledger against our records included, and
+every sink is searched for the run's (unique) payment tokens. The last line is the verdict.
 Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
