@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=true $(PY) -m infra.demo
 
-## test: the whole suite; the PostgreSQL/Redis half runs when they answer (always under CI=true)
+## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true)
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
@@ -50,7 +50,7 @@ lint: $(VENV)/.installed
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
-	$(VENV)/bin/alembic upgrade head
+	$(PY) -m infra.migrate
 
 ## reconcile: one reconciler pass over the local data, then wait until the sagas it resumed are final (GRACE=0: all)
 reconcile: $(VENV)/.installed

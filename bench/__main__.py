@@ -1,8 +1,8 @@
 """`make bench`: step overhead against its floor, cold start against two references, throughput against the
 engine's floor, transitions and cost per saga path, peak memory. Writes bench/results.json, prints a table.
 
-Uses DATABASE_URL/REDIS_URL when set; else PostgreSQL and Redis on 127.0.0.1 when they answer (a `saga_bench`
-database, Redis db 14); else the embedded default, and says which it used.
+Uses DATABASE_URL/REDIS_URL when set (PostgreSQL or MySQL); else PostgreSQL and Redis on 127.0.0.1 when they
+answer (a `saga_bench` database, Redis db 14); else the embedded default, and says which it used.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from chalicelib.adapters import database, idempotency, saga_cache
 from chalicelib.domain import catalogue
 from chalicelib.observability import telemetry
-from chalicelib.settings import get_settings
-from infra import cost
+from chalicelib.settings import database_engine, get_settings
+from infra import cost, preflight
 from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
 from payment_provider.launcher import start_provider
@@ -42,7 +42,9 @@ RUNTIME_ADDED_TARGET_MS, SCALE_TARGET, FLOOR_SHARE_TARGET = 2.0, 1.5, 0.7
 def choose_backend(stack: ExitStack) -> str:
     """Local PostgreSQL and Redis when both answer, else the embedded default (its Redis lives in `stack`)."""
     settings = get_settings()
-    if not settings.database_url and not settings.redis_url:
+    if settings.database_url or settings.redis_url:
+        preflight.check_stores()
+    else:
         try:
             import redis
             from sqlalchemy import create_engine, text
@@ -63,17 +65,14 @@ def choose_backend(stack: ExitStack) -> str:
     if not settings.effective_redis_url:
         settings.redis_url = os.environ["REDIS_URL"] = stack.enter_context(embedded_redis())
     if not settings.payment_provider_url:  # the steps call it, here and in the engines' workers alike
-        ledger = settings.effective_database_url if settings.effective_database_url.startswith("postgresql") else None
+        url = settings.effective_database_url
+        ledger = url if database_engine(url) != "sqlite" else None
         settings.payment_provider_url = stack.enter_context(start_provider(0, ledger)).url
+    preflight.check_migrations(settings.effective_database_url)
     database.reset_engine()
     saga_cache.reset_redis()
     idempotency.reset_idempotency()
-    url = settings.effective_database_url
-    if url.startswith("postgresql"):
-        store = f"PostgreSQL ({url.rsplit('@', 1)[-1]})"
-    else:
-        store = "embedded default: SQLite file"
-    return f"{store} + Redis at {settings.effective_redis_url}"
+    return f"{preflight.describe_database(settings.effective_database_url)} + Redis at {settings.effective_redis_url}"
 
 
 def _discard_handler_output() -> None:
@@ -99,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the parts to run, comma-separated ({','.join(SECTIONS)}); the others keep their figures in "
         "bench/results.json",
     )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (bench/results.json)")
     args = parser.parse_args(argv)
     args.only = [part.strip() for part in args.only.split(",") if part.strip()]
     if unknown := set(args.only) - set(SECTIONS):
@@ -121,16 +121,17 @@ def _run(args: argparse.Namespace, backend: str) -> int:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"Backend: {backend}\nMachine: {machine}", file=REPORT, flush=True)
+    path = args.results.resolve()
     partial = set(args.only) != set(SECTIONS)
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if partial and RESULTS.exists() else {}
+    results: dict[str, Any] = json.loads(path.read_text()) if partial and path.exists() else {}
     results |= {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "backend": backend, "machine": machine}
     parts = [part for part in SECTIONS if part in args.only]
     for number, part in enumerate(parts, start=1):
         print(f"{number}/{len(parts)} {part.replace('_', ' ')} ...", file=REPORT, flush=True)
         results |= _measure(part, args)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results, parts), file=REPORT, flush=True)
-    written = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
+    written = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
     print(f"written to {written}", file=REPORT, flush=True)
     return 0
 
@@ -283,4 +284,4 @@ def _throughput_lines(throughput: dict[str, Any], peak: dict[str, float]) -> lis
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(preflight.run("make bench", main))

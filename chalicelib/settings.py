@@ -7,7 +7,7 @@ import os
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field
@@ -17,7 +17,14 @@ SECRET_CACHE_SECONDS = 300
 SECRETS_EXTENSION_PORT = 2773
 SECRETS_EXTENSION_TOKEN = "X-Aws-Parameters-Secrets-Token"  # noqa: S105  # nosec B105 - a header's name
 SECRETS_EXTENSION_TIMEOUT_SECONDS = 5.0
+DATABASE_DRIVERS = {"postgresql": "postgresql+pg8000", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
+"""The engines the code runs on, each with the one driver the requirements carry (pure Python, as Lambda wants)."""
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 LOCAL_DATA_DIR = Path(__file__).resolve().parent.parent / ".local"
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    """A DATABASE_URL whose scheme names an engine or a driver this code does not carry."""
 
 
 class Settings(BaseSettings):
@@ -31,7 +38,10 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
     # Deployed: the database through RDS Proxy and Redis on ElastiCache, credentials from Secrets Manager.
     database_host: str | None = Field(default=None, alias="DATABASE_HOST")
-    database_port: int = Field(default=5432, alias="DATABASE_PORT")
+    database_engine: Literal["postgresql", "mysql"] = Field(default="postgresql", alias="DATABASE_ENGINE")
+    """Deployed: the engine behind DATABASE_HOST (the stack's DatabaseEngine parameter)."""
+    database_port: int | None = Field(default=None, alias="DATABASE_PORT")
+    """Deployed: the proxy's port; unset, the engine's usual one."""
     database_name: str = Field(default="saga", alias="DATABASE_NAME")
     database_secret_arn: str | None = Field(default=None, alias="DATABASE_SECRET_ARN")
     database_tls: bool = Field(default=False, alias="DATABASE_TLS")
@@ -60,9 +70,9 @@ class Settings(BaseSettings):
         if self.database_host and self.database_secret_arn:
             credentials = _secret_json(self.database_secret_arn)
             user, password = (quote(str(credentials[key]), safe="") for key in ("username", "password"))
-            return (
-                f"postgresql+pg8000://{user}:{password}@{self.database_host}:{self.database_port}/{self.database_name}"
-            )
+            driver = DATABASE_DRIVERS[self.database_engine]
+            port = self.database_port or DEFAULT_PORTS[self.database_engine]
+            return f"{driver}://{user}:{password}@{self.database_host}:{port}/{self.database_name}"
         LOCAL_DATA_DIR.mkdir(exist_ok=True)
         return f"sqlite:///{LOCAL_DATA_DIR / 'saga.db'}"
 
@@ -83,6 +93,17 @@ class Settings(BaseSettings):
         if self.payment_provider_api_key_secret_arn:
             return _secret_text(self.payment_provider_api_key_secret_arn)
         return self.payment_provider_api_key
+
+
+def database_engine(url: str) -> str:
+    """`postgresql`, `mysql` or `sqlite`: the engine a database URL names, if this code carries its driver."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    for engine, driver in DATABASE_DRIVERS.items():
+        if scheme == driver:
+            return engine
+    supported = "postgresql+pg8000://…, mysql+pymysql://…, sqlite:///<file>"
+    shown = scheme or "(none)"
+    raise UnsupportedDatabaseUrl(f"DATABASE_URL scheme {shown!r} is not supported; use one of: {supported}")
 
 
 def _secret_json(arn: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.observability import telemetry
 from chalicelib.service import sagas
-from chalicelib.settings import get_settings
+from chalicelib.settings import database_engine, get_settings
+from infra import preflight
 from infra.local_engine import LocalEngine
 from payment_provider import tokens
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
-    store = "PostgreSQL" if settings.effective_database_url.startswith("postgresql") else "SQLite"
+    store = preflight.ENGINE_NAMES[database_engine(settings.effective_database_url)]
     backend = f"{store} + {'Redis' if settings.effective_redis_url else 'embedded Redis (fakeredis on loopback)'}"
     print(f"{args.count} sagas per path on the local engine ({backend}); prices as published {PRICES_READ_ON}.")
 

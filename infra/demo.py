@@ -20,7 +20,7 @@ from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequ
 from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
-from infra import invariants
+from infra import invariants, preflight
 from infra.local_engine import LocalEngine
 from payment_provider import tokens
 
@@ -88,7 +88,8 @@ def main() -> int:
     if not settings.allow_faults:
         print("The demo injects faults: run it with SAGA_ALLOW_FAULTS=true (make demo does).", file=sys.stderr)
         return 2
-    where = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
+    preflight.check_stores()
+    where = preflight.describe_database(settings.effective_database_url)
     redis = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
     print(f"Data: {where}; cache: {redis}; retry waits x{RETRY_WAIT_SCALE}.")
     database.migrate()
@@ -175,4 +176,4 @@ def _provider_view(saga_id: str, refunds: list[Refund]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(preflight.run("make demo", main))

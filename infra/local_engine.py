@@ -32,7 +32,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
-from chalicelib.settings import get_settings
+from chalicelib.settings import database_engine, get_settings
 from infra.embedded_redis import embedded_redis
 from infra.local_functions import (
     Configuration,
@@ -238,8 +238,8 @@ class LocalEngine:
         if settings.payment_provider_url:
             return
         database_url = self.provider_database_url or os.environ.get("PROVIDER_DATABASE_URL")
-        if database_url is None and settings.effective_database_url.startswith("postgresql"):
-            database_url = settings.effective_database_url  # its own schema there: payment_provider
+        if database_url is None and database_engine(settings.effective_database_url) != "sqlite":
+            database_url = settings.effective_database_url  # its own schema there (payment_provider.store)
         environment = {"PAYMENT_PROVIDER_API_KEY": settings.payment_provider_api_key, **self.provider_environment}
         self.provider = start_provider(self.provider_port, database_url, environment)
         self._stack.callback(self.provider.stop)

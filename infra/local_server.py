@@ -24,11 +24,14 @@ from chalicelib.domain import catalogue
 from chalicelib.service import reconciler
 from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
+from infra import preflight
 from infra.local_engine import LocalEngine
 from infra.local_functions import print_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+PORTS = (("PORT", "8000"), ("LOCAL_AWS_PORT", "0"), ("PROVIDER_PORT", "8010"))
+"""The API's, the local AWS endpoint's (0: a free one) and the payment provider's."""
 
 
 class _QueuedHTTPServer(ThreadedHTTPServer):
@@ -38,8 +41,12 @@ class _QueuedHTTPServer(ThreadedHTTPServer):
 
 
 def main() -> int:
-    port = int(os.environ.get("PORT", "8000"))
-    aws_port = int(os.environ.get("LOCAL_AWS_PORT", "0"))
+    ports = {name: _port(name, default) for name, default in PORTS}
+    for name, chosen in ports.items():
+        if name != "PROVIDER_PORT" or not os.environ.get("PAYMENT_PROVIDER_URL"):
+            preflight.check_port_free(chosen, name, "make run")
+    port, aws_port, provider_port = ports.values()
+    preflight.check_stores()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "moto.stepfunctions.parser"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -50,7 +57,6 @@ def main() -> int:
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
         uow.commit()
-    provider_port = int(os.environ.get("PROVIDER_PORT", "8010"))
     with LocalEngine(endpoint_port=aws_port, log_sink=print_logs, provider_port=provider_port) as engine:
         from app import app
 
@@ -63,7 +69,7 @@ def main() -> int:
         CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
         app.__class__ = CustomLocalChalice
         server = LocalDevServer(app, config, HOST, port, server_cls=_QueuedHTTPServer)
-        data = "PostgreSQL" if settings.database_url else f"embedded SQLite ({settings.effective_database_url})"
+        data = preflight.describe_database(settings.effective_database_url)
         cache = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
         print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")
         print(f"payment provider at {settings.payment_provider_url} (PAYMENT_PROVIDER_URL, else PROVIDER_PORT)")
@@ -82,9 +88,16 @@ def main() -> int:
     return 0
 
 
+def _port(name: str, default: str) -> int:
+    value = os.environ.get(name) or default
+    if not value.isdigit() or int(value) > 65535:
+        raise preflight.SetupError(f"{name}={value} is not a port number (0-65535)")
+    return int(value)
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(preflight.run("make run", main))

@@ -1,19 +1,20 @@
-"""`make soak`: many sagas at once on real PostgreSQL and Redis, each step in a worker process, with seeded random
-faults (failures, transient errors, timeouts that kill the worker, crashes after a commit), duplicate deliveries,
-a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped PostgreSQL
-connections; then every invariant is checked, the provider's ledger against our records included, and every sink
-is searched for the run's (unique) payment tokens. The last line is the verdict.
+"""`make soak`: many sagas at once on real PostgreSQL or MySQL and Redis, each step in a worker process, with
+seeded random faults (failures, transient errors, timeouts that kill the worker, crashes after a commit),
+duplicate deliveries, a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped
+database connections; then every invariant is checked, the provider's ledger against our records included, and
+every sink is searched for the run's (unique) payment tokens. The last line is the verdict.
 Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
 
-It uses DATABASE_URL when set (a database it may empty), else a `saga_soak` database on 127.0.0.1, and a
-redis-server of its own, which it restarts mid-run.
+It uses DATABASE_URL when set (a database it may empty; postgresql+pg8000:// or mysql+pymysql://), else a
+`saga_soak` database on the PostgreSQL of 127.0.0.1, and a redis-server of its own, which it restarts mid-run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import random
 import sys
@@ -46,7 +47,7 @@ from chalicelib.observability import telemetry
 from chalicelib.service import sagas
 from chalicelib.service.executions import execution_name
 from chalicelib.settings import get_settings
-from infra import canary, invariants
+from infra import canary, invariants, preflight
 from infra.local_engine import LocalEngine
 from infra.local_functions import DuplicateDeliveries
 from infra.redis_server import PrivateRedis
@@ -158,8 +159,8 @@ def _draw(tally: Tally, count: int, started: float) -> None:
 
 
 def _chaos(tally: Tally, count: int, private_redis: PrivateRedis, stop: threading.Event, log: list[str]) -> None:
-    """At a third of the run restart Redis; at half and two thirds drop every PostgreSQL connection."""
-    plan = [(count // 3, "redis"), (count // 2, "postgres"), (2 * count // 3, "postgres")]
+    """At a third of the run restart Redis; at half and two thirds drop every database connection."""
+    plan = [(count // 3, "redis"), (count // 2, "database"), (2 * count // 3, "database")]
     for threshold, what in plan:
         while tally.done < threshold:
             if stop.wait(0.05):
@@ -170,19 +171,36 @@ def _chaos(tally: Tally, count: int, private_redis: PrivateRedis, stop: threadin
             private_redis.start()
             log.append(f"restarted Redis after {tally.done} sagas")
         else:
-            dropped = _drop_postgres_connections()
-            log.append(f"dropped {dropped} PostgreSQL connection(s) after {tally.done} sagas")
+            dropped = _drop_database_connections()
+            log.append(f"dropped {dropped} database connection(s) after {tally.done} sagas")
 
 
-def _drop_postgres_connections() -> int:
-    with database.get_engine().connect() as connection:
-        dropped = connection.execute(
+def _drop_database_connections() -> int:
+    """Every other connection to the database (and, on MySQL, to the provider's database beside it)."""
+    engine = database.get_engine()
+    with engine.connect() as connection:
+        if engine.dialect.name != "mysql":
+            dropped = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+            return int(dropped or 0)
+        ledger = ledger_store.schema_name(engine.url.render_as_string(hide_password=False))
+        others = connection.execute(
             text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
-    return int(dropped or 0)
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db IN (DATABASE(), :ledger) AND id <> CONNECTION_ID()"
+            ),
+            {"ledger": ledger},
+        ).scalars()
+        killed = 0
+        for connection_id in list(others):
+            with contextlib.suppress(DBAPIError):  # it may have ended meanwhile
+                connection.execute(text(f"KILL {int(connection_id)}"))
+                killed += 1
+        return killed
 
 
 def _histories(saga_id: str, saga_type: str, executions: int) -> Iterator[list[dict[str, Any]]]:
@@ -247,7 +265,11 @@ def token_leaks(tally: Tally, private_redis: PrivateRedis) -> list[str]:
 
 def _prepare_database(url: str | None) -> str:
     if url:
+        preflight.check_database_url(url)
+        preflight.check_database_answers(url)
+        preflight.check_migrations(url)
         return url
+    preflight.check_database_answers(LOCAL_POSTGRES + "postgres")
     admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text('DROP DATABASE IF EXISTS "saga_soak" WITH (FORCE)'))
@@ -315,7 +337,8 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     print(
         f"soak: {args.count} sagas, {args.concurrency} at a time, seed {args.seed}, fault rate {args.fault_rate}, "
         f"duplicate rate {args.duplicate_rate}, provider 503s {args.provider_fault_rate}, lost answers "
-        f"{args.provider_lost_rate}, +{args.provider_latency_ms:g} ms; PostgreSQL + a private Redis",
+        f"{args.provider_lost_rate}, +{args.provider_latency_ms:g} ms; "
+        f"{preflight.describe_database(get_settings().effective_database_url)} + a private Redis",
         flush=True,
     )
     stop = threading.Event()
@@ -370,4 +393,4 @@ def _retries() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(preflight.run("make soak", main))

@@ -18,11 +18,13 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    make_url,
     text,
 )
 
 SCHEMA = "payment_provider"
-"""On PostgreSQL and MySQL the tables live in this schema, apart from the orchestrator's."""
+"""On PostgreSQL the tables live in this schema of the orchestrator's database, apart from its tables; on MySQL,
+where a schema is a database of the server, in the database `<orchestrator's database>_payment_provider`."""
 DEFAULT_SQLITE_FILE = Path(__file__).resolve().parent.parent / ".local" / "payment_provider.db"
 
 metadata = MetaData()
@@ -78,14 +80,31 @@ def open_ledger_database(database_url: str | None) -> Engine:
     if url.startswith("sqlite"):
         engine = _sqlite_engine(url)
     else:
+        mysql = url.startswith("mysql")
         server = create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300, hide_parameters=True
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=300,
+            hide_parameters=True,
+            **({"isolation_level": "READ COMMITTED"} if mysql else {}),
         )
+        schema = schema_name(url)
+        # Binary collation on MySQL: idempotency keys compare case-sensitively, as on PostgreSQL.
+        collation = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if mysql else ""
         with server.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        engine = server.execution_options(schema_translate_map={None: SCHEMA})
+            quoted = server.dialect.identifier_preparer.quote(schema)
+            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}{collation}"))
+        engine = server.execution_options(schema_translate_map={None: schema})
     metadata.create_all(engine)
     return engine
+
+
+def schema_name(database_url: str) -> str:
+    """The schema that holds the ledger on a database server (see SCHEMA)."""
+    url = make_url(database_url)
+    return f"{url.database}_{SCHEMA}" if url.get_backend_name() == "mysql" else SCHEMA
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -1,7 +1,8 @@
-"""Fixtures: the two backends (embedded SQLite + fakeredis on loopback, real PostgreSQL + Redis) and the engine.
+"""Fixtures: the three backends (embedded SQLite + fakeredis on loopback, real PostgreSQL + Redis, real MySQL or
+MariaDB + Redis) and the engine.
 
-Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL or Redis fails the run;
-elsewhere the real-server half is skipped with the reason.
+Tests that take `backend` run once on each. Under CI=true an unreachable PostgreSQL, MySQL or Redis fails the run;
+elsewhere the real-server tiers are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import logging
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from chalicelib.adapters import database, idempotency, saga_cache, step_functions
 from chalicelib.adapters.tables import Base
@@ -26,11 +25,11 @@ from chalicelib.settings import get_settings
 from infra.embedded_redis import embedded_redis
 from infra.local_engine import LocalEngine
 from payment_provider import store as ledger_store
-from tests.helpers import ROOT
+from tests.helpers import ROOT, throwaway_database, unavailable
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
+ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
@@ -50,28 +49,19 @@ class Backend:
         return None if self.name == "embedded" else self.redis_url
 
 
-def _unavailable(what: str, error: Exception) -> None:
-    message = f"{what} unreachable: {error}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: the PostgreSQL/Redis tier must run)", pytrace=False)
-    pytest.skip(message)
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with throwaway_database(ADMIN_DATABASE_URL, "saga_test") as url:
+        database.migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    name = f"saga_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        _unavailable("PostgreSQL", error)
-    url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
-    database.migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def mysql_url() -> Iterator[str]:
+    """A throwaway database on the MySQL/MariaDB server, dropped after the run with the provider's beside it."""
+    with throwaway_database(ADMIN_MYSQL_URL, "saga_test", f"_{ledger_store.SCHEMA}") as url:
+        database.migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +84,7 @@ def real_redis_url() -> str:
     try:
         redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
     except Exception as error:
-        _unavailable("Redis", error)
+        unavailable("Redis", error)
     return TEST_REDIS_URL
 
 
@@ -104,7 +94,7 @@ def embedded_redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session", params=["embedded", "postgres"])
+@pytest.fixture(scope="session", params=["embedded", "postgres", "mysql"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Session-scoped, so that pytest runs every test of one backend before the other's: the engine's worker
     processes are replaced whenever the data stores change, and each new worker pays a cold start."""
@@ -124,7 +114,8 @@ def backend(
     if backend_name == "embedded":
         chosen = Backend("embedded", sqlite_url, embedded_redis_url)
     else:
-        chosen = Backend("postgres", request.getfixturevalue("postgres_url"), request.getfixturevalue("real_redis_url"))
+        url = request.getfixturevalue(f"{backend_name}_url")
+        chosen = Backend(backend_name, url, request.getfixturevalue("real_redis_url"))
     settings = get_settings()
     saved = (settings.database_url, settings.redis_url, settings.allow_faults)
     settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True

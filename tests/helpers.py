@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import create_engine, func, select, text
 
 from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
@@ -212,3 +216,37 @@ def child_env(database_url: str, redis_url: str | None = None, **extra: str) -> 
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
+
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(what: str, error: Exception) -> None:
+    """A server a tier needs does not answer: the tier is skipped, or under CI=true the run fails."""
+    message = f"{what} unreachable: {error}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: the {what} tier must run)", pytrace=False)
+    pytest.skip(message)
+
+
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str, *dropped_after: str) -> Iterator[str]:
+    """A new database on the PostgreSQL or MySQL server of `admin_url`, dropped afterwards with the databases
+    named after it with the `dropped_after` suffixes (the provider's, on MySQL)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    mysql = admin_url.startswith("mysql")
+    quote, force = ("`", "") if mysql else ('"', " WITH (FORCE)")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
+    except Exception as error:
+        admin.dispose()
+        unavailable("MySQL" if mysql else "PostgreSQL", error)
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            for dropped in (name, *(name + suffix for suffix in dropped_after)):
+                connection.execute(text(f"DROP DATABASE IF EXISTS {quote}{dropped}{quote}{force}"))
+        admin.dispose()

@@ -1,7 +1,9 @@
-"""Engine, unit of work and migrations for PostgreSQL (pg8000) or the embedded SQLite file."""
+"""Engine, unit of work and migrations for PostgreSQL (pg8000), MySQL/MariaDB (PyMySQL) or the embedded SQLite
+file."""
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -11,16 +13,30 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from chalicelib.observability import telemetry
-from chalicelib.settings import get_settings
+from chalicelib.settings import database_engine, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
     """An engine for `url`; migrations turn SQLite's foreign keys off, since Alembic rebuilds tables there."""
-    if url.startswith("sqlite"):
+    kind = database_engine(url)
+    if kind == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _serialise_sqlite_writers(engine, sqlite_foreign_keys)
+    elif kind == "mysql":
+        connect_args: dict[str, Any] = {"ssl": ssl.create_default_context()} if get_settings().database_tls else {}
+        # InnoDB defaults to REPEATABLE READ; the steps are written for PostgreSQL's READ COMMITTED (an UPDATE's
+        # WHERE sees the latest committed row, and fewer gap locks mean fewer deadlocks).
+        engine = create_engine(
+            url,
+            connect_args=connect_args,
+            isolation_level="READ COMMITTED",
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=300,
+        )
     else:
         connect_args = {"ssl_context": True} if get_settings().database_tls else {}
         engine = create_engine(
@@ -31,7 +47,7 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
 
 
 def _trace_queries(engine: Engine) -> None:
-    """Each statement a subsegment named by the database (`postgresql`, `sqlite`) when tracing is on."""
+    """Each statement a subsegment named by the database (`postgresql`, `mysql`, `sqlite`) when tracing is on."""
     database = engine.dialect.name
     url = engine.url.render_as_string(hide_password=True)
 
@@ -127,7 +143,7 @@ def migrate(url: str | None = None) -> None:
     """Bring the database to the newest Alembic revision."""
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "head")
 
 
 def migrate_for_deploy(url: str | None = None) -> str:
@@ -138,7 +154,7 @@ def migrate_for_deploy(url: str | None = None) -> str:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    config = _alembic_config(url)
+    config = alembic_config(url)
     script = ScriptDirectory.from_config(config)
     engine = make_engine(url or get_settings().effective_database_url, sqlite_foreign_keys=False)
     try:
@@ -152,7 +168,7 @@ def migrate_for_deploy(url: str | None = None) -> str:
     return str(script.get_current_head())
 
 
-def _alembic_config(url: str | None) -> Any:
+def alembic_config(url: str | None) -> Any:
     from alembic.config import Config
 
     config = Config()

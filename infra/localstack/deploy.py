@@ -39,7 +39,8 @@ DEFAULT_PROVIDER_URL = "http://host.docker.internal:8010"
 DEFAULT_LAMBDA_ENDPOINT_URL = "http://localstack:4566"
 """How code inside LocalStack's Lambda containers reaches LocalStack and the data stores (compose service names)."""
 DEPLOYED_ONLY_VARIABLES = frozenset(
-    {"DATABASE_HOST", "DATABASE_NAME", "DATABASE_SECRET_ARN", "DATABASE_TLS", "REDIS_HOST", "REDIS_PORT"}
+    {"DATABASE_ENGINE", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_SECRET_ARN", "DATABASE_TLS"}
+    | {"REDIS_HOST", "REDIS_PORT"}
     | {"REDIS_AUTH_SECRET_ARN", "SAGA_ALLOW_FAULTS", "PAYMENT_PROVIDER_URL", "PAYMENT_PROVIDER_API_KEY_SECRET_ARN"}
 )
 FUNCTION_TYPE = "AWS::Serverless::Function"

@@ -17,8 +17,9 @@ from PIL import Image, ImageColor
 from playwright.sync_api import Browser, Route, sync_playwright
 
 from chalicelib.presentation.diagram import RING
-from tests.conftest import IN_CI, Backend
+from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
+from tests.helpers import IN_CI
 
 TIMEOUT_MS = 15_000
 # A purchase whose payment fails once (retried), then whose sale fails (compensated): how it met each state.

@@ -340,7 +340,7 @@ def test_a_step_is_traced_with_database_and_redis_subsegments_annotated_with_the
     [step] = [sub for sub in segment["subsegments"] if sub["name"] == "## reserve_stock"]
     assert step["annotations"] == {"saga_id": saga_id, "correlation_id": "corr-7"}
     inner = list(_subsegments(step))
-    database = "sqlite" if backend.name == "embedded" else "postgresql"
+    database = {"embedded": "sqlite", "postgres": "postgresql", "mysql": "mysql"}[backend.name]
     queries = [sub for sub in inner if sub["name"] == database]
     redis_calls = [sub for sub in inner if sub["name"] == "redis"]
     assert queries and redis_calls, [sub["name"] for sub in inner]

@@ -1,4 +1,5 @@
-"""The short soak inside `make test`: 100 sagas with faults, duplicates, a Redis restart and dropped connections."""
+"""The short soak inside `make test`, on PostgreSQL and on MySQL: 100 sagas with faults, duplicates, a Redis restart
+and dropped connections."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_short_soak_keeps_every_invariant(postgres_url: str) -> None:
-    env = child_env(postgres_url)
+@pytest.mark.parametrize("engine_name", ["postgres", "mysql"])
+def test_short_soak_keeps_every_invariant(engine_name: str, request: pytest.FixtureRequest) -> None:
+    env = child_env(request.getfixturevalue(f"{engine_name}_url"))
 
     done = subprocess.run(
         [sys.executable, "-m", "infra.soak", "--count", "100", "--concurrency", "8", "--seed", "11"],

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
+from chalicelib.settings import Settings
 from infra.local_engine import load_template
 from tests.template_refs import invoked_function
 
@@ -99,6 +101,35 @@ def test_no_secret_is_in_the_template_and_faults_are_off() -> None:
     assert not any(word in key for key in variables for word in ("PASSWORD", "TOKEN", "DATABASE_URL", "REDIS_URL"))
     assert variables["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
     assert variables["DATABASE_TLS"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("engine", "url_start"),
+    [
+        ("postgresql", "postgresql+pg8000://saga:pw@proxy.local:5432/"),
+        ("mysql", "mysql+pymysql://saga:pw@proxy.local:3306/"),
+    ],
+)
+def test_the_database_engine_parameter_chooses_the_url_the_functions_build(
+    engine: str, url_start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert TEMPLATE["Parameters"]["DatabaseEngine"]["AllowedValues"] == ["postgresql", "mysql"]
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DATABASE_ENGINE"] == {"Ref": "DatabaseEngine"}
+    [compared, mysql] = TEMPLATE["Conditions"]["UsesMySql"]["Fn::Equals"]
+    assert compared == {"Ref": "DatabaseEngine"}
+    condition, on_mysql, otherwise = variables["DATABASE_PORT"]["Fn::If"]
+    assert condition == "UsesMySql"
+    monkeypatch.setattr(parameters, "get_secret", lambda *_, **__: {"username": "saga", "password": "pw"})
+
+    deployed = Settings(
+        DATABASE_ENGINE=engine,
+        DATABASE_HOST="proxy.local",
+        DATABASE_PORT=on_mysql if engine == mysql else otherwise,
+        DATABASE_SECRET_ARN="arn:db",
+    )
+
+    assert deployed.effective_database_url.startswith(url_start)
 
 
 def test_alarms_cover_failed_executions_failed_sagas_lambda_errors_and_throttles() -> None:

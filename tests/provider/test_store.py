@@ -1,11 +1,11 @@
-"""Where the ledger lives: the SQLite file by default, the `payment_provider` schema on PostgreSQL."""
+"""Where the ledger lives: the SQLite file by default, the `payment_provider` schema on PostgreSQL, the database
+`<database>_payment_provider` beside the orchestrator's on MySQL."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,30 +19,32 @@ from payment_provider.commands import ChargeRequest, RefundRequest
 from payment_provider.idempotency import IdempotencyScope, run_once
 from payment_provider.launcher import REPOSITORY, start_provider
 from payment_provider.ledger import Ledger, RefundExceedsCharge
-from payment_provider.store import DEFAULT_SQLITE_FILE, SCHEMA, charges, open_ledger_database, resolve_url
+from payment_provider.store import (
+    DEFAULT_SQLITE_FILE,
+    SCHEMA,
+    charges,
+    open_ledger_database,
+    resolve_url,
+    schema_name,
+)
+from tests.helpers import throwaway_database
 from tests.provider.support import assert_concurrent_duplicates_charge_once, run_together, unique
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 LEDGER_TABLES = {"charges", "refunds", "idempotency_records"}
 
 
 @pytest.fixture
 def throwaway_postgres_url() -> Iterator[str]:
-    name = f"provider_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL unreachable: {error} (CI=true: this test must run)", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {error}")
-    yield ADMIN_DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(ADMIN_DATABASE_URL, "provider_test") as url:
+        yield url
+
+
+@pytest.fixture
+def throwaway_mysql_url() -> Iterator[str]:
+    with throwaway_database(ADMIN_MYSQL_URL, "provider_test", f"_{SCHEMA}") as url:
+        yield url
 
 
 def test_on_postgresql_the_ledger_lives_in_its_own_schema_and_outlives_a_restart(throwaway_postgres_url: str) -> None:
@@ -69,6 +71,31 @@ def test_on_postgresql_the_ledger_lives_in_its_own_schema_and_outlives_a_restart
         engine.dispose()
 
 
+def test_on_mysql_the_ledger_lives_in_a_database_of_its_own_and_outlives_a_restart(throwaway_mysql_url: str) -> None:
+    saga_id, key = unique("saga"), unique("Key")
+    with start_provider(database_url=throwaway_mysql_url) as running:
+        client = PaymentProviderClient(running.url, running.api_key)
+        charge = client.charge(saga_id, "tok_visa", 1000, "usd", idempotency_key=key)
+        other = client.charge(unique("saga"), "tok_visa", 700, "usd", idempotency_key=key.lower())
+        assert_concurrent_duplicates_charge_once(client)
+    with start_provider(database_url=throwaway_mysql_url) as running:
+        client = PaymentProviderClient(running.url, running.api_key)
+        assert client.charge(saga_id, "tok_visa", 1000, "usd", idempotency_key=key) == charge
+    assert other.id != charge.id  # keys differing in case only are two keys, as on PostgreSQL
+    ledger_database = schema_name(throwaway_mysql_url)
+    assert ledger_database == throwaway_mysql_url.rsplit("/", 1)[1] + "_payment_provider"
+    engine = create_engine(throwaway_mysql_url)
+    try:
+        tables = inspect(engine)
+        assert set(tables.get_table_names(schema=ledger_database)) == LEDGER_TABLES
+        assert LEDGER_TABLES.isdisjoint(tables.get_table_names())
+        with engine.connect() as connection:
+            stored = connection.execute(text(f"SELECT id, amount_cents FROM `{ledger_database}`.charges")).all()
+        assert (charge.id, 1000) in [tuple(row) for row in stored]
+    finally:
+        engine.dispose()
+
+
 def test_without_a_database_url_the_ledger_is_the_sqlite_file_in_dot_local() -> None:
     assert DEFAULT_SQLITE_FILE == REPOSITORY / ".local" / "payment_provider.db"
     assert resolve_url(None) == f"sqlite:///{DEFAULT_SQLITE_FILE}"
@@ -82,12 +109,12 @@ def test_without_a_database_url_the_ledger_is_the_sqlite_file_in_dot_local() -> 
     assert journal_mode == ("wal",)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         engine = open_ledger_database(f"sqlite:///{tmp_path / 'ledger.db'}")
     else:
-        engine = open_ledger_database(request.getfixturevalue("throwaway_postgres_url"))
+        engine = open_ledger_database(request.getfixturevalue(f"throwaway_{request.param}_url"))
     yield engine
     engine.dispose()
 

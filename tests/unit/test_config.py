@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from pydantic import ValidationError
 
-from chalicelib.settings import Settings
+from chalicelib.settings import Settings, UnsupportedDatabaseUrl, database_engine
 
 SECRETS = {
     "arn:db": {"username": "saga", "password": "p@ss:w/rd"},
@@ -37,6 +38,33 @@ def test_database_url_is_built_from_the_proxy_host_and_the_secret() -> None:
     settings = Settings(DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db", DATABASE_NAME="shop")
 
     assert settings.effective_database_url == "postgresql+pg8000://saga:p%40ss%3Aw%2Frd@proxy.local:5432/shop"
+
+
+def test_on_mysql_the_database_url_names_pymysql_and_port_3306() -> None:
+    settings = Settings(DATABASE_ENGINE="mysql", DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db")
+
+    assert settings.effective_database_url == "mysql+pymysql://saga:p%40ss%3Aw%2Frd@proxy.local:3306/saga"
+    assert database_engine(settings.effective_database_url) == "mysql"
+
+
+def test_the_proxy_port_wins_over_the_engine_default() -> None:
+    settings = Settings(DATABASE_HOST="proxy.local", DATABASE_SECRET_ARN="arn:db", DATABASE_PORT="6432")
+
+    assert settings.effective_database_url.endswith("@proxy.local:6432/saga")
+
+
+def test_an_engine_other_than_postgresql_or_mysql_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(DATABASE_ENGINE="oracle")
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/d", "postgresql://u@h/d", "mysql+mysqldb://u@h/d", "u:secret@h/d"])
+def test_a_database_url_without_a_driver_we_carry_is_refused_with_the_list(url: str) -> None:
+    with pytest.raises(UnsupportedDatabaseUrl) as refused:
+        database_engine(url)
+
+    assert "postgresql+pg8000://…, mysql+pymysql://…, sqlite:///<file>" in str(refused.value)
+    assert "secret" not in str(refused.value)
 
 
 def test_redis_url_uses_tls_and_the_auth_token_from_the_secret() -> None:

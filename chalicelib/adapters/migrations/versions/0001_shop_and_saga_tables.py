@@ -9,6 +9,12 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+# MySQL's DATETIME keeps whole seconds unless told otherwise; PostgreSQL and SQLite are unchanged.
+TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb")
+# Binary collation on MySQL: keys and ids compare case- and space-sensitively, as they do on PostgreSQL.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 # revision identifiers, used by Alembic.
@@ -31,7 +37,8 @@ def upgrade() -> None:
     sa.CheckConstraint('price_cents > 0', name='price_positive'),
     sa.CheckConstraint('reserved <= on_hand', name='reserved_within_on_hand'),
     sa.CheckConstraint('reserved >= 0', name='reserved_not_negative'),
-    sa.PrimaryKeyConstraint('sku')
+    sa.PrimaryKeyConstraint('sku'),
+    **MYSQL_TABLE
     )
     op.create_table('sagas',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -40,10 +47,11 @@ def upgrade() -> None:
     sa.Column('execution_arn', sa.String(length=256), nullable=True),
     sa.Column('input', sa.JSON(), nullable=False),
     sa.Column('result', sa.JSON(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    **MYSQL_TABLE
     )
     with op.batch_alter_table('sagas', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sagas_status'), ['status'], unique=False)
@@ -59,9 +67,10 @@ def upgrade() -> None:
     sa.Column('error_type', sa.String(length=256), nullable=True),
     sa.Column('error_message', sa.String(length=2000), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    **MYSQL_TABLE
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_saga_id'), ['saga_id'], unique=False)
@@ -73,12 +82,13 @@ def upgrade() -> None:
     sa.Column('amount_cents', sa.Integer(), nullable=False),
     sa.Column('provider_ref', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('provider_ref'),
-    sa.UniqueConstraint('saga_id')
+    sa.UniqueConstraint('saga_id'),
+    **MYSQL_TABLE
     )
     op.create_table('reservations',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -87,12 +97,13 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Integer(), nullable=False),
     sa.Column('unit_price_cents', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
     sa.ForeignKeyConstraint(['sku'], ['products.sku'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('saga_id')
+    sa.UniqueConstraint('saga_id'),
+    **MYSQL_TABLE
     )
     op.create_table('orders',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -103,12 +114,13 @@ def upgrade() -> None:
     sa.Column('unit_price_cents', sa.Integer(), nullable=False),
     sa.Column('payment_id', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
     sa.ForeignKeyConstraint(['sku'], ['products.sku'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('saga_id')
+    sa.UniqueConstraint('saga_id'),
+    **MYSQL_TABLE
     )
     op.create_table('refunds',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -117,12 +129,13 @@ def upgrade() -> None:
     sa.Column('payment_id', sa.Integer(), nullable=False),
     sa.Column('amount_cents', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('saga_id', 'step', name='one_refund_per_saga_step')
+    sa.UniqueConstraint('saga_id', 'step', name='one_refund_per_saga_step'),
+    **MYSQL_TABLE
     )
     op.create_table('returns',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -131,12 +144,13 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=500), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], ),
     sa.ForeignKeyConstraint(['saga_id'], ['sagas.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('saga_id')
+    sa.UniqueConstraint('saga_id'),
+    **MYSQL_TABLE
     )
 
 
@@ -147,13 +161,17 @@ def downgrade() -> None:
     op.drop_table('orders')
     op.drop_table('reservations')
     op.drop_table('payments')
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_audit_log_saga_id'))
+    # MySQL refuses to drop an index a foreign key uses; dropping the table drops its indexes anyway.
+    keeps_indexes = op.get_bind().dialect.name == 'mysql'
+    if not keeps_indexes:
+        with op.batch_alter_table('audit_log', schema=None) as batch_op:
+            batch_op.drop_index(batch_op.f('ix_audit_log_saga_id'))
 
     op.drop_table('audit_log')
-    with op.batch_alter_table('sagas', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_sagas_type'))
-        batch_op.drop_index(batch_op.f('ix_sagas_status'))
+    if not keeps_indexes:
+        with op.batch_alter_table('sagas', schema=None) as batch_op:
+            batch_op.drop_index(batch_op.f('ix_sagas_type'))
+            batch_op.drop_index(batch_op.f('ix_sagas_status'))
 
     op.drop_table('sagas')
     op.drop_table('products')

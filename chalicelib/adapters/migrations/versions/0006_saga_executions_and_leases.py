@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# MySQL's DATETIME keeps whole seconds unless told otherwise; PostgreSQL and SQLite are unchanged.
+TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb")
 
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0005"
@@ -18,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("sagas", sa.Column("executions", sa.Integer(), nullable=False, server_default="1"))
-    op.add_column("sagas", sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("sagas", sa.Column("lease_until", TIMESTAMP, nullable=True))
     op.create_index("ix_sagas_status_updated_at", "sagas", ["status", "updated_at"])
 
 
