@@ -24,6 +24,7 @@ deploy made is written to out/localstack-stack.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess  # nosec B404
@@ -63,6 +64,13 @@ class DataStores:
     redis_auth_token: str = ""
     provider_url: str = "http://127.0.0.1:8010"
     provider_api_key: str = "sk_test_local"
+
+
+COMPOSE_DATA_STORES = DataStores(
+    database_host="postgres", redis_host="redis", provider_url="http://host.docker.internal:8010"
+)
+"""As the Lambda containers of infra/localstack/docker-compose.yml reach them (its service names; the provider that
+runs on the host, `python -m payment_provider`)."""
 
 
 @dataclass
@@ -258,19 +266,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack's endpoint")
     parser.add_argument("--package-dir", type=Path, default=PACKAGE_DIR, help="make package's output (out/)")
     parser.add_argument("--stack", default="saga-local", help="the stack's name")
-    parser.add_argument("--database-host", default="127.0.0.1", help="PostgreSQL, as the functions reach it")
-    parser.add_argument("--database-name", default="saga")
-    parser.add_argument("--redis-host", default="127.0.0.1", help="Redis, as the functions reach it")
-    parser.add_argument("--redis-database", type=int, default=0)
-    parser.add_argument("--provider-url", default="http://127.0.0.1:8010", help="the payment provider, as seen")
-    args = parser.parse_args(argv)
-    stores = DataStores(
-        database_host=args.database_host,
-        database_name=args.database_name,
-        redis_host=args.redis_host,
-        redis_database=args.redis_database,
-        provider_url=args.provider_url,
+    parser.add_argument(
+        "--docker-compose",
+        action="store_true",
+        help="the data stores of infra/localstack/docker-compose.yml (else PostgreSQL and Redis on 127.0.0.1)",
     )
+    parser.add_argument("--database-name", default="saga")
+    parser.add_argument("--redis-database", type=int, default=0)
+    parser.add_argument("--provider-url", help="the payment provider, as the functions reach it")
+    args = parser.parse_args(argv)
+    stores = dataclasses.replace(
+        COMPOSE_DATA_STORES if args.docker_compose else DataStores(),
+        database_name=args.database_name,
+        redis_database=args.redis_database,
+    )
+    if args.provider_url:
+        stores = dataclasses.replace(stores, provider_url=args.provider_url)
     deployment = StackDeployer(args.endpoint_url, stores, package_dir=args.package_dir, stack=args.stack).deploy()
     print(f"deployed stack {deployment.stack} by CloudFormation; API {deployment.api_url}")
     print(f"wrote {args.package_dir / STACK_FILE_NAME}")
