@@ -155,7 +155,7 @@ class FullStack:
             "PAYMENT_PROVIDER_API_KEY": PROVIDER_API_KEY,
             "AWS_ENDPOINT_URL": self.localstack.endpoint_url,
             "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",  # nosec B105 - LocalStack accepts any credentials
             "AWS_DEFAULT_REGION": REGION,
             "SAGA_ALLOW_FAULTS": "true",
         }
@@ -177,8 +177,8 @@ class FullStack:
 
 
 def worker_processes(workdir: Path) -> list[int]:
-    """Processes still running function code that LocalStack unzipped under `workdir` (a worker's cwd is there)."""
-    code_root = workdir / "tmp" / "lambda"
+    """Processes still running function code from LocalStack's TMPDIR under `workdir` (a worker's cwd is there)."""
+    code_root = workdir / "tmp"
     found = []
     for cwd in Path("/proc").glob("[0-9]*/cwd"):
         with contextlib.suppress(OSError):

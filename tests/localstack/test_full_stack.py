@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.demo import SCENARIOS, run_scenarios
+from infra.demo import SCENARIOS, execution_arn, run_scenarios
 from infra.localstack.demo import call_api, start_saga, wait_for_saga
 from infra.localstack.deploy import REGION, STACK_FILE_NAME
 from infra.localstack.full_stack import FullStack, worker_processes
@@ -113,6 +113,26 @@ def test_every_scenario_of_make_demo_ends_as_expected_through_api_gateway(
     table = capsys.readouterr().out
     assert status == 0, table
     assert f"all {len(SCENARIOS)} scenarios ended as expected; no invariant broken." in table
+
+
+def test_a_crashed_and_a_timed_out_attempt_fail_as_lambda_reports_them_and_the_retries_succeed(
+    stack: FullStack, aws: Callable[[str], Any]
+) -> None:
+    assert stack.deployment is not None
+    api_url = stack.deployment.api_url
+    purchase = {
+        "customer_id": "executor-test",
+        "sku": "SKU-KEYBOARD",
+        "quantity": 1,
+        "payment_token": "tok_visa_executor",
+        "faults": {"process_payment": "crash:1", "confirm_sale": "timeout:1"},
+    }
+    saga_id = str(call_api("POST", f"{api_url}/purchases", purchase)["saga_id"])
+    wait_for_saga(api_url, saga_id)
+    assert call_api("GET", f"{api_url}/sagas/{saga_id}")["status"] == "COMPLETED"
+    history = aws("stepfunctions").get_execution_history(executionArn=execution_arn(saga_id))["events"]
+    failures = [event["taskFailedEventDetails"]["error"] for event in history if event["type"] == "TaskFailed"]
+    assert failures == ["Runtime.ExitError", "Sandbox.Timedout"]
 
 
 def test_stopping_the_stack_stops_localstack_and_every_worker(stack: FullStack) -> None:
