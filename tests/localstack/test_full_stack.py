@@ -22,6 +22,7 @@ from infra.localstack.demo import call_api, start_saga, wait_for_saga
 from infra.localstack.deploy import REGION, STACK_FILE_NAME
 from infra.localstack.full_stack import FullStack, worker_processes
 from infra.localstack.host import DEFAULT_PYTHON
+from tests.helpers import purchase
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +121,7 @@ def test_a_crashed_and_a_timed_out_attempt_fail_as_lambda_reports_them_and_the_r
 ) -> None:
     assert stack.deployment is not None
     api_url = stack.deployment.api_url
-    purchase = {
-        "customer_id": "executor-test",
-        "sku": "SKU-KEYBOARD",
-        "quantity": 1,
-        "payment_token": "tok_visa_executor",
-        "faults": {"process_payment": "crash:1", "confirm_sale": "timeout:1"},
-    }
-    saga_id = str(call_api("POST", f"{api_url}/purchases", purchase)["saga_id"])
+    saga_id = start_saga(api_url, purchase(process_payment="crash:1", confirm_sale="timeout:1"))
     wait_for_saga(api_url, saga_id)
     assert call_api("GET", f"{api_url}/sagas/{saga_id}")["status"] == "COMPLETED"
     history = aws("stepfunctions").get_execution_history(executionArn=execution_arn(saga_id))["events"]
