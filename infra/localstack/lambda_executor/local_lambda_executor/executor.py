@@ -113,6 +113,10 @@ class LocalLambdaRuntimeExecutor(RuntimeExecutor):  # type: ignore[misc]  # loca
             self._worker = self._start_worker(self._config)
 
     def stop(self) -> None:
+        busy = self._worker
+        if busy is not None:
+            # Killed first, without waiting for an invocation in flight: it sees its worker exit and ends.
+            busy.kill()
         with self._lock:
             worker, self._worker = self._worker, None
         if worker is not None:
