@@ -29,6 +29,7 @@ from moto.core import config as moto_config
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
 from chalicelib.settings import get_settings
@@ -87,6 +88,17 @@ def state_machine_definition(properties: dict[str, Any], resolve: Callable[[Any]
     for key, value in properties.get("DefinitionSubstitutions", {}).items():
         definition = definition.replace(f"${{{key}}}", resolve(value))
     return definition
+
+
+_preprocessor_init = Preprocessor.__init__
+
+
+def _preprocessor_with_its_own_scopes(self: Preprocessor, *args: Any, **kwargs: Any) -> None:
+    """moto 5.2.5's ASL preprocessor keeps its query-language scopes in a list shared by the class, and every
+    execution parses its definition on its own thread: two parses at once corrupt it, and the execution's thread
+    dies with an IndexError, leaving the execution RUNNING forever (seen once in a 1,000-saga soak)."""
+    _preprocessor_init(self, *args, **kwargs)
+    self._query_language_per_scope = []
 
 
 @dataclass
@@ -173,6 +185,7 @@ class LocalEngine:
                 LambdaFunction, "_invoke_lambda", lambda fn, event=None: functions.invoke(fn.function_name, event)
             )
         )
+        self._stack.enter_context(mock.patch.object(Preprocessor, "__init__", _preprocessor_with_its_own_scopes))
         if self.reuse_lambda_client:
             clients: dict[tuple[str, str], Any] = {}
             build = lambda_eval_utils.boto_client_for  # type: ignore[attr-defined]

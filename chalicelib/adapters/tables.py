@@ -137,7 +137,7 @@ class Saga(Base):
     __tablename__ = "sagas"
     __table_args__ = (
         Index("ix_sagas_created_at_id", "created_at", "id"),
-        Index("ix_sagas_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_sagas_caller_idempotency_key", "caller", "idempotency_key", unique=True),
         Index("ix_sagas_status_updated_at", "status", "updated_at"),
     )
 
@@ -145,6 +145,8 @@ class Saga(Base):
     type: Mapped[str] = mapped_column(String(16), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     execution_arn: Mapped[str | None] = mapped_column(String(256))
+    caller: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """A digest of who started the saga (the IAM principal on AWS); its Idempotency-Key is unique per caller."""
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     correlation_id: Mapped[str | None] = mapped_column(String(64))

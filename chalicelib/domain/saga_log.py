@@ -31,9 +31,11 @@ def create_saga(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     correlation_id: str | None = None,
+    caller: str = "",
 ) -> Saga:
     saga = Saga(
         id=new_saga_id(),
+        caller=caller,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         correlation_id=correlation_id,

@@ -73,7 +73,7 @@ def _unavailable(message: str) -> ApiError:
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
     saga_request, key = _parse_both(lambda: parse_body(request, model), lambda: idempotency_key(request.headers))
     try:
-        saga = sagas.start_saga(saga_request, step_functions.start_execution, key, correlation_id())
+        saga = sagas.start_saga(saga_request, step_functions.start_execution, key, correlation_id(), caller_of(request))
     except sagas.FaultsNotAllowed as error:
         raise _bad("faults", str(error)) from None
     except sagas.IdempotencyKeyReused as error:
@@ -160,6 +160,12 @@ def parse_body(request: Request, model: type[Model]) -> Model:
     if not isinstance(data, dict):
         raise _bad("body", f"expected a JSON object, got {type(data).__name__}", message="the body must be an object")
     return _parse(model, data, location="body")
+
+
+def caller_of(request: Request) -> str:
+    """The IAM principal API Gateway verified (every route needs SigV4 there); `make run` has one local caller."""
+    identity = (request.context or {}).get("identity") or {}
+    return identity.get("userArn") or sagas.LOCAL_CALLER
 
 
 def idempotency_key(headers: Mapping[str, str]) -> str | None:

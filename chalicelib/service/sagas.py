@@ -25,6 +25,8 @@ from chalicelib.service.executions import UNREACHABLE, StartExecution, execution
 from chalicelib.settings import get_settings
 
 CURSOR_YEARS = (2000, 9000)
+LOCAL_CALLER = "local"
+"""The one principal of a server that authenticates nobody (`make run`, the demo, the tools)."""
 """Years a cursor may name: well inside what every database and driver converts without overflow."""
 
 
@@ -54,26 +56,31 @@ def start_saga(
     start_execution: StartExecution,
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
+    caller: str = LOCAL_CALLER,
 ) -> Saga:
     """Record the saga as RUNNING, then start its execution, named by the saga id.
 
-    The same idempotency key with the same request returns the saga it started (starting its execution if an
+    Idempotency keys belong to their caller (the IAM principal on AWS): another caller's key is another key.
+    The same caller's key with the same request returns the saga it started (starting its execution if an
     earlier attempt could not, or could not record it); with another request it raises IdempotencyKeyReused.
     SagaNotStarted when Step Functions cannot start the execution now: the saga stays recorded, never orphaned.
     """
     if request.faults and not get_settings().allow_faults:
         raise FaultsNotAllowed("faults are accepted only when SAGA_ALLOW_FAULTS=true")
     request_hash = _fingerprint(request)
-    saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+    owner = caller_digest(caller)
+    saga = _saga_for_key(owner, idempotency_key, request_hash) if idempotency_key else None
     if saga is None:
         try:
             with UnitOfWork() as uow:
-                saga = saga_log.create_saga(uow.session, request, idempotency_key, request_hash, correlation_id)
+                saga = saga_log.create_saga(
+                    uow.session, request, idempotency_key, request_hash, correlation_id, caller=owner
+                )
                 uow.commit()
             with saga_scope(saga_id=saga.id, saga_type=saga.type):
                 emit(SAGAS_STARTED, SagaType=saga.type)
         except IntegrityError:
-            saga = _saga_for_key(idempotency_key, request_hash) if idempotency_key else None
+            saga = _saga_for_key(owner, idempotency_key, request_hash) if idempotency_key else None
             if saga is None:
                 raise
     if saga.execution_arn:
@@ -110,9 +117,14 @@ def _fingerprint(request: SagaRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _saga_for_key(idempotency_key: str, request_hash: str) -> Saga | None:
+def caller_digest(caller: str) -> str:
+    """What a saga row keeps of its caller: a fixed-size digest, not the principal's ARN."""
+    return hashlib.sha256(caller.encode()).hexdigest()
+
+
+def _saga_for_key(owner: str, idempotency_key: str, request_hash: str) -> Saga | None:
     with UnitOfWork() as uow:
-        saga = uow.session.scalar(select(Saga).where(Saga.idempotency_key == idempotency_key))
+        saga = uow.session.scalar(select(Saga).where(Saga.caller == owner, Saga.idempotency_key == idempotency_key))
     if saga is not None and saga.request_hash != request_hash:
         raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} already started another request")
     return saga

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from sqlalchemy import update
 
 from chalicelib.adapters import database, step_functions
@@ -49,3 +50,11 @@ def test_racing_returns_of_one_order_never_return_more_than_was_bought(backend: 
     assert Counter(run.status for run in runs) == {"COMPLETED": 3, "REJECTED": 5}
     assert product("SKU-MOUSE").on_hand == 1000
     assert_consistent()
+
+
+def test_executions_parse_their_definitions_with_scopes_of_their_own(engine: LocalEngine) -> None:
+    """moto shares one scope list between every parse, and concurrent executions parse on their own threads; a
+    corrupted list kills an execution's thread and leaves the saga RUNNING (infra/local_engine.py)."""
+    first, second = Preprocessor(), Preprocessor()
+
+    assert first._query_language_per_scope is not second._query_language_per_scope
