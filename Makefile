@@ -7,7 +7,7 @@ LOCALSTACK_VENV := .localstack/venv
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: demo test test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench diagrams dashboards clean \
-	localstack-up localstack-deploy localstack-smoke localstack-down
+	localstack-demo localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,19 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-## test-localstack: every saga path on host-mode LocalStack's interpreter (mocked Tasks), and the deploy script
+## test-localstack: every saga path on host-mode LocalStack's interpreter (mocked Tasks), then the whole packaged stack
+## deployed by its CloudFormation, the functions in local_lambda workers, every saga through API Gateway (no Docker)
 test-localstack: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 	LOCALSTACK_PYTHON=$(CURDIR)/$(LOCALSTACK_VENV)/bin/python $(PY) -m pytest --localstack tests/localstack
+
+## localstack-demo: make demo's nine scenarios through the packaged stack on host-mode LocalStack (no Docker)
+localstack-demo: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed package
+	$(PY) -m infra.localstack.demo
 
 # Host-mode LocalStack's own virtualenv: the open-source core needs Python 3.13 (pyenv's, or LOCALSTACK_BASE_PYTHON).
 LOCALSTACK_BASE_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3) \
 	$(shell command -v python3.13 2>/dev/null))
-$(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt
+$(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt infra/localstack/lambda_executor/pyproject.toml
 	@test -n "$(LOCALSTACK_BASE_PYTHON)" || { echo "host-mode LocalStack needs Python 3.13: none found" \
 		"(pyenv install 3.13.0, or LOCALSTACK_BASE_PYTHON=/path/to/python3.13)" >&2; exit 1; }
 	rm -rf $(LOCALSTACK_VENV)
@@ -102,10 +107,10 @@ localstack-up:
 localstack-down:
 	$(LOCALSTACK_COMPOSE) down -v
 
-## localstack-deploy: make package, then deploy it (functions, state machines, API) to LocalStack at LOCALSTACK_ENDPOINT
+## localstack-deploy: make package, then deploy it by CloudFormation to the compose LocalStack at LOCALSTACK_ENDPOINT
 LOCALSTACK_ENDPOINT ?= http://127.0.0.1:4566
-localstack-deploy: package
-	$(PY) -m infra.localstack.deploy --endpoint-url $(LOCALSTACK_ENDPOINT)
+localstack-deploy: package $(LOCALSTACK_VENV)/.installed
+	$(PY) -m infra.localstack.deploy --endpoint-url $(LOCALSTACK_ENDPOINT) --docker-compose
 
 ## localstack-smoke: a purchase and a return through the API that localstack-deploy made; prints their final statuses
 localstack-smoke: $(VENV)/.installed

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     redis_host: str | None = Field(default=None, alias="REDIS_HOST")
     redis_port: int = Field(default=6379, alias="REDIS_PORT")
     redis_auth_secret_arn: str | None = Field(default=None, alias="REDIS_AUTH_SECRET_ARN")
+    redis_tls: bool = Field(default=True, alias="REDIS_TLS")
+    redis_database: int = Field(default=0, ge=0, alias="REDIS_DB")
     status_ttl_seconds: int = Field(default=86_400, alias="SAGA_STATUS_TTL_SECONDS")
     return_window_days: int = Field(default=30, alias="SAGA_RETURN_WINDOW_DAYS")
     local_lambda_timeout: float | None = Field(default=None, gt=0, alias="LOCAL_LAMBDA_TIMEOUT")
@@ -78,13 +80,15 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str | None:
-        """REDIS_URL; else REDIS_HOST over TLS with the AUTH token of REDIS_AUTH_SECRET_ARN; else None (no cache)."""
+        """REDIS_URL; else REDIS_HOST (over TLS unless REDIS_TLS=false) with the AUTH token of REDIS_AUTH_SECRET_ARN,
+        database REDIS_DB; else None (no cache)."""
         if self.redis_url:
             return self.redis_url
         if self.redis_host:
             token = _secret_text(self.redis_auth_secret_arn) if self.redis_auth_secret_arn else ""
             auth = f":{quote(token, safe='')}@" if token else ""
-            return f"rediss://{auth}{self.redis_host}:{self.redis_port}/0"
+            scheme = "rediss" if self.redis_tls else "redis"
+            return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/{self.redis_database}"
         return None
 
     @property

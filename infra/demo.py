@@ -97,39 +97,54 @@ def main() -> int:
         catalogue.seed(uow.session)
         uow.commit()
 
+    with LocalEngine(retry_wait_scale=RETRY_WAIT_SCALE) as engine:
+        return run_scenarios(
+            lambda request: sagas.start_saga(request, step_functions.start_execution).id,
+            lambda saga_id: engine.wait(execution_arn(saga_id)),
+        )
+
+
+def execution_arn(saga_id: str) -> str:
+    with database.UnitOfWork() as uow:
+        return str(uow.session.get_one(Saga, saga_id).execution_arn)
+
+
+def run_scenarios(start: Callable[[SagaRequest], str], wait: Callable[[str], object]) -> int:
+    """Every scenario in turn, started by `start` (which gives the saga's id) and waited for by `wait` (given that
+    id, it returns once the saga's execution has ended); prints the table, then checks the invariants.
+
+    Returns the exit status: 1 if a saga ended otherwise than expected or an invariant broke.
+    """
     orders: dict[str, str] = {}
     mismatches = 0
     print(f"{'#':>2}  {'scenario':<47} {'saga':<8}  {'expected':<11} {'actual':<11} path / effect")
-    with LocalEngine(retry_wait_scale=RETRY_WAIT_SCALE) as engine:
-        for number, scenario in enumerate(SCENARIOS, 1):
-            request = scenario.request(orders)
-            before = _snapshot(request)
-            started = time.monotonic()
-            saga = sagas.start_saga(request, step_functions.start_execution)
-            engine.wait(str(saga.execution_arn))
-            elapsed = time.monotonic() - started
-            with database.UnitOfWork() as uow:
-                final = uow.session.get_one(Saga, saga.id)
-                status, result = final.status, final.result
-            if scenario.key and "order_id" in result:
-                orders[scenario.key] = result["order_id"]
-            ok = status == scenario.expected
-            mismatches += not ok
-            path = " > ".join(
-                f"{name}x{attempts}" if attempts > 1 else name
-                for name, attempts in step_functions.states_entered(
-                    step_functions.execution_history(str(saga.execution_arn))
-                )
-            )
-            mark = "ok" if ok else "MISMATCH"
-            print(
-                f"{number:>2}  {scenario.title:<47} {saga.id[:8]}  {scenario.expected:<11} {status:<11} {mark}"
-                f" ({elapsed:.2f}s)"
-            )
-            print(f"{'':>4}path:   {path}")
-            print(f"{'':>4}effect: {_effect(before, _snapshot(request), saga.id)}")
+    for number, scenario in enumerate(SCENARIOS, 1):
+        request = scenario.request(orders)
+        before = _snapshot(request)
+        started = time.monotonic()
+        saga_id = start(request)
+        wait(saga_id)
+        elapsed = time.monotonic() - started
         with database.UnitOfWork() as uow:
-            broken = invariants.violations(uow.session, payment_provider.provider_client())
+            final = uow.session.get_one(Saga, saga_id)
+            status, result, arn = final.status, final.result, str(final.execution_arn)
+        if scenario.key and "order_id" in result:
+            orders[scenario.key] = result["order_id"]
+        ok = status == scenario.expected
+        mismatches += not ok
+        path = " > ".join(
+            f"{name}x{attempts}" if attempts > 1 else name
+            for name, attempts in step_functions.states_entered(step_functions.execution_history(arn))
+        )
+        mark = "ok" if ok else "MISMATCH"
+        print(
+            f"{number:>2}  {scenario.title:<47} {saga_id[:8]}  {scenario.expected:<11} {status:<11} {mark}"
+            f" ({elapsed:.2f}s)"
+        )
+        print(f"{'':>4}path:   {path}")
+        print(f"{'':>4}effect: {_effect(before, _snapshot(request), saga_id)}")
+    with database.UnitOfWork() as uow:
+        broken = invariants.violations(uow.session, payment_provider.provider_client())
     for problem in broken:
         print(f"invariant broken: {problem}")
     verdict = "all" if not mismatches else f"{len(SCENARIOS) - mismatches} of"

@@ -26,6 +26,14 @@ TIMEOUT_SECONDS = 30
 
 def signed_get(url: str, region: str | None = None) -> tuple[int, str, bytes]:
     """GET `url` signed for API Gateway with the caller's credentials: (status, content type, body)."""
+    return signed_request("GET", url, region=region)
+
+
+def signed_request(
+    method: str, url: str, body: bytes | None = None, region: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, bytes]:
+    """`method` `url` (with `body`) signed for API Gateway with the caller's credentials: (status, content type,
+    body). The region is `region`, else the URL's, else the session's."""
     session = boto3.Session()
     credentials = session.get_credentials()
     if credentials is None:
@@ -33,11 +41,11 @@ def signed_get(url: str, region: str | None = None) -> tuple[int, str, bytes]:
     region = region or _region_of(url) or session.region_name
     if not region:
         raise SystemExit("no AWS region: pass --region or set AWS_REGION")
-    request = AWSRequest(method="GET", url=url)
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
     SigV4Auth(credentials.get_frozen_credentials(), SERVICE, region).add_auth(request)
     if urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("only http(s) URLs are fetched")
-    prepared = urllib.request.Request(url, headers=dict(request.headers.items()), method="GET")  # noqa: S310
+    prepared = urllib.request.Request(url, data=body, headers=dict(request.headers.items()), method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(prepared, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310  # nosec B310
             return answer.status, answer.headers.get("Content-Type", ""), answer.read()

@@ -41,6 +41,8 @@ class HostLocalStack:
     python: Path = DEFAULT_PYTHON
     services: tuple[str, ...] = ("stepfunctions",)
     mock_config: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    """More of LocalStack's settings (LAMBDA_RUNTIME_EXECUTOR, ...)."""
     startup_timeout_seconds: float = 90.0
     stop_timeout_seconds: float = 15.0
     port: int = 0
@@ -106,7 +108,7 @@ class HostLocalStack:
         }
         if self.mock_config is not None:
             env["SFN_MOCK_CONFIG"] = str(self.mock_config)
-        return env
+        return env | self.environment
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_seconds

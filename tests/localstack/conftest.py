@@ -1,4 +1,5 @@
-"""Host-mode LocalStack for this folder's tests: one per session, on a free loopback port, stopped at the end.
+"""Host-mode LocalStack for the mocked tier (test_sagas.py): one per session, on a free loopback port, stopped at
+the end. The whole-stack tier (test_full_stack.py) starts its own, with the Lambda runtime executor.
 
 `make test-localstack` creates its virtualenv and passes its interpreter as LOCALSTACK_PYTHON. If LocalStack
 cannot start, the tests fail with the tail of its log; they never skip.

@@ -95,12 +95,15 @@ def test_the_api_and_the_reconciler_may_start_and_describe_only_the_two_state_ma
     }
 
 
-def test_no_secret_is_in_the_template_and_faults_are_off() -> None:
+def test_no_secret_is_in_the_template_and_faults_are_off_and_tls_on_unless_a_parameter_says_so() -> None:
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    assert variables["SAGA_ALLOW_FAULTS"] == "false"
+    parameters = TEMPLATE["Parameters"]
+    assert variables["SAGA_ALLOW_FAULTS"] == {"Ref": "AllowFaults"}
+    assert parameters["AllowFaults"]["Default"] == "false"
     assert not any(word in key for key in variables for word in ("PASSWORD", "TOKEN", "DATABASE_URL", "REDIS_URL"))
     assert variables["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
-    assert variables["DATABASE_TLS"] == "true"
+    assert variables["DATABASE_TLS"] == variables["REDIS_TLS"] == {"Ref": "DataStoreTls"}
+    assert parameters["DataStoreTls"]["Default"] == "true"
 
 
 @pytest.mark.parametrize(
@@ -270,7 +273,9 @@ def test_the_state_machines_are_published_behind_an_alias_that_alarms_roll_back_
         assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "ExecutionsFailedAlarm")}]
         for starter in ("APIHandler", "ReconcilerFunction"):
             variables = RESOURCES[starter]["Properties"]["Environment"]["Variables"]
-            assert {"Ref": alias} in variables.values(), starter
+            # SagasStartOnAlias=false only where state machine aliases cannot be made (LocalStack).
+            assert {"Fn::If": ["StartsOnAlias", {"Ref": alias}, {"Ref": machine}]} in variables.values(), starter
+    assert TEMPLATE["Parameters"]["SagasStartOnAlias"]["Default"] == "true"
 
 
 def test_the_packaged_definitions_have_a_timeout_on_every_task(packaged: Path) -> None:

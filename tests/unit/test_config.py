@@ -73,6 +73,12 @@ def test_redis_url_uses_tls_and_the_auth_token_from_the_secret() -> None:
     assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
 
 
+def test_redis_without_tls_or_auth_uses_plain_redis_on_the_database_named() -> None:
+    settings = Settings(REDIS_HOST="127.0.0.1", REDIS_TLS="false", REDIS_DB="11")
+
+    assert settings.effective_redis_url == "redis://127.0.0.1:6379/11"
+
+
 def test_explicit_urls_win_and_no_secret_is_read(fake_secrets: list[str]) -> None:
     settings = Settings(
         DATABASE_URL="postgresql+pg8000://u@h/d",

@@ -1,9 +1,8 @@
-"""infra/localstack/docker-compose.yml: the stack the deploy script expects, on loopback, no token stored."""
+"""infra/localstack/docker-compose.yml: the stack `deploy.py --docker-compose` expects, on loopback, no token stored."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -19,9 +18,9 @@ def test_localstack_postgres_and_redis_share_the_network_lambda_containers_join(
     network = services["localstack"]["environment"]["LAMBDA_DOCKER_NETWORK"]
     assert compose["networks"][network]["name"] == network
     assert all(service["networks"] == [network] for service in services.values())
-    hosts = {urlsplit(url).hostname for url in (deploy.DEFAULT_DATABASE_URL, deploy.DEFAULT_REDIS_URL)}
-    hosts.add(urlsplit(deploy.DEFAULT_LAMBDA_ENDPOINT_URL).hostname)
-    assert hosts == set(services)
+    stores = deploy.COMPOSE_DATA_STORES
+    assert {stores.database_host, stores.redis_host} == set(services) - {"localstack"}
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == stores.database_name
 
 
 def test_every_port_is_published_on_loopback_only_and_the_token_comes_from_the_environment() -> None:

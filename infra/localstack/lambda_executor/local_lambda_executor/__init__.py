@@ -1,0 +1,1 @@
+"""LocalStack's Lambda runtime executor on local_lambda: each execution environment is one worker process."""
