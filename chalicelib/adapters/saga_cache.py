@@ -39,18 +39,25 @@ def reset_redis() -> None:
 
 
 _unwritten: dict[str, tuple[str, int]] = {}
-"""Statuses this process could not write while Redis was out. A Redis that comes back with older entries
-(a replica, a snapshot) would serve them stale: these are written first, on the next use of the cache."""
+"""Statuses this process could not write while Redis was out. On the next use of the cache their keys are
+deleted, not written: a Redis that comes back with older entries (a replica, a snapshot) would serve them stale,
+and writing this process's version could put back one older than a write another process lost too (a Lambda
+instance that is never invoked again takes its pending writes with it). A deleted key is a cache miss, which
+reads the database and caches what it finds."""
 _unwritten_lock = threading.Lock()
 
 
-def _write_unwritten() -> None:
+def _forget_unwritten() -> None:
+    client = get_redis()
     with _unwritten_lock:
         pending = dict(_unwritten)
-    for saga_id, (status, version) in pending.items():
-        cache_status(saga_id, status, version)  # never overwrites a newer version
-        with _unwritten_lock:
-            if _unwritten.get(saga_id) == (status, version):
+    if client is None or not pending:
+        return
+    with traced("redis", namespace="remote", operation="forget unwritten statuses"):
+        client.delete(*(STATUS_KEY.format(saga_id=saga_id) for saga_id in pending))
+    with _unwritten_lock:
+        for saga_id, entry in pending.items():
+            if _unwritten.get(saga_id) == entry:
                 del _unwritten[saga_id]
 
 
@@ -84,7 +91,7 @@ def cached_status(saga_id: str) -> dict[str, Any] | None:
         return None
     try:
         if _unwritten:
-            _write_unwritten()
+            _forget_unwritten()
         with traced("redis", namespace="remote", operation="read status"):
             raw = client.get(STATUS_KEY.format(saga_id=saga_id))
     except redis.RedisError:
@@ -97,7 +104,7 @@ def write_through(saga_id: str, status: str, version: int) -> None:
     """Cache the status, tolerating an unreachable Redis: the database holds the truth and readers fall back."""
     try:
         if _unwritten:
-            _write_unwritten()
+            _forget_unwritten()
         cache_status(saga_id, status, version)
         return
     except redis.RedisError:

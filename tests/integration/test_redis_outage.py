@@ -61,3 +61,23 @@ def test_sagas_complete_and_reads_fall_back_while_redis_is_down(
     after = run_saga(engine, purchase())
     assert after.status == "COMPLETED"
     assert_consistent()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_statuses_that_could_not_be_written_are_forgotten_once_redis_is_back(
+    backend: Backend, private_redis: PrivateRedis
+) -> None:
+    """Two instances lose their writes while Redis is out: this one an older version, another (never invoked again)
+    the newer one. Writing this one's version back would serve it stale; deleting the key makes readers go to the
+    database."""
+    private_redis.stop()
+    saga_cache.write_through("saga-lost-writes", "RUNNING", 4)
+    private_redis.start()
+    snapshot = redis.Redis.from_url(private_redis.url)
+    snapshot.set(saga_cache.STATUS_KEY.format(saga_id="saga-lost-writes"), '{"status": "RUNNING", "version": 3}')
+
+    assert saga_cache.cached_status("saga-lost-writes") is None
+    assert snapshot.exists(saga_cache.STATUS_KEY.format(saga_id="saga-lost-writes")) == 0
+
+    saga_cache.write_through("saga-lost-writes", "COMPLETED", 5)
+    assert saga_cache.cached_status("saga-lost-writes") == {"status": "COMPLETED", "version": 5}
