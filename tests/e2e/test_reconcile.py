@@ -49,10 +49,12 @@ def test_make_reconcile_finishes_what_a_sigkilled_make_run_left_running_and_comp
     on_hand = product("SKU-MOUSE").on_hand
     with running_server(backend, tmp_path / "server.log", LOCAL_LAMBDA_TIMEOUT="1") as server:
         # Each hangs in a step when the server dies: every attempt that a `timeout` fault hits waits for the
-        # function's timeout, and the first ones of each run do.
-        compensating = _purchase(server, confirm_sale="fail", refund_payment="timeout:3")
+        # function's timeout, and the first ones of each run do. The compensation hangs for five attempts and
+        # the waits between them (about a minute), so that it is still under way however slowly the second
+        # saga gets to its payment on a loaded machine.
+        compensating = _purchase(server, confirm_sale="fail", refund_payment="timeout:5")
         _wait(lambda: _status(server, compensating) == "COMPENSATING")
-        running = _purchase(server, process_payment="timeout:2")
+        running = _purchase(server, process_payment="timeout:3")
         _wait(lambda: _succeeded(server, running, "reserve_stock"))
         assert (_status(server, running), _status(server, compensating)) == ("RUNNING", "COMPENSATING")
         assert server.process is not None

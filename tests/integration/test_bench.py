@@ -48,7 +48,7 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
         else:
             results_file.unlink(missing_ok=True)
 
-    assert results["backend"].startswith("embedded default")
+    assert results["backend"].startswith("embedded SQLite")
     assert set(results["step_overhead"]) == STEPS
     for row in results["step_overhead"].values():
         assert row["handler"]["n"] == row["floor"]["n"] == 3
