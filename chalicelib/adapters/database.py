@@ -86,6 +86,22 @@ def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+LOCK_CONFLICTS = {"40P01", "55P03", "40001", 1205, 1213}
+"""What PostgreSQL (deadlock, lock not available, serialization failure) and MySQL (lock wait timeout, deadlock)
+answer when two transactions want the same rows at once: the loser may simply try again, or give way."""
+
+
+def is_lock_conflict(error: BaseException) -> bool:
+    """Whether a database error is another transaction holding the rows, rather than a fault."""
+    original = getattr(error, "orig", None)
+    if original is None:
+        return False
+    # pymysql puts the error number first in args; pg8000 a dict of the server's fields, with the SQLSTATE as "C".
+    first = original.args[0] if getattr(original, "args", ()) else None
+    code = first.get("C") if isinstance(first, dict) else first
+    return code in LOCK_CONFLICTS
+
+
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     return make_engine(get_settings().effective_database_url)

@@ -17,10 +17,10 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, or_, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chalicelib.adapters import step_functions
-from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database import UnitOfWork, is_lock_conflict
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.observability.telemetry import logger
@@ -93,16 +93,21 @@ def take_lease(saga_id: str, statuses: tuple[SagaStatus, ...], now: datetime | N
     """Lease the saga if it is in one of `statuses` and nobody holds it; the lease's end, or None."""
     now = now or utcnow()
     until = now + timedelta(seconds=LEASE_SECONDS)
-    with UnitOfWork() as uow:
-        taken = _rows(
-            uow.session.execute(
-                update(Saga)
-                .where(Saga.id == saga_id, Saga.status.in_(statuses), lease_free(now))
-                .values(lease_until=until, updated_at=Saga.updated_at)
-                .execution_options(synchronize_session=False)
+    try:
+        with UnitOfWork() as uow:
+            taken = _rows(
+                uow.session.execute(
+                    update(Saga)
+                    .where(Saga.id == saga_id, Saga.status.in_(statuses), lease_free(now))
+                    .values(lease_until=until, updated_at=Saga.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
             )
-        )
-        uow.commit()
+            uow.commit()
+    except DBAPIError as error:
+        if is_lock_conflict(error):  # another process is taking or moving it: it is not ours
+            return None
+        raise
     return until if taken == 1 else None
 
 

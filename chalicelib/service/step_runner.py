@@ -127,7 +127,9 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
             _record_caught_failures(uow.session, saga, event, but=name)
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
-        return dict(saga.input.get("faults", {}))
+    # This attempt may be killed before it answers: readers must not go on seeing the saga as it was before.
+    saga_cache.write_through(saga.id, saga.status, saga.version)
+    return dict(saga.input.get("faults", {}))
 
 
 def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> None:
