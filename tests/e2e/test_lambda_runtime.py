@@ -53,6 +53,11 @@ def test_a_step_that_crashes_after_committing_changes_nothing_twice(server: Serv
     _, before = server.api.call("GET", "/products/SKU-MOUSE")
 
     view = _purchase(server, confirm_sale="crash:1")
+    # The crashed attempt committed the sale, and with it COMPLETED; the retry that finds it is recorded after.
+    deadline = time.monotonic() + 60
+    while _attempts(view, "confirm_sale") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        view = server.api.call("GET", f"/sagas/{view['saga_id']}")[1]
 
     _, after = server.api.call("GET", "/products/SKU-MOUSE")
     assert view["status"] == "COMPLETED"
