@@ -137,6 +137,12 @@ class LambdaRuntime:
         self._spawner.shutdown(wait=False)
         atexit.unregister(self.shutdown)
 
+    def concurrent_executions(self, name: str) -> int:
+        """The function's invocations in flight, as Lambda's ConcurrentExecutions metric counts them."""
+        with self._lock:
+            function = self._functions.get(name)
+            return function.in_flight if function else 0
+
     def worker_pids(self, name: str) -> list[int]:
         """The pids of the function's idle workers (for tests and diagnostics)."""
         with self._lock:

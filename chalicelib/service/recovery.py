@@ -9,15 +9,19 @@ starts an execution and the others are refused.
 
 from __future__ import annotations
 
+import contextlib
+
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import exc as orm_exc
 
 from chalicelib.adapters import saga_cache
-from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database import UnitOfWork, is_lock_conflict
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.service.executions import (
     UNFINISHED,
+    UNREACHABLE,
     LeaseLost,
     Liveness,
     StepFunctions,
@@ -53,7 +57,9 @@ def retry(saga_id: str, sfn: StepFunctions, correlation_id: str | None = None) -
     try:
         saga, next_one = _prepare(saga_id, sfn)
     except BaseException:
-        give_back(saga_id, lease)
+        # A lease that cannot be given back runs out by itself; what stopped the retry is the error to report.
+        with contextlib.suppress(*UNREACHABLE):
+            give_back(saga_id, lease)
         raise
     try:
         start(saga, sfn, lease, next_one, correlation_id)
@@ -71,10 +77,12 @@ def _prepare(saga_id: str, sfn: StepFunctions) -> tuple[Saga, bool]:
             if state is Liveness.LIVE:
                 raise NotRetryable(f"saga {saga_id} is {saga.status} and its execution is running")
             return saga, state is Liveness.ENDED
-        saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         try:
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
             uow.commit()
-        except orm_exc.StaleDataError:
+        except (orm_exc.StaleDataError, DBAPIError) as error:
+            if isinstance(error, DBAPIError) and not is_lock_conflict(error):
+                raise
             raise NotRetryable(f"saga {saga_id} changed while it was being retried; try again") from None
     saga_cache.write_through(saga.id, saga.status, saga.version)
     return saga, True

@@ -7,15 +7,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from chalice.test import Client
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from app import app
 from chalicelib.adapters import database, step_functions
@@ -124,14 +127,15 @@ def test_retrying_a_saga_whose_execution_runs_is_refused_and_starts_nothing(
     assert finish(engine, saga_id).status == "COMPLETED"
 
 
-def _answer(call: Callable[[], Any]) -> int:
-    """The HTTP status the API gives for `call` (an entry point): its answer, its ApiError, else a 500."""
+def _answer(call: Callable[[], Any]) -> int | str:
+    """The HTTP status the API gives for `call` (an entry point): its answer, its ApiError, else the error that
+    would have been a 500 (named, so that a failing test says what it was)."""
     try:
         return int(call().status_code)
     except http_api.ApiError as error:
         return error.status
-    except Exception:
-        return 500
+    except Exception as error:
+        return f"500 {''.join(traceback.format_exception(error))}"
 
 
 def test_concurrent_retries_give_one_202_and_409_for_the_rest(backend: Backend, engine: LocalEngine) -> None:
@@ -139,7 +143,7 @@ def test_concurrent_retries_give_one_202_and_409_for_the_rest(backend: Backend, 
     _fix_the_cause(saga_id)
     barrier = threading.Barrier(RACERS)
 
-    def retry() -> int:
+    def retry() -> int | str:
         barrier.wait()
         return _answer(lambda: http_api.retry_saga(saga_id))
 
@@ -150,6 +154,43 @@ def test_concurrent_retries_give_one_202_and_409_for_the_rest(backend: Backend, 
     assert finish(engine, saga_id).status == "COMPENSATED"
     assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
     assert_consistent()
+
+
+def _deadlock() -> OperationalError:
+    return OperationalError("UPDATE sagas", {}, pymysql.err.OperationalError(1213, "Deadlock found"))
+
+
+def test_a_retry_that_meets_a_lock_conflict_reopening_the_saga_is_refused_and_frees_the_lease(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saga_id = _failed_saga(engine)
+    _fix_the_cause(saga_id)
+
+    def conflicting(*_: Any) -> None:
+        raise _deadlock()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(recovery.saga_log, "set_status", conflicting)
+        with pytest.raises(recovery.NotRetryable, match="try again"):
+            recovery.retry(saga_id, boto3_step_functions())
+
+    assert status_history(saga_id)[-1] == "FAILED"
+    assert recovery.retry(saga_id, boto3_step_functions()) is not None  # the refusal gave the lease back
+    assert finish(engine, saga_id).status == "COMPENSATED"
+
+
+def test_a_lease_that_cannot_be_given_back_does_not_hide_why_the_retry_stopped(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saga_id = stuck_saga(purchase())
+    running = StepFunctions(start=pytest.fail, status=lambda arn: "RUNNING", arn_for=step_functions.execution_arn_for)
+
+    def unreachable(*_: Any) -> None:
+        raise _deadlock()
+
+    monkeypatch.setattr(recovery, "give_back", unreachable)
+    with pytest.raises(recovery.NotRetryable, match="running"):
+        recovery.retry(saga_id, running)
 
 
 def test_a_retry_and_a_reconciler_pass_at_once_start_one_execution(backend: Backend, engine: LocalEngine) -> None:

@@ -143,15 +143,16 @@ def test_an_invocation_over_the_reserved_concurrency_is_refused_as_lambda_refuse
     holder = threading.Thread(target=lambda: functions.invoke("Slow", {"seconds": 4}))
     holder.start()
     refusals: list[ThrottledInvoke] = []
-    # The holder takes the only slot when its thread gets to run, which a loaded machine may delay: keep invoking
-    # until one is refused, for well under the holder's 4 s.
-    deadline = time.monotonic() + 3
     try:
-        while not refusals and time.monotonic() < deadline:
-            try:
-                functions.invoke("Slow", {"seconds": 0})
-            except ThrottledInvoke as refused:
-                refusals.append(refused)
+        # A loaded machine may delay the holder's thread: invoke only once it holds the only slot.
+        deadline = time.monotonic() + 3
+        while functions.runtime.concurrent_executions("Slow") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert functions.runtime.concurrent_executions("Slow") == 1, "the holder never took the reserved slot"
+        try:
+            functions.invoke("Slow", {"seconds": 0})
+        except ThrottledInvoke as refused:
+            refusals.append(refused)
     finally:
         holder.join()
 
