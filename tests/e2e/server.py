@@ -19,6 +19,10 @@ from infra.ports import free_loopback_port
 from tests.conftest import Backend
 from tests.helpers import FINAL_STATUSES, ROOT, child_env
 
+ANSWER_SECONDS = 120
+"""How long a request may take: on the embedded default each of its transactions may wait SQLite's 30 s busy
+timeout behind the steps' writes, which a machine busy with disk work (CI installing a package) makes real."""
+
 
 class Api:
     def __init__(self, base_url: str) -> None:
@@ -30,7 +34,7 @@ class Api:
             self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=ANSWER_SECONDS) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
