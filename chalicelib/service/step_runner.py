@@ -121,14 +121,15 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
             return {}
         if event.attempt > 1:
             saga_log.record_lost_attempts(uow.session, saga, name, event.attempt)
+        moved = False
         if name in COMPENSATIONS and saga.status in (SagaStatus.RUNNING, SagaStatus.COMPLETED):
             # The first compensation of this execution: the step whose failure led here is recorded together with
             # the move that failure causes, so that the compensations after it do not record it again.
             _record_caught_failures(uow.session, saga, event, but=name)
-            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            moved = saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
-    # This attempt may be killed before it answers: readers must not go on seeing the saga as it was before.
-    saga_cache.write_through(saga.id, saga.status, saga.version)
+    if moved:  # this attempt may be killed before it answers: readers must not go on seeing the old status
+        saga_cache.write_through(saga.id, saga.status, saga.version)
     return dict(saga.input.get("faults", {}))
 
 
