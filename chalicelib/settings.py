@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     payment_provider_api_key_secret_arn: str | None = Field(default=None, alias="PAYMENT_PROVIDER_API_KEY_SECRET_ARN")
     """Deployed: the API key comes from this secret (its plain-text value) instead."""
     payment_provider_timeout_seconds: float = Field(default=5.0, gt=0, alias="PAYMENT_PROVIDER_TIMEOUT_SECONDS")
+    payment_provider_key_ttl_seconds: float = Field(default=86_400, gt=0, alias="PAYMENT_PROVIDER_KEY_TTL_SECONDS")
+    """How long the provider remembers an idempotency key (Stripe: 24 h). Within it, asking again with a step's key
+    tells what the first request did; past it, the same key would be a new request."""
     reconciler_grace_seconds: float = Field(default=120, ge=0, alias="RECONCILER_GRACE_SECONDS")
     """How long a RUNNING or COMPENSATING saga must have been quiet before the reconciler looks at it: longer than
     the API function takes to start an execution (its timeout is 30 s)."""

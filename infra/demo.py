@@ -180,7 +180,7 @@ def _effect(before: tuple[str, int, int], after: tuple[str, int, int], saga_id: 
 def _provider_view(saga_id: str, refunds: list[Refund]) -> str:
     """What the payment provider's own ledger holds for the saga: its charge, or its return's refund."""
     provider = payment_provider.provider_client()
-    charges = provider.charges_for_saga(saga_id)
+    charges = [charge for charge in provider.list_charges() if charge.saga_id == saga_id]  # the search by saga lags
     if charges:
         return "; ".join(
             f"charge {c.amount_cents / 100:.2f} captured, {c.refunded_cents / 100:.2f} refunded" for c in charges

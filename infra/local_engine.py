@@ -229,6 +229,10 @@ class LocalEngine:
             environment["PAYMENT_PROVIDER_URL"] = settings.payment_provider_url
             environment["PAYMENT_PROVIDER_API_KEY"] = settings.payment_provider_api_key
             environment["PAYMENT_PROVIDER_TIMEOUT_SECONDS"] = f"{settings.payment_provider_timeout_seconds:g}"
+            # How long the provider remembers an idempotency key: the local one's own setting when it has one.
+            environment["PAYMENT_PROVIDER_KEY_TTL_SECONDS"] = self.provider_environment.get(
+                "PROVIDER_KEY_TTL_SECONDS", f"{settings.payment_provider_key_ttl_seconds:g}"
+            )
         return environment | self.extra_environment
 
     def _start_payment_provider_unless_configured(self) -> None:

@@ -1,8 +1,10 @@
 """`make soak`: many sagas at once on real PostgreSQL or MySQL and Redis, each step in a worker process, with
 seeded random faults (failures, transient errors, timeouts that kill the worker, crashes after a commit),
-duplicate deliveries, a payment provider that answers 503, loses answers and is slow, a Redis restart and dropped
-database connections; then every invariant is checked, the provider's ledger against our records included, and
-every sink is searched for the run's (unique) payment tokens. The last line is the verdict.
+duplicate deliveries, a payment provider that behaves as a real one does (it answers 503, loses answers, is slow,
+lags its search by saga, commits some captures late and forgets idempotency keys), a Redis restart and dropped
+database connections. Once every saga is final, an operator retries each FAILED one, its keys at the provider
+expired by then; then every invariant is checked, the provider's ledger against our records included, and every
+sink is searched for the run's (unique) payment tokens. The last line is the verdict.
 Unless LOCAL_LAMBDA_TIMEOUT says otherwise, every function times out after 2 s.
 
     make soak SOAK_ARGS="--count 300 --concurrency 12 --seed 7"
@@ -25,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,8 +47,8 @@ from chalicelib.domain.contracts import (
     step_of_state,
 )
 from chalicelib.observability import telemetry
-from chalicelib.service import sagas
-from chalicelib.service.executions import execution_name
+from chalicelib.service import recovery, sagas
+from chalicelib.service.executions import boto3_step_functions, execution_name
 from chalicelib.settings import get_settings
 from infra import canary, invariants, preflight
 from infra.local_engine import LocalEngine
@@ -56,7 +59,11 @@ from payment_provider import store as ledger_store
 T = TypeVar("T")
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 SOAK_SKUS = ("SKU-SOAK-A", "SKU-SOAK-B")
-TOKENS = ("tok_visa", "tok_visa", "tok_visa", "tok_flaky", "tok_declined", "tok_lost_response")
+TOKENS = (
+    *("tok_visa",) * 6,
+    *("tok_flaky", "tok_declined", "tok_lost_response") * 2,
+    "tok_slow_capture",
+)
 FAULTS = ("fail", "transient:1", "transient:2", "timeout:1", "crash:1", "crash:2")
 """Timeouts and crashes hit worker processes as they would Lambda's: killed at the timeout, dead after a commit."""
 RECORDS_FAILURE = "CompensationFailed"
@@ -292,6 +299,27 @@ def main(argv: list[str] | None = None) -> int:
         "--provider-lost-rate", type=float, default=0.05, help="share of provider calls whose answer is lost"
     )
     parser.add_argument("--provider-latency-ms", type=float, default=20, help="latency the provider adds")
+    parser.add_argument(
+        "--provider-listing-lag",
+        type=float,
+        default=5,
+        help="seconds before a charge shows in the provider's search by saga",
+    )
+    parser.add_argument(
+        "--provider-slow-capture-rate", type=float, default=0.01, help="share of charges that commit late"
+    )
+    parser.add_argument(
+        "--provider-slow-capture-seconds",
+        type=float,
+        default=3,
+        help="how late they commit (and every tok_slow_capture charge): past the retries of the step",
+    )
+    parser.add_argument(
+        "--provider-key-ttl",
+        type=float,
+        default=30,
+        help="seconds the provider remembers an idempotency key (Stripe: 86400); longer than the listing lag",
+    )
     args = parser.parse_args(argv)
     logging.disable(logging.ERROR)  # dropped connections and injected faults log tracebacks the soak expects
     telemetry.quiet()
@@ -337,7 +365,9 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     print(
         f"soak: {args.count} sagas, {args.concurrency} at a time, seed {args.seed}, fault rate {args.fault_rate}, "
         f"duplicate rate {args.duplicate_rate}, provider 503s {args.provider_fault_rate}, lost answers "
-        f"{args.provider_lost_rate}, +{args.provider_latency_ms:g} ms; "
+        f"{args.provider_lost_rate}, +{args.provider_latency_ms:g} ms, search lag {args.provider_listing_lag:g} s, "
+        f"late captures {args.provider_slow_capture_rate} (+{args.provider_slow_capture_seconds:g} s), "
+        f"keys kept {args.provider_key_ttl:g} s; "
         f"{preflight.describe_database(get_settings().effective_database_url)} + a private Redis",
         flush=True,
     )
@@ -350,6 +380,10 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
         "PROVIDER_LATENCY_MS": str(args.provider_latency_ms),
         "PROVIDER_LOST_RESPONSE_HOLD_SECONDS": str(2 * SOAK_PROVIDER_TIMEOUT),
         "PROVIDER_SEED": str(args.seed),
+        "PROVIDER_LISTING_LAG_SECONDS": str(args.provider_listing_lag),
+        "PROVIDER_SLOW_CAPTURE_RATE": str(args.provider_slow_capture_rate),
+        "PROVIDER_SLOW_CAPTURE_SECONDS": str(args.provider_slow_capture_seconds),
+        "PROVIDER_KEY_TTL_SECONDS": str(args.provider_key_ttl),
     }
     engine = LocalEngine(
         retry_wait_scale=0.02, duplicates=duplicates, provider_environment=provider_chaos, log_sink=tally.log
@@ -369,6 +403,7 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
             for watcher in watchers:
                 watcher.join()
         elapsed = time.monotonic() - started
+        retried = _operator_retries(tally, args.provider_key_ttl)
         problems = check(tally) + token_leaks(tally, private_redis)
     retries = _retries()
     print(f"final statuses: {dict(sorted(tally.statuses.items()))}")
@@ -378,6 +413,7 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
         f"{duplicates.absorbed}"
     )
     print(f"chaos: {'; '.join(chaos_log) or 'none'}")
+    print(f"operator retries of FAILED sagas, their provider keys expired: {retried}")
     print(f"throughput: {args.count / elapsed:.1f} sagas/s ({elapsed:.1f} s)")
     for problem in problems[:50]:
         print(f"VIOLATION: {problem}")
@@ -385,6 +421,33 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     print(f"canary: {len(tally.tokens)} unique payment tokens searched for in Redis, tables, executions and logs")
     print(f"soak {verdict}: {args.count} sagas, every invariant {'held' if not problems else 'checked'}")
     return 0 if not problems else 1
+
+
+def _operator_retries(tally: Tally, key_ttl_seconds: float) -> dict[str, int]:
+    """Once the provider has forgotten the run's keys, retry every FAILED saga once, as an operator would after a
+    fix, and wait until each is final: a compensation must then learn what the provider holds without a replay.
+    Those whose injected fault fails them for good end FAILED again."""
+    time.sleep(key_ttl_seconds)
+    with database.UnitOfWork() as uow:
+        failed = list(uow.session.scalars(select(Saga.id).where(Saga.status == "FAILED")))
+    outcomes: Counter[str] = Counter()
+    for saga_id in failed:
+        _retrying(partial(recovery.retry, saga_id, boto3_step_functions()))
+    for saga_id in failed:
+        outcomes[_final_status(saga_id)] += 1
+    with tally.lock:
+        tally.statuses.subtract(Counter({"FAILED": len(failed)}))
+        tally.statuses.update(outcomes)
+    return dict(sorted(outcomes.items()))
+
+
+def _final_status(saga_id: str, timeout_seconds: float = 600) -> str:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        status, _ = _retrying(partial(_outcome, saga_id))
+        if status not in ("RUNNING", "COMPENSATING") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def _retries() -> int:

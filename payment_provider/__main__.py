@@ -21,6 +21,7 @@ from payment_provider.api import ProviderApi
 from payment_provider.chaos import Chaos
 from payment_provider.config import ProviderSettings, SettingsError
 from payment_provider.http_server import ProviderHTTPServer
+from payment_provider.idempotency import IdempotencyKeys
 from payment_provider.ledger import Ledger
 from payment_provider.parent_death import die_with_parent
 from payment_provider.store import open_ledger_database
@@ -46,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         reason = (str(error).splitlines() or [""])[0][:200]
         print(f"payment provider: cannot open its ledger database: {type(error).__name__}: {reason}", file=sys.stderr)
         return 1
-    api = ProviderApi(engine, Ledger(settings.refund_settle_seconds))
-    chaos = Chaos(settings.fault_rate, settings.lost_rate, settings.latency_ms, settings.seed)
+    chaos = Chaos(
+        settings.fault_rate, settings.lost_rate, settings.latency_ms, settings.seed, settings.slow_capture_rate
+    )
+    api = ProviderApi(
+        engine,
+        Ledger(settings.refund_settle_seconds, listing_lag_seconds=settings.listing_lag_seconds),
+        IdempotencyKeys(engine, settings.key_ttl_seconds),
+        chaos,
+        settings.slow_capture_seconds,
+    )
     try:
         server = ProviderHTTPServer(
             (settings.host, settings.port), api, settings.api_key, chaos, settings.lost_response_hold_seconds
@@ -80,6 +89,20 @@ def _settings(argv: list[str] | None) -> ProviderSettings:
     parser.add_argument("--fault-rate", type=float, help=f"fraction of POSTs answered 503 (${config.FAULT_RATE})")
     parser.add_argument("--lost-rate", type=float, help=f"fraction of POSTs whose answer is lost (${config.LOST_RATE})")
     parser.add_argument("--latency-ms", type=float, help=f"latency added to every request (${config.LATENCY_MS})")
+    parser.add_argument(
+        "--listing-lag-seconds",
+        type=float,
+        help=f"how long a charge takes to show in GET /v1/charges?saga_id= (${config.LISTING_LAG_SECONDS})",
+    )
+    parser.add_argument(
+        "--slow-capture-rate", type=float, help=f"fraction of charges that commit late (${config.SLOW_CAPTURE_RATE})"
+    )
+    parser.add_argument(
+        "--slow-capture-seconds", type=float, help=f"how late a slow charge commits (${config.SLOW_CAPTURE_SECONDS})"
+    )
+    parser.add_argument(
+        "--key-ttl-seconds", type=float, help=f"how long an Idempotency-Key is remembered (${config.KEY_TTL_SECONDS})"
+    )
     parser.add_argument("--seed", type=int, help=f"seed of the chaos draws (${config.SEED})")
     arguments = parser.parse_args(argv)
     overrides = {name: value for name, value in vars(arguments).items() if value is not None}
@@ -88,6 +111,7 @@ def _settings(argv: list[str] | None) -> ProviderSettings:
         raise SettingsError(f"--port {settings.port} must be between 0 and 65535")
     config.check_rate("--fault-rate", settings.fault_rate)
     config.check_rate("--lost-rate", settings.lost_rate)
+    config.check_rate("--slow-capture-rate", settings.slow_capture_rate)
     return settings
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from payment_provider.answers import Answer, error_answer, unavailable
+from payment_provider.chaos import Chaos
 from payment_provider.commands import (
     ChargeRequest,
     RefundRequest,
@@ -16,7 +17,7 @@ from payment_provider.commands import (
     parse_idempotency_key,
     parse_query,
 )
-from payment_provider.idempotency import IdempotencyScope, run_once
+from payment_provider.idempotency import IdempotencyKeys, IdempotencyScope
 from payment_provider.ledger import (
     CardDeclined,
     Charge,
@@ -46,9 +47,14 @@ _ERRORS: dict[type[LedgerError], tuple[int, str, str | None]] = {
 class ProviderApi:
     """What each route does, for the account the caller authenticated as."""
 
-    def __init__(self, engine: Engine, ledger: Ledger) -> None:
+    def __init__(
+        self, engine: Engine, ledger: Ledger, keys: IdempotencyKeys, chaos: Chaos, slow_capture_seconds: float
+    ) -> None:
         self._engine = engine
         self._ledger = ledger
+        self._keys = keys
+        self._chaos = chaos
+        self._slow_capture_seconds = slow_capture_seconds
 
     def create_charge(self, account: str, idempotency_key: str | None, payload: Any) -> Answer:
         """POST /v1/charges: capture once per idempotency key."""
@@ -59,7 +65,9 @@ class ProviderApi:
         if isinstance(request, Answer):
             return request
         scope = IdempotencyScope(account, "charges", key)
-        loses_response = behaviour_of(request.payment_token) is TokenBehaviour.LOSES_RESPONSE
+        behaviour = behaviour_of(request.payment_token)
+        loses_response = behaviour is TokenBehaviour.LOSES_RESPONSE
+        slow = behaviour is TokenBehaviour.SLOW_CAPTURE or self._chaos.holds_capture()
 
         def capture(connection: Connection) -> Answer:
             try:
@@ -70,7 +78,8 @@ class ProviderApi:
                 return _error(error)
             return Answer(201, charge_body(charge), response_lost=loses_response)
 
-        return run_once(self._engine, scope, request.fingerprint(), capture)
+        hold = self._slow_capture_seconds if slow else 0.0
+        return self._keys.run_once(scope, request.fingerprint(), capture, hold_seconds=hold)
 
     def create_refund(self, account: str, idempotency_key: str | None, payload: Any) -> Answer:
         """POST /v1/refunds: refund once per idempotency key, never beyond the charge."""
@@ -84,7 +93,7 @@ class ProviderApi:
         def refund(connection: Connection) -> Answer:
             return self._or_error(lambda: Answer(201, refund_body(self._ledger.refund(connection, request))))
 
-        return run_once(self._engine, IdempotencyScope(account, "refunds", key), request.fingerprint(), refund)
+        return self._keys.run_once(IdempotencyScope(account, "refunds", key), request.fingerprint(), refund)
 
     def cancel_refund(self, refund_id: str) -> Answer:
         """POST /v1/refunds/{id}/cancel: idempotent by nature, so no key is needed."""

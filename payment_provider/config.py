@@ -15,6 +15,10 @@ LOST_RESPONSE_HOLD_SECONDS = "PROVIDER_LOST_RESPONSE_HOLD_SECONDS"
 FAULT_RATE = "PROVIDER_FAULT_RATE"
 LOST_RATE = "PROVIDER_LOST_RATE"
 LATENCY_MS = "PROVIDER_LATENCY_MS"
+LISTING_LAG_SECONDS = "PROVIDER_LISTING_LAG_SECONDS"
+SLOW_CAPTURE_RATE = "PROVIDER_SLOW_CAPTURE_RATE"
+SLOW_CAPTURE_SECONDS = "PROVIDER_SLOW_CAPTURE_SECONDS"
+KEY_TTL_SECONDS = "PROVIDER_KEY_TTL_SECONDS"
 SEED = "PROVIDER_SEED"
 LOG_LEVEL = "PROVIDER_LOG_LEVEL"
 PARENT_PID = "PROVIDER_PARENT_PID"
@@ -22,6 +26,8 @@ PARENT_PID = "PROVIDER_PARENT_PID"
 
 DEFAULT_PORT = 8010
 DEFAULT_API_KEY = "sk_test_local"
+STRIPE_KEY_TTL_SECONDS = 24 * 3600
+"""Stripe prunes an idempotency key after 24 hours; the same key after that is a new request."""
 
 _Value = TypeVar("_Value", int, float)
 
@@ -42,6 +48,14 @@ class ProviderSettings:
     fault_rate: float = 0.0
     lost_rate: float = 0.0
     latency_ms: float = 0.0
+    listing_lag_seconds: float = 0.0
+    """A charge shows in `GET /v1/charges?saga_id=` (a search, as Stripe's metadata search) only this long after it
+    committed; reads by id and unfiltered listings are consistent."""
+    slow_capture_rate: float = 0.0
+    """Share of charges held `slow_capture_seconds` before they commit (every `tok_slow_capture` charge is)."""
+    slow_capture_seconds: float = 25.0
+    key_ttl_seconds: float = STRIPE_KEY_TTL_SECONDS
+    """How long an idempotency key is remembered; after that the same key is a new request."""
     seed: int | None = None
     log_level: str = "INFO"
 
@@ -62,6 +76,10 @@ class ProviderSettings:
             fault_rate=_number(environ, FAULT_RATE, float, 0.0, high=1.0),
             lost_rate=_number(environ, LOST_RATE, float, 0.0, high=1.0),
             latency_ms=_number(environ, LATENCY_MS, float, 0.0),
+            listing_lag_seconds=_number(environ, LISTING_LAG_SECONDS, float, 0.0),
+            slow_capture_rate=_number(environ, SLOW_CAPTURE_RATE, float, 0.0, high=1.0),
+            slow_capture_seconds=_number(environ, SLOW_CAPTURE_SECONDS, float, defaults.slow_capture_seconds),
+            key_ttl_seconds=_number(environ, KEY_TTL_SECONDS, float, defaults.key_ttl_seconds, low=1.0),
             seed=_parse(SEED, seed, int) if seed else None,
             log_level=(environ.get(LOG_LEVEL, "").strip() or defaults.log_level).upper(),
         )

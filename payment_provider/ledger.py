@@ -82,10 +82,15 @@ class Page:
 
 
 class Ledger:
-    """Charges and refunds; refunds settle `refund_settle_seconds` after they are made."""
+    """Charges and refunds; refunds settle `refund_settle_seconds` after they are made. A charge shows in the search
+    by saga (`list_charges` with `saga_id`) only `listing_lag_seconds` after it committed, as Stripe's search lags
+    its writes; reads by id and the unfiltered listing are consistent."""
 
-    def __init__(self, refund_settle_seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, refund_settle_seconds: float, clock: Callable[[], float] = time.time, listing_lag_seconds: float = 0.0
+    ) -> None:
         self._settle_ms = round(refund_settle_seconds * 1000)
+        self._lag_ms = round(listing_lag_seconds * 1000)
         self._clock = clock
         self._flaky_attempts = FirstAttempts()
 
@@ -163,7 +168,8 @@ class Ledger:
         """Charges oldest first, of one saga when `query.saga_id` is set, a page after `query.starting_after`."""
         statement = _charges_select()
         if query.saga_id is not None:
-            statement = statement.where(charges.c.saga_id == query.saga_id)
+            searchable = charges.c.created_at_ms <= self._now_ms() - self._lag_ms
+            statement = statement.where(charges.c.saga_id == query.saga_id, searchable)
         if query.starting_after is not None:
             statement = statement.where(charges.c.seq > _cursor_seq(connection, charges.c, query.starting_after))
         rows = connection.execute(statement.order_by(charges.c.seq).limit(query.limit + 1)).mappings().all()

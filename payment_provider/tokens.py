@@ -15,14 +15,18 @@ class TokenBehaviour(enum.Enum):
     """503 on the first request for an idempotency key, approves on the next one."""
     LOSES_RESPONSE = "tok_lost_response"
     """Captures, but the caller never gets the answer (it times out: outcome unknown)."""
+    SLOW_CAPTURE = "tok_slow_capture"
+    """Approves, but the capture commits only after the provider's slow-capture hold: the caller times out, and the
+    same Idempotency-Key answers 409 `idempotency_key_in_use` until it has committed."""
     UNKNOWN = ""
 
 
-APPROVES, DECLINES, FLAKY, LOSES_RESPONSE = (
+APPROVES, DECLINES, FLAKY, LOSES_RESPONSE, SLOW_CAPTURE = (
     TokenBehaviour.APPROVES.value,
     TokenBehaviour.DECLINES.value,
     TokenBehaviour.FLAKY.value,
     TokenBehaviour.LOSES_RESPONSE.value,
+    TokenBehaviour.SLOW_CAPTURE.value,
 )
 """The test cards' tokens, for the tools that make purchases."""
 

@@ -33,6 +33,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
+PROVIDER_LISTING_LAG_SECONDS = 3600
+PROVIDER_SLOW_CAPTURE_SECONDS = 12
+"""A `tok_slow_capture` charge commits this late: after its purchase's retries and compensation retries are spent."""
 LOCALSTACK_TESTS = Path(__file__).resolve().parent / "localstack"
 
 
@@ -184,7 +187,12 @@ def engine(provider_ledger_url: str) -> Iterator[LocalEngine]:
     with LocalEngine(
         retry_wait_scale=TEST_RETRY_WAIT_SCALE,
         provider_database_url=provider_ledger_url,
-        provider_environment={"PROVIDER_LOST_RESPONSE_HOLD_SECONDS": "3"},
+        provider_environment={
+            "PROVIDER_LOST_RESPONSE_HOLD_SECONDS": "3",
+            # Longer than any test: the search by saga never shows a test's charges, as a lagging real search may not.
+            "PROVIDER_LISTING_LAG_SECONDS": str(PROVIDER_LISTING_LAG_SECONDS),
+            "PROVIDER_SLOW_CAPTURE_SECONDS": str(PROVIDER_SLOW_CAPTURE_SECONDS),
+        },
     ) as local_engine:
         yield local_engine
     settings.payment_provider_timeout_seconds = saved_timeout

@@ -129,8 +129,9 @@ def product(sku: str) -> Product:
 
 
 def provider_charges(saga_id: str) -> list[Charge]:
-    """What the payment provider holds for the saga, as its own ledger says."""
-    return payment_provider.provider_client().charges_for_saga(saga_id)
+    """What the payment provider holds for the saga, as its own ledger says: from the unfiltered listing, which is
+    consistent, not from the search by saga, which lags its writes (PROVIDER_LISTING_LAG_SECONDS)."""
+    return [charge for charge in payment_provider.provider_client().list_charges() if charge.saga_id == saga_id]
 
 
 def audited_attempts(saga_id: str) -> dict[str, int]:

@@ -88,7 +88,8 @@ class PaymentProviderClient:
         return _charge(self._call("POST", "/v1/charges", body, idempotency_key, redact=payment_token))
 
     def charges_for_saga(self, saga_id: str) -> list[Charge]:
-        """Every charge made for `saga_id` (how a caller learns whether an unknown outcome charged)."""
+        """The charges the provider's search finds for `saga_id`. On a real provider the search lags its writes (by
+        up to an hour during outages): an empty answer does not mean that no charge was made."""
         return [_charge(item) for item in self._list("/v1/charges", {"saga_id": saga_id})]
 
     def get_charge(self, charge_id: str) -> Charge | None:
@@ -111,7 +112,7 @@ class PaymentProviderClient:
         return None if found is None else _refund(found)
 
     def list_charges(self) -> list[Charge]:
-        """Every charge, oldest first."""
+        """Every charge, oldest first (the listing is consistent, unlike the search by saga)."""
         return [_charge(item) for item in self._list("/v1/charges", {})]
 
     def list_refunds(self, charge_id: str | None = None) -> list[Refund]:

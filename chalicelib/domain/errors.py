@@ -51,6 +51,11 @@ class RefundSettled(StepError):
     """The provider settled the refund before it could be cancelled: an operator must recover the money."""
 
 
+class PaymentOutcomeUnknown(StepError):
+    """The provider has forgotten the idempotency key of a request whose outcome we never learned, and nothing it
+    keeps consistent tells what that request did: an operator must look, rather than the saga guess."""
+
+
 class ReturnRejected(StepError):
     """The return breaks a rule: unknown or unconfirmed order, too many units, window closed."""
 

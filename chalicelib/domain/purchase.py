@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from chalicelib.adapters.payment_provider import Charge
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, Saga
 from chalicelib.domain import payments
 from chalicelib.domain.contracts import PurchaseRequest
@@ -78,7 +79,7 @@ def process_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any
     if payment.status == PENDING:
         session.commit()
         try:
-            charge = payments.charge(saga.id, request.payment_token, payment.amount_cents)
+            charge = payments.charge(saga.id, request.payment_token, payment.amount_cents, payment.created_at)
         except PaymentDeclined:
             payment.status = DECLINED
             session.commit()
@@ -114,13 +115,12 @@ def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 
 
 def refund_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
-    """Give back what the provider holds for the saga, whatever our rows say (a charge whose answer was lost has
-    no charge id here); nothing when the provider holds no charge for it."""
+    """Give back what the provider holds for the saga, whatever our rows say, learned from what the provider keeps
+    consistent (a charge whose answer was lost has no charge id here); nothing when no charge was made."""
     refund = session.scalar(select(Refund).where(Refund.saga_id == saga.id, Refund.step == "refund_payment"))
     if refund is None:
-        session.commit()
-        charge = next(iter(payments.charges_of(saga.id)), None)
         payment = _payment(session, saga.id)
+        charge = _charge_held(session, saga, payment)
         if charge is None or payment is None:
             return {"refunded_cents": 0}
         payment.provider_ref = charge.id
@@ -132,16 +132,42 @@ def refund_payment(session: Session, saga: Saga, attempt: int) -> dict[str, Any]
             status=PENDING,
         )
         session.add(refund)
+        session.flush()
     if refund.status == PENDING:
         payment = session.get_one(Payment, refund.payment_id)
         session.commit()
         if refund.amount_cents > 0:
-            refund.provider_refund_id = payments.refund(
-                str(payment.provider_ref), refund.amount_cents, saga.id, "refund_payment"
-            ).id
+            refund.provider_refund_id = _refund_the_rest(str(payment.provider_ref), refund, saga.id)
         refund.status, payment.status = ISSUED, REFUNDED
         session.flush()
     return {"refunded_cents": refund.amount_cents}
+
+
+def _charge_held(session: Session, saga: Saga, payment: Payment | None) -> Charge | None:
+    """The charge the provider holds for the saga. Its intent is committed before a charge is asked for, so without
+    one (or with a decline) none was made; with its id, a read by id; else the provider is asked again with the
+    charge's key, never read from the search by saga, which lags."""
+    if payment is None or payment.status == DECLINED:
+        return None
+    if payment.provider_ref:
+        return payments.charge_by_id(payment.provider_ref)
+    request = PurchaseRequest.model_validate(saga.input)
+    session.commit()
+    try:
+        return payments.charge_held(saga.id, request.payment_token, payment.amount_cents, payment.created_at)
+    except PaymentDeclined:
+        payment.status = DECLINED
+        return None
+
+
+def _refund_the_rest(charge_id: str, refund: Refund, saga_id: str) -> str | None:
+    """The provider's id of this compensation's refund. Past the key's lifetime, a repeat would refund anew: the
+    charge, read by id, then tells whether the refund was made (its answer lost: the id stays unknown)."""
+    if payments.key_expired(refund.created_at):
+        charge = payments.charge_by_id(charge_id)
+        if charge is None or charge.amount_cents - charge.refunded_cents < refund.amount_cents:
+            return None
+    return payments.refund(charge_id, refund.amount_cents, saga_id, "refund_payment").id
 
 
 def release_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:

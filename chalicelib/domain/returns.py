@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, ReturnRequestRecord, Saga
 from chalicelib.domain import payments
 from chalicelib.domain.contracts import ReturnRequest
-from chalicelib.domain.errors import ReturnRejected, StepOutOfOrder
+from chalicelib.domain.errors import PaymentOutcomeUnknown, ReturnRejected, StepOutOfOrder
 from chalicelib.domain.purchase import CANCELLED, CONFIRMED, ISSUED, PENDING
 from chalicelib.settings import get_settings
 
@@ -109,9 +109,14 @@ def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
 
 def _refund_at_provider(session: Session, saga: Saga, refund: Refund) -> str:
     """The provider's id of this return's refund, asked for with issue_refund's key (the intent is committed
-    first, so no transaction is held across the call)."""
+    first, so no transaction is held across the call). Past the key's lifetime the provider would take the same key
+    for a new refund, and nothing it keeps consistent says whether the first was made: an operator decides."""
     charge_id = session.get_one(Payment, refund.payment_id).provider_ref
     session.commit()
+    if payments.key_expired(refund.created_at):
+        raise PaymentOutcomeUnknown(
+            f"the provider no longer remembers issue_refund's key; whether refund {refund.id} was made is unknown"
+        )
     return payments.refund(str(charge_id), refund.amount_cents, saga.id, "issue_refund").id
 
 

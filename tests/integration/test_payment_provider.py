@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from chalicelib.adapters import database
 from chalicelib.adapters.payment_provider import PaymentProviderClient
-from chalicelib.adapters.tables import Payment, Refund, Saga
+from chalicelib.adapters.tables import Payment, Refund, Saga, utcnow
 from chalicelib.domain import payments, saga_log
 from chalicelib.domain.purchase import PENDING
 from infra.local_engine import LocalEngine
@@ -59,7 +59,7 @@ def test_refund_payment_refunds_what_the_provider_holds_even_if_our_row_never_le
         saga = saga_log.create_saga(uow.session, purchase(quantity=1))
         uow.session.add(Payment(saga_id=saga.id, customer_id="c-1", amount_cents=2_500, status=PENDING))
         uow.commit()
-    payments.charge(saga.id, "tok_visa", 2_500)
+    payments.charge(saga.id, "tok_visa", 2_500, utcnow())
 
     answer = invoke(engine, "refund_payment", {"saga_id": saga.id})
 

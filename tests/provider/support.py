@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chalicelib.adapters.payment_provider import PaymentProviderClient, ProviderRefused
+from chalicelib.adapters.payment_provider import PaymentProviderClient, ProviderUnavailable
 from payment_provider.launcher import RunningProvider
 
 LOST_RESPONSE_HOLD_SECONDS = 2.0
@@ -87,13 +87,14 @@ def run_together(count: int, call: Callable[[], _Result]) -> list[_Result | Base
 
 
 def assert_concurrent_duplicates_charge_once(client: PaymentProviderClient) -> None:
-    """Eight concurrent requests with one key: one charge, and every answer that is not a 409 is that charge."""
+    """Eight concurrent requests with one key: one charge, and every answer that is not a 409 (in use: try again
+    later) is that charge."""
     saga_id, key = unique("saga"), unique("key")
     results = run_together(8, lambda: client.charge(saga_id, "tok_visa", 999, "usd", idempotency_key=key))
     charged = client.charges_for_saga(saga_id)
     assert len(charged) == 1
     for result in results:
-        if isinstance(result, ProviderRefused):
-            assert (result.status, result.code) == (409, "idempotency_key_in_use")
+        if isinstance(result, ProviderUnavailable):  # 409 idempotency_key_in_use: the first was still at work
+            assert "idempotency_key_in_use" in str(result)
         else:
             assert result == charged[0]
