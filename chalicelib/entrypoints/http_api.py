@@ -15,6 +15,7 @@ from chalice.app import ChaliceUnhandledError, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.adapters import step_functions
+from chalicelib.adapters.database_errors import transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain.contracts import IDENTIFIER_PATTERN, SagaRequest
 from chalicelib.observability.telemetry import Stopwatch, current_keys, logger, saga_scope, traced
@@ -66,7 +67,8 @@ class ApiError(ChaliceUnhandledError):
 
 
 def _unavailable(message: str) -> ApiError:
-    """503 with Retry-After: Step Functions could not be reached or refused; nothing the client sent is wrong."""
+    """503 with Retry-After: Step Functions or the database could not serve us now; nothing the client sent is
+    wrong."""
     return ApiError(503, "ServiceUnavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
@@ -262,7 +264,10 @@ def answer_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -
         response = get_response(event)
     except ApiError as error:
         return error.response()
-    except Exception:
+    except Exception as error:
+        if transience(error) is not None:  # a deadlock, a failover, no connection left: nothing the client did
+            logger.warning("database unavailable answering %s", getattr(event, "path", "a request"), exc_info=True)
+            return _unavailable("the database could not serve the request now; try again").response()
         logger.exception("unexpected error answering %s", getattr(event, "path", "a request"))
         return ApiError(500, "InternalError", "the request could not be completed; it has been logged").response()
     body = response.body
