@@ -58,7 +58,7 @@ def _bump(connection: Connection, row: int) -> None:
 
 
 def _while_waiting_on_a_lock(
-    scratch: Scratch, waiter: Callable[[Connection], object], act: Callable[[int], None]
+    scratch: Scratch, waiter: Callable[[Connection], object], act: Callable[[int], object]
 ) -> Exception:
     """`waiter` runs on a connection of the code's engine while ours holds row 1; once it waits, `act(session)`."""
     errors: list[Exception] = []
