@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
+from chalicelib.adapters.database_errors import drop_unusable_connections
 from chalicelib.observability import telemetry
-from chalicelib.settings import database_engine, get_settings
+from chalicelib.settings import DATABASE_DRIVERS, DEFAULT_PORTS, database_engine, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -43,6 +44,7 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
             url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
         )
     _trace_queries(engine)
+    drop_unusable_connections(engine)
     return engine
 
 
@@ -86,22 +88,6 @@ def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-LOCK_CONFLICTS = {"40P01", "55P03", "40001", 1205, 1213}
-"""What PostgreSQL (deadlock, lock not available, serialization failure) and MySQL (lock wait timeout, deadlock)
-answer when two transactions want the same rows at once: the loser may simply try again, or give way."""
-
-
-def is_lock_conflict(error: BaseException) -> bool:
-    """Whether a database error is another transaction holding the rows, rather than a fault."""
-    original = getattr(error, "orig", None)
-    if original is None:
-        return False
-    # pymysql puts the error number first in args; pg8000 a dict of the server's fields, with the SQLSTATE as "C".
-    first = original.args[0] if getattr(original, "args", ()) else None
-    code = first.get("C") if isinstance(first, dict) else first
-    return code in LOCK_CONFLICTS
-
-
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     return make_engine(get_settings().effective_database_url)
@@ -119,7 +105,9 @@ def prime() -> None:
     if settings.database_url:
         url = settings.database_url
     elif settings.database_host and settings.database_secret_arn:
-        url = f"postgresql+pg8000://{settings.database_host}:{settings.database_port}/{settings.database_name}"
+        kind = settings.database_engine
+        port = settings.database_port or DEFAULT_PORTS[kind]
+        url = f"{DATABASE_DRIVERS[kind]}://{settings.database_host}:{port}/{settings.database_name}"
     else:
         url = "sqlite://"
     make_engine(url).dispose()

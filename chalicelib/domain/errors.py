@@ -71,7 +71,8 @@ class TransientFault(StepError):
 
 
 class DatabaseUnavailable(StepError):
-    """The database could not be reached; the state machine retries."""
+    """The database could not serve the step now: unreachable, its session ended (a failover, a restart), no
+    connection left, read-only (a demoted primary), or the statement cut short; the state machine retries."""
 
     retryable = True
 
@@ -98,7 +99,8 @@ class SagaNotRunning(StepError):
 
 
 class ConcurrentUpdate(StepError):
-    """The step's write lost a race with a concurrent one; run again, it finds the winner's result."""
+    """The step's write lost a race with a concurrent one (a unique key, a version, a deadlock, a serialization
+    failure, a lock it waited for too long); run again, it goes through or finds the winner's result."""
 
     retryable = True
 

@@ -5,16 +5,18 @@ Every error leaves as JSON `{"error", "message", "details"}`; nothing a client s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from chalice.app import ChaliceUnhandledError, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.adapters import step_functions
+from chalicelib.adapters.database_errors import transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain.contracts import IDENTIFIER_PATTERN, SagaRequest
 from chalicelib.observability.telemetry import Stopwatch, current_keys, logger, saga_scope, traced
@@ -43,6 +45,8 @@ IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 """Path parameters that cannot name anything are 404 before any query (PostgreSQL refuses NUL bytes)."""
 JSON_MEDIA_TYPE = "application/json"
 Model = TypeVar("Model", bound=BaseModel)
+Params = ParamSpec("Params")
+Answer = TypeVar("Answer")
 
 
 class ApiError(ChaliceUnhandledError):
@@ -66,10 +70,29 @@ class ApiError(ChaliceUnhandledError):
 
 
 def _unavailable(message: str) -> ApiError:
-    """503 with Retry-After: Step Functions could not be reached or refused; nothing the client sent is wrong."""
+    """503 with Retry-After: Step Functions or the database could not serve us now; nothing the client sent is
+    wrong."""
     return ApiError(503, "ServiceUnavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+def _unavailable_on_database_errors(route: Callable[Params, Answer]) -> Callable[Params, Answer]:
+    """A database error that a retry fixes (a deadlock, a failover, no connection left) is no fault of the request:
+    503 with Retry-After. (Chalice answers what a route raises with its own 500 before any middleware sees it.)"""
+
+    @functools.wraps(route)
+    def answer(*args: Params.args, **kwargs: Params.kwargs) -> Answer:
+        try:
+            return route(*args, **kwargs)
+        except Exception as error:
+            if transience(error) is None:
+                raise
+            logger.warning("the database could not serve %s now", route.__name__, exc_info=True)
+            raise _unavailable("the database could not serve the request now; try again") from None
+
+    return answer
+
+
+@_unavailable_on_database_errors
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
     saga_request, key = _parse_both(lambda: parse_body(request, model), lambda: idempotency_key(request.headers))
     try:
@@ -94,11 +117,13 @@ def _accepted(saga: Saga) -> Response:
     return Response(body=accepted.model_dump(mode="json"), status_code=202)
 
 
+@_unavailable_on_database_errors
 def get_saga(saga_id: str) -> dict[str, Any]:
     view = sagas.read_saga(saga_id) if SAGA_ID.fullmatch(saga_id) else None
     return _found(SagaView, view, f"no saga {saga_id!r}")
 
 
+@_unavailable_on_database_errors
 def retry_saga(saga_id: str) -> Response:
     try:
         known = SAGA_ID.fullmatch(saga_id)
@@ -113,6 +138,7 @@ def retry_saga(saga_id: str) -> Response:
     return _accepted(saga)
 
 
+@_unavailable_on_database_errors
 def view_page(saga_id: str) -> Response:
     view = sagas.read_saga(saga_id) if SAGA_ID.fullmatch(saga_id) else None
     events = sagas.read_history(saga_id) if view is not None else None
@@ -122,11 +148,13 @@ def view_page(saga_id: str) -> Response:
     return Response(body=html, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
+@_unavailable_on_database_errors
 def get_history(saga_id: str) -> dict[str, Any]:
     events = sagas.read_history(saga_id) if SAGA_ID.fullmatch(saga_id) else None
     return _found(SagaHistory, None if events is None else {"events": events}, f"no saga {saga_id!r}")
 
 
+@_unavailable_on_database_errors
 def list_sagas(query_params: Mapping[str, str] | None) -> dict[str, Any]:
     query = _parse(SagaListQuery, dict(query_params or {}), location="query")
     try:
@@ -136,10 +164,12 @@ def list_sagas(query_params: Mapping[str, str] | None) -> dict[str, Any]:
     return SagaList.model_validate({"items": items, "next_cursor": next_cursor}).model_dump(mode="json")
 
 
+@_unavailable_on_database_errors
 def list_products() -> dict[str, Any]:
     return ProductList.model_validate({"items": products.list_products()}).model_dump(mode="json")
 
 
+@_unavailable_on_database_errors
 def get_product(sku: str) -> dict[str, Any]:
     product = products.product_view(sku) if IDENTIFIER.fullmatch(sku) else None
     return _found(ProductView, product, f"no product {sku!r}")

@@ -20,7 +20,8 @@ from sqlalchemy import ColumnElement, CursorResult, or_, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chalicelib.adapters import step_functions
-from chalicelib.adapters.database import UnitOfWork, is_lock_conflict
+from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database_errors import is_lock_conflict
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.observability.telemetry import logger

@@ -15,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import exc as orm_exc
 
 from chalicelib.adapters import saga_cache
-from chalicelib.adapters.database import UnitOfWork, is_lock_conflict
+from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database_errors import is_lock_conflict
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import SagaStatus

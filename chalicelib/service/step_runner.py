@@ -17,6 +17,7 @@ from sqlalchemy.orm import exc as orm_exc
 
 from chalicelib.adapters import saga_cache
 from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database_errors import Transience, driver_code, transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import faults, saga_log
 from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent
@@ -26,8 +27,6 @@ from chalicelib.observability.telemetry import emit, logger
 from chalicelib.settings import get_settings
 
 RECORD_TRIES = 3
-UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError)
-"""(pg8000 lets a reset socket escape as a bare ConnectionError when the pool pings a dropped connection.)"""
 
 StepFunction = Callable[[Session, Saga, int], dict[str, Any]]
 
@@ -62,20 +61,12 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
             saga_log.record_attempt(uow.session, saga, name, event.attempt, payload=result, request_id=request_id)
             ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
             uow.commit()
-    except (sa_exc.IntegrityError, orm_exc.StaleDataError) as error:
-        cause = type(getattr(error, "orig", error)).__name__
-        conflict = ConcurrentUpdate(f"{name}: a concurrent write won ({cause})")
-        _record_failure(name, event, conflict, request_id)
-        raise conflict from error
-    except UNREACHABLE as error:
-        unavailable = DatabaseUnavailable(
-            f"{name}: the database did not answer ({type(getattr(error, 'orig', error)).__name__})"
-        )
-        _record_failure(name, event, unavailable, request_id)  # a fresh connection often works: then it is audited
-        raise unavailable from error
     except Exception as error:
-        _record_failure(name, event, error, request_id)
-        raise
+        failure = _as_step_error(name, error)
+        _record_failure(name, event, failure, request_id)  # a fresh connection often works: then it is audited
+        if failure is error:
+            raise
+        raise failure from error
     faults.crash_if_asked(saga.input.get("faults", {}), name, event.attempt)
     saga_cache.write_through(saga.id, saga.status, saga.version)
     if name in COMPENSATIONS:
@@ -155,14 +146,11 @@ def _record_failure(name: str, event: StepEvent, error: Exception, request_id: s
         try:
             saga, ended = _record_failure_once(name, event, error, request_id)
             break
-        except UNREACHABLE:
+        except (sa_exc.SQLAlchemyError, ConnectionError) as failure:
             # The pool may hold more connections the server dropped; each try takes the next one.
-            if not tries_left:
+            if not tries_left or transience(failure) is None:
                 logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
                 return
-        except sa_exc.SQLAlchemyError:
-            logger.exception("could not record the failure of %s for saga %s", name, event.saga_id)
-            return
     saga_cache.write_through(saga.id, saga.status, saga.version)
     if ended:
         _saga_ended(saga, name)
@@ -180,6 +168,22 @@ def _record_failure_once(name: str, event: StepEvent, error: Exception, request_
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
     return saga, ended
+
+
+def _as_step_error(name: str, error: Exception) -> Exception:
+    """A database error as the error the state machine retries, named by what happened (the driver's class and
+    code, never the statement or its parameters); any other error as it is."""
+    driver_error = getattr(error, "orig", error)
+    code = driver_code(driver_error)
+    cause = type(driver_error).__name__ + (f" {code}" if code else "")
+    if isinstance(error, sa_exc.IntegrityError | orm_exc.StaleDataError):
+        return ConcurrentUpdate(f"{name}: a concurrent write won ({cause})")
+    kind = transience(error)
+    if kind is Transience.CONFLICT:
+        return ConcurrentUpdate(f"{name}: another transaction held the rows ({cause})")
+    if kind is Transience.UNAVAILABLE:
+        return DatabaseUnavailable(f"{name}: the database could not serve the step now ({cause})")
+    return error
 
 
 def _load_saga(session: Session, saga_id: str) -> Saga:

@@ -146,6 +146,20 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(client: Client) ->
     assert _saga_count() == 1
 
 
+def test_idempotency_keys_that_differ_only_by_trailing_spaces_are_two_keys(client: Client) -> None:
+    """Keys compare exactly on every engine (on MySQL/MariaDB through a NO PAD collation: utf8mb4_bin took them
+    for one key, and answered the second purchase with the first's saga)."""
+    first = _post(client, "/purchases", _purchase(), key="order-44")
+    padded = _post(client, "/purchases", _purchase(quantity=1), key="order-44 ")
+    again = _post(client, "/purchases", _purchase(quantity=1), key="order-44 ")
+
+    assert first.status_code == padded.status_code == again.status_code == 202
+    assert padded.json_body["saga_id"] != first.json_body["saga_id"]
+    assert again.json_body["saga_id"] == padded.json_body["saga_id"]
+    assert final_view(client, padded.json_body["saga_id"])["input"]["quantity"] == 1
+    assert _saga_count() == 2
+
+
 def _as_caller(client: Client, monkeypatch: pytest.MonkeyPatch, principal: str) -> None:
     """Requests from now on carry the IAM principal API Gateway puts in requestContext after checking SigV4."""
     converter = client.http._local_gateway.event_converter

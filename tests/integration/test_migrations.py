@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, inspect, text
 from chalicelib.adapters import database
 from chalicelib.settings import get_settings
 from functions import migrate
-from tests.conftest import Backend
+from tests.conftest import ADMIN_MYSQL_URL, Backend
+from tests.helpers import throwaway_database
 
 
 def _config(url: str) -> Config:
@@ -195,3 +196,42 @@ def test_a_database_past_this_code_s_newest_revision_is_left_as_it_is(deployed_d
 
     assert database.migrate_for_deploy() == "9999"
     assert _revision(deployed_database) == "9999"
+
+
+MYSQL_COLLATIONS = """
+SELECT table_collation FROM information_schema.tables
+ WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'
+UNION SELECT collation_name FROM information_schema.columns
+ WHERE table_schema = DATABASE() AND table_name <> 'alembic_version' AND collation_name IS NOT NULL
+"""
+MYSQL_DEFAULT_COLLATION = (
+    "SELECT default_collation_name FROM information_schema.schemata WHERE schema_name = DATABASE()"
+)
+
+
+def _mysql_collations(url: str) -> tuple[set[str], str, bool]:
+    """The collations of the database's tables and their text columns; the database's default; whether the server
+    is MariaDB."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(connection.execute(text(MYSQL_COLLATIONS)).scalars())
+            default = connection.execute(text(MYSQL_DEFAULT_COLLATION)).scalar_one()
+            mariadb = "MariaDB" in connection.execute(text("SELECT VERSION()")).scalar_one()
+            return tables, default, mariadb
+    finally:
+        engine.dispose()
+
+
+def test_on_mysql_every_table_and_the_database_default_compare_without_padding() -> None:
+    """Revision 0008 moves MySQL/MariaDB from utf8mb4_bin (PAD SPACE: 'k' = 'k ') to the server's binary NO PAD
+    collation, also as the database's default for tables made later; its downgrade moves the tables back."""
+    with throwaway_database(ADMIN_MYSQL_URL, "saga_collation") as url:
+        command.upgrade(_config(url), "0007")
+        assert _mysql_collations(url)[0] == {"utf8mb4_bin"}
+        command.upgrade(_config(url), "head")
+        tables, default, mariadb = _mysql_collations(url)
+        no_pad = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+        assert (tables, default) == ({no_pad}, no_pad)
+        command.downgrade(_config(url), "0007")
+        assert _mysql_collations(url)[0] == {"utf8mb4_bin"}

@@ -5,6 +5,8 @@ restore, secrets are read again, and each restored environment draws its own ran
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +20,7 @@ from chalicelib.service import sagas
 from chalicelib.settings import get_settings
 from functions import reserve_stock
 from tests.conftest import Backend
-from tests.helpers import purchase
+from tests.helpers import ROOT, child_env, purchase
 
 CONTEXT = SimpleNamespace(get_remaining_time_in_millis=lambda: 30_000, aws_request_id="snapstart")
 
@@ -105,3 +107,37 @@ def test_each_restored_environment_draws_its_own_random_numbers() -> None:
         drawn.append(random.getrandbits(128))
 
     assert drawn[0] != drawn[1]
+
+
+PRIMED_DRIVERS = """
+import sys
+from chalicelib.adapters import database
+database.prime()
+print(",".join(sorted(name for name in ("pg8000", "pymysql", "sqlite3") if name in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "driver"),
+    [
+        ({"DATABASE_URL": "mysql+pymysql://app@db.internal:3306/shop"}, "pymysql"),
+        ({"DATABASE_URL": "postgresql+pg8000://app@db.internal:5432/shop"}, "pg8000"),
+        ({"DATABASE_HOST": "proxy.internal", "DATABASE_ENGINE": "mysql"}, "pymysql"),
+        ({"DATABASE_HOST": "proxy.internal", "DATABASE_ENGINE": "postgresql"}, "pg8000"),
+    ],
+    ids=["mysql-url", "postgres-url", "mysql-deployed", "postgres-deployed"],
+)
+def test_priming_loads_the_configured_engines_driver_not_the_other(environment: dict[str, str], driver: str) -> None:
+    """Before a snapshot, the driver the first transaction needs is imported; the other engine's is not (a
+    MySQL stack's snapshot holding pg8000 would pay for it on every restore, and still import PyMySQL later)."""
+    deployed = {"DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db"}
+    env = child_env("", **(deployed if "DATABASE_HOST" in environment else {}), **environment)
+    if "DATABASE_URL" not in environment:
+        env.pop("DATABASE_URL")
+    done = subprocess.run(
+        [sys.executable, "-c", PRIMED_DRIVERS], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = done.stdout.strip().split(",")
+    other = {"pymysql": "pg8000", "pg8000": "pymysql"}[driver]
+    assert driver in loaded and other not in loaded
