@@ -146,39 +146,6 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(client: Client) ->
     assert _saga_count() == 1
 
 
-def _as_caller(client: Client, monkeypatch: pytest.MonkeyPatch, principal: str) -> None:
-    """Requests from now on carry the IAM principal API Gateway puts in requestContext after checking SigV4."""
-    converter = client.http._local_gateway.event_converter
-    create_event = converter.create_lambda_event
-
-    def with_identity(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        event = create_event(*args, **kwargs)
-        event["requestContext"].setdefault("identity", {})["userArn"] = principal
-        return event
-
-    monkeypatch.setattr(converter, "create_lambda_event", with_identity)
-
-
-def test_idempotency_keys_belong_to_their_caller(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    alice, bob = "arn:aws:iam::123456789012:user/alice", "arn:aws:sts::123456789012:assumed-role/shop/bob"
-    _as_caller(client, monkeypatch, alice)
-    first = _post(client, "/purchases", _purchase(), key="order-7")
-    _as_caller(client, monkeypatch, bob)
-    other = _post(client, "/purchases", _purchase(quantity=1), key="order-7")
-    _as_caller(client, monkeypatch, alice)
-    again = _post(client, "/purchases", _purchase(), key="order-7")
-
-    assert first.status_code == other.status_code == again.status_code == 202
-    assert other.json_body["saga_id"] != first.json_body["saga_id"]
-    assert again.json_body["saga_id"] == first.json_body["saga_id"]
-    assert final_view(client, other.json_body["saga_id"])["input"]["quantity"] == 1
-    assert _saga_count() == 2
-    with database.UnitOfWork() as uow:
-        callers = set(uow.session.scalars(select(Saga.caller)))
-    assert len(callers) == 2
-    assert not any("alice" in c or "bob" in c for c in callers)
-
-
 def test_listing_pages_through_every_saga_once_newest_first(client: Client) -> None:
     started = [_post(client, "/purchases", _purchase(quantity=1)).json_body["saga_id"] for _ in range(5)]
     for saga_id in started:
