@@ -270,7 +270,7 @@ def _prepare_database(url: str | None) -> str:
         preflight.check_migrations(url)
         return url
     preflight.check_database_answers(LOCAL_POSTGRES + "postgres")
-    admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT", hide_parameters=True)
     with admin.connect() as connection:
         connection.execute(text('DROP DATABASE IF EXISTS "saga_soak" WITH (FORCE)'))
         connection.execute(text('CREATE DATABASE "saga_soak"'))

@@ -16,13 +16,18 @@ from chalicelib.observability import telemetry
 from chalicelib.settings import database_engine, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+HIDE_PARAMETERS = True
+"""SQLAlchemy puts a failed statement's parameters in its error's message, which is logged: a saga INSERT carries the
+payment token (docs/design.md §3.4). Hidden, the message names the statement alone."""
 
 
 def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
     """An engine for `url`; migrations turn SQLite's foreign keys off, since Alembic rebuilds tables there."""
     kind = database_engine(url)
     if kind == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=HIDE_PARAMETERS
+        )
         _serialise_sqlite_writers(engine, sqlite_foreign_keys)
     elif kind == "mysql":
         connect_args: dict[str, Any] = {"ssl": ssl.create_default_context()} if get_settings().database_tls else {}
@@ -36,11 +41,18 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
             pool_size=10,
             max_overflow=20,
             pool_recycle=300,
+            hide_parameters=HIDE_PARAMETERS,
         )
     else:
         connect_args = {"ssl_context": True} if get_settings().database_tls else {}
         engine = create_engine(
-            url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=300,
+            hide_parameters=HIDE_PARAMETERS,
         )
     _trace_queries(engine)
     return engine
