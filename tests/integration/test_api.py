@@ -57,7 +57,7 @@ def test_purchase_is_accepted_and_runs_to_completion(client: Client) -> None:
     assert set(view["result"]) == {"order_id"}
     request = _purchase(faults={})
     shown = {key: value for key, value in request.items() if key != "payment_token"}
-    assert view["input"] == {**shown, "payment_method": "\u2026" + request["payment_token"][-4:]}
+    assert view["input"] == {**shown, "payment_method": "\u2026"}, "tok_visa is too short to show any of it"
     assert request["payment_token"] not in json.dumps(view)
 
 
