@@ -64,7 +64,11 @@ def test_purchase_is_accepted_and_runs_to_completion(client: Client) -> None:
 def test_a_completed_purchase_can_be_returned_through_its_order_id(client: Client) -> None:
     bought = final_view(client, _post(client, "/purchases", _purchase(quantity=3)).json_body["saga_id"])
 
-    response = _post(client, "/returns", {"order_id": bought["result"]["order_id"], "quantity": 2, "reason": "late"})
+    response = _post(
+        client,
+        "/returns",
+        {"customer_id": "c-api", "order_id": bought["result"]["order_id"], "quantity": 2, "reason": "late"},
+    )
 
     assert response.status_code == 202
     returned = final_view(client, response.json_body["saga_id"])
@@ -170,7 +174,11 @@ def test_listing_filters_by_type_and_status(client: Client) -> None:
     declined = final_view(
         client, _post(client, "/purchases", _purchase(payment_token="tok_declined")).json_body["saga_id"]
     )
-    returned = _post(client, "/returns", {"order_id": done["result"]["order_id"], "quantity": 1, "reason": "x"})
+    returned = _post(
+        client,
+        "/returns",
+        {"customer_id": "c-api", "order_id": done["result"]["order_id"], "quantity": 1, "reason": "x"},
+    )
     final_view(client, returned.json_body["saga_id"])
 
     purchases = client.http.get("/sagas?type=purchase").json_body["items"]
