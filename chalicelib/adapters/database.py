@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from chalicelib.observability import telemetry
-from chalicelib.settings import database_engine, get_settings
+from chalicelib.settings import database_engine, get_settings, reread_secret
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 HIDE_PARAMETERS = True
@@ -103,20 +103,47 @@ LOCK_CONFLICTS = {"40P01", "55P03", "40001", 1205, 1213}
 answer when two transactions want the same rows at once: the loser may simply try again, or give way."""
 
 
+AUTHENTICATION_FAILURES = {"28P01", "28000", 1045}
+"""What PostgreSQL (invalid password, invalid authorization) and MySQL (access denied) answer to credentials they
+refuse: after a rotation, the secret holds new ones."""
+
+
 def is_lock_conflict(error: BaseException) -> bool:
     """Whether a database error is another transaction holding the rows, rather than a fault."""
     original = getattr(error, "orig", None)
-    if original is None:
-        return False
+    return original is not None and _server_code(original) in LOCK_CONFLICTS
+
+
+def _server_code(driver_error: BaseException) -> object:
     # pymysql puts the error number first in args; pg8000 a dict of the server's fields, with the SQLSTATE as "C".
-    first = original.args[0] if getattr(original, "args", ()) else None
-    code = first.get("C") if isinstance(first, dict) else first
-    return code in LOCK_CONFLICTS
+    first = driver_error.args[0] if getattr(driver_error, "args", ()) else None
+    return first.get("C") if isinstance(first, dict) else first
+
+
+def _reconnect_with_rotated_credentials(engine: Engine) -> None:
+    """A connection the server refuses for its credentials is opened once more with those the secret holds now."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.Error as error:
+            if _server_code(error) not in AUTHENTICATION_FAILURES:
+                raise
+        telemetry.logger.warning("the database refused its credentials; reading them again from their secret")
+        settings = get_settings()
+        reread_secret(settings.database_secret_arn)
+        cparams["user"], cparams["password"] = settings.database_credentials
+        return dialect.connect(*cargs, **cparams)
 
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    return make_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    engine = make_engine(settings.effective_database_url)
+    if not settings.database_url and settings.database_host and settings.database_secret_arn:
+        _reconnect_with_rotated_credentials(engine)
+    return engine
 
 
 @lru_cache(maxsize=1)
