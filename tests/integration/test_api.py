@@ -77,6 +77,20 @@ def test_a_completed_purchase_can_be_returned_through_its_order_id(client: Clien
     assert client.http.get("/products/SKU-MOUSE").json_body["on_hand"] == 999
 
 
+def test_a_return_of_another_customers_order_is_rejected(client: Client) -> None:
+    bought = final_view(client, _post(client, "/purchases", _purchase(quantity=2)).json_body["saga_id"])
+    body = {"customer_id": "c-other", "order_id": bought["result"]["order_id"], "quantity": 1, "reason": "not mine"}
+
+    response = _post(client, "/returns", body)
+
+    assert response.status_code == 202
+    refused = final_view(client, response.json_body["saga_id"])
+    assert refused["status"] == "REJECTED"
+    assert [(s["name"], s["status"]) for s in refused["steps"]] == [("validate_return", "FAILED")]
+    assert refused["steps"][0]["error"]["type"] == "ReturnRejected"
+    assert client.http.get("/products/SKU-MOUSE").json_body["on_hand"] == 998
+
+
 @pytest.mark.parametrize(
     ("body", "status", "steps"),
     [
