@@ -50,7 +50,7 @@ def choose_backend(stack: ExitStack) -> str:
             from sqlalchemy import create_engine, text
 
             redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1).ping()
-            admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+            admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT", hide_parameters=True)
             with admin.connect() as connection:
                 if not connection.execute(text("SELECT 1 FROM pg_database WHERE datname = 'saga_bench'")).first():
                     connection.execute(text("CREATE DATABASE saga_bench"))

@@ -260,7 +260,7 @@ def _return() -> ReturnRequest:
         floor(step, saga_id)
     with database.UnitOfWork() as uow:
         order_id = uow.session.get_one(Saga, saga_id).result["order_id"]
-    return ReturnRequest(order_id=order_id, quantity=1, reason="cold start")
+    return ReturnRequest(customer_id="cold", order_id=order_id, quantity=1, reason="cold start")
 
 
 def run(repeats: int) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def first_invocations(engine: LocalEngine) -> dict[str, Any]:
         warm = _invoke(functions, step.__name__, bought_again)
         results[step.__name__] = _compared(cold, warm)
     returned, returned_again = (
-        _saga(ReturnRequest(order_id=_order_of(saga_id), quantity=1, reason="runtime bench"))
+        _saga(ReturnRequest(customer_id="rt", order_id=_order_of(saga_id), quantity=1, reason="runtime bench"))
         for saga_id in (bought, bought_again)
     )
     for step in RETURN_CHAIN[:3]:

@@ -118,7 +118,7 @@ def run(calls: int) -> dict[str, Any]:
             orders.append(uow.session.get_one(Saga, saga_id).result["order_id"])
 
     def give_back(i: int) -> ReturnRequest:
-        return ReturnRequest(order_id=orders[i], quantity=1, reason="bench")
+        return ReturnRequest(customer_id=f"bench-{i}", order_id=orders[i], quantity=1, reason="bench")
 
     handler_sagas = _new_sagas(calls, give_back)
     floor_sagas = _new_sagas(calls, lambda i: give_back(calls + i))

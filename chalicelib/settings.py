@@ -73,8 +73,7 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         if self.database_host and self.database_secret_arn:
-            credentials = _secret_json(self.database_secret_arn)
-            user, password = (quote(str(credentials[key]), safe="") for key in ("username", "password"))
+            user, password = (quote(value, safe="") for value in self.database_credentials)
             driver = DATABASE_DRIVERS[self.database_engine]
             port = self.database_port or DEFAULT_PORTS[self.database_engine]
             return f"{driver}://{user}:{password}@{self.database_host}:{port}/{self.database_name}"
@@ -82,17 +81,28 @@ class Settings(BaseSettings):
         return f"sqlite:///{LOCAL_DATA_DIR / 'saga.db'}"
 
     @property
+    def database_credentials(self) -> tuple[str, str]:
+        """Deployed: (username, password) from DATABASE_SECRET_ARN."""
+        credentials = _secret_json(str(self.database_secret_arn))
+        return str(credentials["username"]), str(credentials["password"])
+
+    @property
     def effective_redis_url(self) -> str | None:
-        """REDIS_URL; else REDIS_HOST (over TLS unless REDIS_TLS=false) with the AUTH token of REDIS_AUTH_SECRET_ARN,
-        database REDIS_DB; else None (no cache)."""
+        """REDIS_URL; else REDIS_HOST (over TLS unless REDIS_TLS=false), database REDIS_DB, whose AUTH token is
+        `redis_auth_token`; else None (no cache)."""
         if self.redis_url:
             return self.redis_url
         if self.redis_host:
-            token = _secret_text(self.redis_auth_secret_arn) if self.redis_auth_secret_arn else ""
-            auth = f":{quote(token, safe='')}@" if token else ""
             scheme = "rediss" if self.redis_tls else "redis"
-            return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/{self.redis_database}"
+            return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_database}"
         return None
+
+    @property
+    def redis_auth_token(self) -> str | None:
+        """Deployed: the AUTH token of REDIS_HOST, from REDIS_AUTH_SECRET_ARN (read at each new connection)."""
+        if self.redis_url or not self.redis_host or not self.redis_auth_secret_arn:
+            return None
+        return _secret_text(self.redis_auth_secret_arn)
 
     @property
     def effective_payment_provider_api_key(self) -> str:
@@ -113,22 +123,37 @@ def database_engine(url: str) -> str:
     raise UnsupportedDatabaseUrl(f"DATABASE_URL scheme {shown!r} is not supported; use one of: {supported}")
 
 
-def _secret_json(arn: str) -> dict[str, Any]:
-    text = _from_secrets_extension(arn)
-    if text is not None:
-        return dict(json.loads(text))
-    from aws_lambda_powertools.utilities import parameters
+_secrets: dict[str, str] = {}
+"""The secrets this process read, kept until an authentication failure shows one stale (`reread_secret`): a secret
+rotates (RDS every 7 days) while a warm function lives on, and a cache that only expired would fail every new
+connection until then."""
+_stale: set[str] = set()
 
-    return dict(parameters.get_secret(arn, transform="json", max_age=SECRET_CACHE_SECONDS))
+
+def reread_secret(arn: str | None) -> None:
+    """An authentication failure with this secret's value: the next read asks Secrets Manager itself, past every
+    cache (the extension's too)."""
+    if arn:
+        _stale.add(arn)
+        _secrets.pop(arn, None)
+
+
+def _secret_json(arn: str) -> dict[str, Any]:
+    return dict(json.loads(_secret_text(arn)))
 
 
 def _secret_text(arn: str) -> str:
-    text = _from_secrets_extension(arn)
-    if text is not None:
-        return text
-    from aws_lambda_powertools.utilities import parameters
+    if arn in _secrets:
+        return _secrets[arn]
+    fresh = arn in _stale
+    text = None if fresh else _from_secrets_extension(arn)
+    if text is None:
+        from aws_lambda_powertools.utilities import parameters
 
-    return str(parameters.get_secret(arn, max_age=SECRET_CACHE_SECONDS))
+        text = str(parameters.get_secret(arn, max_age=SECRET_CACHE_SECONDS, force_fetch=fresh))
+    _stale.discard(arn)
+    _secrets[arn] = text
+    return text
 
 
 def _from_secrets_extension(arn: str) -> str | None:
@@ -138,8 +163,9 @@ def _from_secrets_extension(arn: str) -> str | None:
     extension's layer.
 
     The extension caches for SECRETS_MANAGER_TTL (300 s by default). It authenticates callers by the execution
-    environment's session token, so without one (not in Lambda) there is none to ask. It answers during
-    invocations only, never during init: secrets are read at first use."""
+    environment's session token, so without one there is none to ask: not in Lambda, and not in a function restored
+    from a SnapStart snapshot, whose credentials come from the container credentials endpoint (boto3 reads them).
+    It answers during invocations only, never during init: secrets are read at first use."""
     token = os.environ.get("AWS_SESSION_TOKEN")
     if not token:
         return None
@@ -163,7 +189,8 @@ def _from_secrets_extension(arn: str) -> str | None:
 
 
 def reset_secrets() -> None:
-    """Forget what Powertools cached of the secrets, so that the next read asks again."""
+    """Forget what this process and Powertools cached of the secrets, so that the next read asks again."""
+    _secrets.clear()
     if "aws_lambda_powertools.utilities.parameters" in sys.modules:
         from aws_lambda_powertools.utilities import parameters
 

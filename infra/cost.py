@@ -142,7 +142,7 @@ def measure_all(count: int) -> list[PathCost]:
         ("purchase COMPENSATED (declined)", lambda: _purchase(token=tokens.DECLINES)),
         ("purchase COMPENSATED (confirm fails)", lambda: _purchase(faults={"confirm_sale": "fail"})),
         ("purchase COMPLETED (provider retried)", lambda: _purchase(token=tokens.FLAKY)),
-        ("return COMPLETED", lambda: ReturnRequest(order_id=bought(), quantity=1, reason="cost")),
+        ("return COMPLETED", lambda: ReturnRequest(customer_id="cost", order_id=bought(), quantity=1, reason="cost")),
     ]
     with LocalEngine(retry_wait_scale=0.01) as engine:
         return [measure(engine, name, make, count) for name, make in paths]

@@ -29,6 +29,8 @@ RETRY_WAIT_SCALE = 0.05
 
 SKU = "SKU-KEYBOARD"
 SCARCE_SKU = "SKU-MONITOR"
+CUSTOMER = "demo-customer"
+"""Who buys and returns in every scenario: a return names the customer who bought the order."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,14 @@ class Scenario:
 
 
 def _purchase(token: str = tokens.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None) -> PurchaseRequest:
-    return PurchaseRequest(
-        customer_id="demo-customer", sku=SKU, quantity=quantity, payment_token=token, faults=faults or {}
-    )
+    return PurchaseRequest(customer_id=CUSTOMER, sku=SKU, quantity=quantity, payment_token=token, faults=faults or {})
 
 
 def _return(
     order_key: str, quantity: int, faults: dict[str, str] | None = None
 ) -> Callable[[dict[str, str]], ReturnRequest]:
     return lambda orders: ReturnRequest(
-        order_id=orders[order_key], quantity=quantity, reason="demo return", faults=faults or {}
+        customer_id=CUSTOMER, order_id=orders[order_key], quantity=quantity, reason="demo return", faults=faults or {}
     )
 
 
@@ -58,7 +58,7 @@ def _too_many(_: dict[str, str]) -> PurchaseRequest:
     with database.UnitOfWork() as uow:
         product = uow.session.get_one(Product, SCARCE_SKU)
         wanted = product.available + 1
-    return PurchaseRequest(customer_id="demo-customer", sku=SCARCE_SKU, quantity=wanted, payment_token=tokens.APPROVES)
+    return PurchaseRequest(customer_id=CUSTOMER, sku=SCARCE_SKU, quantity=wanted, payment_token=tokens.APPROVES)
 
 
 SCENARIOS = (

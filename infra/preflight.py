@@ -80,7 +80,9 @@ def check_database_answers(url: str) -> None:
     if kind == "sqlite":
         return
     timeout = {"postgresql": "timeout", "mysql": "connect_timeout"}[kind]
-    probe = create_engine(url, poolclass=NullPool, connect_args={timeout: CONNECT_TIMEOUT_SECONDS})
+    probe = create_engine(
+        url, poolclass=NullPool, connect_args={timeout: CONNECT_TIMEOUT_SECONDS}, hide_parameters=True
+    )
     try:
         with probe.connect():
             pass

@@ -77,7 +77,8 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     statuses: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
-    orders: list[str] = field(default_factory=list)
+    orders: list[tuple[str, str]] = field(default_factory=list)
+    """(order id, the customer who bought it) of every completed purchase: a return names both."""
     saga_ids: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     logs: list[str] = field(default_factory=list)
@@ -101,7 +102,10 @@ def _request(rng: random.Random, tally: Tally, fault_rate: float, tag: str) -> S
         with tally.lock:
             tally.faults[f"{step}={faults[step]}"] += 1
     if is_return:
-        return ReturnRequest(order_id=rng.choice(orders), quantity=rng.randint(1, 2), reason="soak", faults=faults)
+        order_id, customer_id = rng.choice(orders)
+        return ReturnRequest(
+            customer_id=customer_id, order_id=order_id, quantity=rng.randint(1, 2), reason="soak", faults=faults
+        )
     token = f"{rng.choice(TOKENS)}_{tag}"  # unique: the canary search at the end looks for each one
     with tally.lock:
         tally.tokens.add(token)
@@ -126,8 +130,8 @@ def _run_one(engine: LocalEngine, number: int, seed: int, tally: Tally, fault_ra
     with tally.lock:
         tally.statuses[status] += 1
         tally.saga_ids.append(saga.id)
-        if "order_id" in result:
-            tally.orders.append(result["order_id"])
+        if "order_id" in result and isinstance(request, PurchaseRequest):
+            tally.orders.append((result["order_id"], request.customer_id))
         tally.done += 1
 
 
@@ -277,7 +281,7 @@ def _prepare_database(url: str | None) -> str:
         preflight.check_migrations(url)
         return url
     preflight.check_database_answers(LOCAL_POSTGRES + "postgres")
-    admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(LOCAL_POSTGRES + "postgres", isolation_level="AUTOCOMMIT", hide_parameters=True)
     with admin.connect() as connection:
         connection.execute(text('DROP DATABASE IF EXISTS "saga_soak" WITH (FORCE)'))
         connection.execute(text('CREATE DATABASE "saga_soak"'))

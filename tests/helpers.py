@@ -119,8 +119,11 @@ def purchase(sku: str = "SKU-MOUSE", quantity: int = 2, token: str = "tok_visa",
     return PurchaseRequest(customer_id="c-1", sku=sku, quantity=quantity, payment_token=token, faults=faults)
 
 
-def give_back(order_id: str, quantity: int = 1, **faults: str) -> ReturnRequest:
-    return ReturnRequest(order_id=order_id, quantity=quantity, reason="does not fit", faults=faults)
+def give_back(order_id: str, quantity: int = 1, customer_id: str = "c-1", **faults: str) -> ReturnRequest:
+    """A return of `order_id` by `customer_id`, by default the customer of `purchase()`."""
+    return ReturnRequest(
+        customer_id=customer_id, order_id=order_id, quantity=quantity, reason="does not fit", faults=faults
+    )
 
 
 def product(sku: str) -> Product:

@@ -12,18 +12,23 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
-from chalicelib.adapters.database_errors import drop_unusable_connections
+from chalicelib.adapters.database_errors import driver_code, drop_unusable_connections
 from chalicelib.observability import telemetry
-from chalicelib.settings import DATABASE_DRIVERS, DEFAULT_PORTS, database_engine, get_settings
+from chalicelib.settings import DATABASE_DRIVERS, DEFAULT_PORTS, database_engine, get_settings, reread_secret
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+HIDE_PARAMETERS = True
+"""SQLAlchemy puts a failed statement's parameters in its error's message, which is logged: a saga INSERT carries the
+payment token (docs/design.md §3.4). Hidden, the message names the statement alone."""
 
 
 def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
     """An engine for `url`; migrations turn SQLite's foreign keys off, since Alembic rebuilds tables there."""
     kind = database_engine(url)
     if kind == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=HIDE_PARAMETERS
+        )
         _serialise_sqlite_writers(engine, sqlite_foreign_keys)
     elif kind == "mysql":
         connect_args: dict[str, Any] = {"ssl": ssl.create_default_context()} if get_settings().database_tls else {}
@@ -37,11 +42,18 @@ def make_engine(url: str, sqlite_foreign_keys: bool = True) -> Engine:
             pool_size=10,
             max_overflow=20,
             pool_recycle=300,
+            hide_parameters=HIDE_PARAMETERS,
         )
     else:
         connect_args = {"ssl_context": True} if get_settings().database_tls else {}
         engine = create_engine(
-            url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=300
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=300,
+            hide_parameters=HIDE_PARAMETERS,
         )
     _trace_queries(engine)
     drop_unusable_connections(engine)
@@ -88,9 +100,35 @@ def _serialise_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+AUTHENTICATION_FAILURES = {"28P01", "28000", 1045}
+"""What PostgreSQL (invalid password, invalid authorization) and MySQL (access denied) answer to credentials they
+refuse: after a rotation, the secret holds new ones."""
+
+
+def _reconnect_with_rotated_credentials(engine: Engine) -> None:
+    """A connection the server refuses for its credentials is opened once more with those the secret holds now."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.Error as error:
+            if driver_code(error) not in AUTHENTICATION_FAILURES:
+                raise
+        telemetry.logger.warning("the database refused its credentials; reading them again from their secret")
+        settings = get_settings()
+        reread_secret(settings.database_secret_arn)
+        cparams["user"], cparams["password"] = settings.database_credentials
+        return dialect.connect(*cargs, **cparams)
+
+
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    return make_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    engine = make_engine(settings.effective_database_url)
+    if not settings.database_url and settings.database_host and settings.database_secret_arn:
+        _reconnect_with_rotated_credentials(engine)
+    return engine
 
 
 @lru_cache(maxsize=1)

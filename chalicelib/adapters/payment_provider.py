@@ -9,12 +9,13 @@ call the provider share this module with those that do, and should not pay for i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from chalicelib.settings import get_settings
+from chalicelib.settings import get_settings, reread_secret
 
 _PAGE_SIZE = 100
 CURRENCY = "usd"
@@ -68,7 +69,15 @@ class Refund:
 class PaymentProviderClient:
     """Calls the provider at `base_url` (`http://host:port`, optionally with a path prefix) with `api_key`."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_seconds: float = 5.0,
+        renewed_api_key: Callable[[], str] | None = None,
+    ) -> None:
+        """`renewed_api_key`, when given, reads the key again past every cache: after a 401 the key may have been
+        rotated, and the request is sent once more with the key it returns, if that is another."""
         import http.client
 
         parts = urlsplit(base_url)
@@ -79,6 +88,7 @@ class PaymentProviderClient:
         self._prefix = parts.path.rstrip("/")
         self._api_key = api_key
         self._timeout_seconds = timeout_seconds
+        self._renewed_api_key = renewed_api_key
 
     def charge(
         self, saga_id: str, payment_token: str, amount_cents: int, currency: str, idempotency_key: str
@@ -146,6 +156,19 @@ class PaymentProviderClient:
         body: dict[str, Any] | None = None,
         key: str | None = None,
         redact: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return self._send(method, path, body, key, redact)
+        except ProviderAuthFailed:
+            renewed = self._renewed_api_key() if self._renewed_api_key else self._api_key
+            if renewed == self._api_key:
+                raise
+            # A 401 changed nothing at the provider, so the same request is safe to send again.
+            self._api_key = renewed
+            return self._send(method, path, body, key, redact)
+
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, key: str | None, redact: str | None
     ) -> dict[str, Any]:
         import http.client
 
@@ -227,7 +250,15 @@ def provider_client() -> PaymentProviderClient:
         settings.payment_provider_url,
         settings.effective_payment_provider_api_key,
         settings.payment_provider_timeout_seconds,
+        _renewed_api_key,
     )
+
+
+def _renewed_api_key() -> str:
+    """The API key read again from its secret (rotated, perhaps); the variable's, when it is not a secret."""
+    settings = get_settings()
+    reread_secret(settings.payment_provider_api_key_secret_arn)
+    return settings.effective_payment_provider_api_key
 
 
 def reset_client() -> None:

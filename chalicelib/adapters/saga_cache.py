@@ -8,26 +8,67 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
 
 from chalicelib.observability.telemetry import logger, traced
-from chalicelib.settings import get_settings
+from chalicelib.settings import get_settings, reread_secret
+
+T = TypeVar("T")
 
 STATUS_KEY = "saga:{saga_id}:status"
 VIEW_KEY = "saga:{saga_id}:view:{version}"
 
 
+class SecretAuthToken(CredentialProvider):
+    """The AUTH token of REDIS_AUTH_SECRET_ARN, asked for at each new connection."""
+
+    def get_credentials(self) -> tuple[str]:
+        return (get_settings().redis_auth_token or "",)
+
+
+class RetryOnceWithANewToken(Retry):
+    """No retry (an outage must fail fast, not stall a step for a minute), but after an authentication failure: the
+    token may have rotated, so it is read again from its secret, and the operation tried once more."""
+
+    def __init__(self) -> None:
+        super().__init__(NoBackoff(), retries=0)
+
+    def call_with_retry(
+        self, do: Callable[[], T], fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> T:
+        try:
+            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+        except AuthenticationError:
+            logger.warning("Redis refused the AUTH token; reading it again from its secret")
+            reread_secret(get_settings().redis_auth_secret_arn)
+            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis | None:
     """The client of the configured Redis; None when none is configured (then nothing is cached)."""
-    url = get_settings().effective_redis_url
+    settings = get_settings()
+    url = settings.effective_redis_url
     if not url:
         return None
     # Short timeouts and no retries: an outage must fail fast, not stall a step for a minute.
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=None)
+    if settings.redis_auth_token is None:
+        return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=None)
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=RetryOnceWithANewToken(),
+        credential_provider=SecretAuthToken(),
+    )
 
 
 def reset_redis() -> None:

@@ -118,6 +118,8 @@ class PurchaseRequest(SagaRequest):
 
 
 class ReturnRequest(SagaRequest):
+    customer_id: Identifier
+    """The customer returning the order: only the customer who bought an order may return it."""
     order_id: Identifier
     quantity: Quantity
     reason: FreeText

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -25,12 +26,13 @@ REQUESTED, COMPLETED, CLOSED = "REQUESTED", "COMPLETED", "CLOSED"
 
 def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
     """Open the return request if the order allows it; the order row is locked while counting."""
-    request = ReturnRequest.model_validate(saga.input)
     record = _return_record(session, saga.id)
     if record is None:
+        request = _request(saga)
         order = session.scalar(select(Order).where(Order.id == request.order_id).with_for_update())
-        if order is None:
-            raise ReturnRejected(f"no order {request.order_id!r}")
+        # Another customer's order is answered as an unknown one: the answer tells nobody whose orders exist.
+        if order is None or order.customer_id != request.customer_id:
+            raise ReturnRejected(f"customer {request.customer_id!r} has no order {request.order_id!r}")
         if order.status != CONFIRMED:
             raise ReturnRejected(f"order {order.id} is {order.status}, not CONFIRMED")
         if order.created_at + timedelta(days=get_settings().return_window_days) < datetime.now(UTC):
@@ -44,6 +46,15 @@ def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any
         session.add(record)
         session.flush()
     return {"return_id": record.id, "order_id": record.order_id, "quantity": record.quantity}
+
+
+def _request(saga: Saga) -> ReturnRequest:
+    """The return's request; one recorded before returns named their customer is refused, never let through."""
+    try:
+        return ReturnRequest.model_validate(saga.input)
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(part) for part in problem["loc"]) for problem in error.errors())
+        raise ReturnRejected(f"the return request lacks or has invalid: {fields}") from None
 
 
 def issue_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:

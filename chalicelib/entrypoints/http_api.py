@@ -43,6 +43,7 @@ RETRY_AFTER_SECONDS = 5
 SAGA_ID = re.compile(r"[0-9a-f]{32}")
 IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 """Path parameters that cannot name anything are 404 before any query (PostgreSQL refuses NUL bytes)."""
+ASSUMED_ROLE = re.compile(r"arn:(?P<partition>[\w-]+):sts::(?P<account>\d+):assumed-role/(?P<role>[^/]+)/[^/]+")
 JSON_MEDIA_TYPE = "application/json"
 Model = TypeVar("Model", bound=BaseModel)
 Params = ParamSpec("Params")
@@ -195,7 +196,19 @@ def parse_body(request: Request, model: type[Model]) -> Model:
 def caller_of(request: Request) -> str:
     """The IAM principal API Gateway verified (every route needs SigV4 there); `make run` has one local caller."""
     identity = (request.context or {}).get("identity") or {}
-    return identity.get("userArn") or sagas.LOCAL_CALLER
+    user_arn = identity.get("userArn")
+    return principal(user_arn) if user_arn else sagas.LOCAL_CALLER
+
+
+def principal(user_arn: str) -> str:
+    """Who a signed request comes from, lasting beyond one session: for an assumed role, API Gateway's `userArn` is
+    `arn:aws:sts::<account>:assumed-role/<role>/<session>`, and the session name changes with every process, task or
+    `botocore-session-<time>`; the role, `arn:aws:iam::<account>:role/<role>`, does not (its path is not in the
+    session's ARN; a role's name is unique in its account without it). An IAM user's ARN is kept as it is."""
+    session = ASSUMED_ROLE.fullmatch(user_arn)
+    if session is None:
+        return user_arn
+    return f"arn:{session['partition']}:iam::{session['account']}:role/{session['role']}"
 
 
 def idempotency_key(headers: Mapping[str, str]) -> str | None:

@@ -7,9 +7,9 @@ would import or build is done ahead; after each restore, everything that depends
 dropped and made again at first use: database and Redis connections, the secrets they were opened with (rotated
 since, perhaps), the provider's client with its API key, and the random generator's seed.
 
-Connections reopen at first use, not in the hook: the secrets they need come from the Parameters and Secrets
-extension, which answers during invocations only, and a connection opened in the hook would cost the restored
-invocation the same time.
+Connections reopen at first use, not in the hook: a connection opened in the hook would cost the restored
+invocation the same time. A restored function has no AWS_SESSION_TOKEN (its credentials come from the container
+credentials endpoint), so its secrets are read with boto3, not through the Parameters and Secrets extension.
 
 The runtime runs the hooks it finds registered in `snapshot_restore_py` (bundled with the managed runtimes); they
 never run without SnapStart.

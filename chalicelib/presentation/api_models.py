@@ -42,7 +42,8 @@ class SagaView(BaseModel):
     type: SagaType
     status: SagaStatus
     input: dict[str, Any] = Field(
-        description='The request; a purchase\'s payment token shows as `payment_method: "…<last 4>"`, never whole'
+        description='The request; a purchase\'s payment token shows as `payment_method: "…<last 4>"` (`"…"` alone when '
+        "the token is shorter than 12 characters), never whole"
     )
     result: dict[str, Any] = Field(description="`order_id` once a purchase completed; what failed when FAILED")
     steps: list[StepView] = Field(description="In the order they first ran")

@@ -38,13 +38,24 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+MASKED = "\u2026"
+SHOWN_LAST_CHARACTERS = 4
+SHORTEST_TOKEN_SHOWN = 12
+"""Below this length, 4 characters are too large a share of the token to show."""
+
+
 def public_input(saga_input: dict[str, Any]) -> dict[str, Any]:
     """The saga's request as answers and pages show it: the payment token, stored once in the saga's row for the
-    payment step alone, shows as `payment_method: "…<last 4>"`."""
+    payment step alone, shows as `payment_method`."""
     shown = {key: value for key, value in saga_input.items() if key != "payment_token"}
     if "payment_token" in saga_input:
-        shown["payment_method"] = f"\u2026{str(saga_input['payment_token'])[-4:]}"
+        shown["payment_method"] = masked_token(str(saga_input["payment_token"]))
     return shown
+
+
+def masked_token(token: str) -> str:
+    """`…` and the token's last 4 characters when it has 12 or more; `…` alone when it is shorter."""
+    return MASKED + (token[-SHOWN_LAST_CHARACTERS:] if len(token) >= SHORTEST_TOKEN_SHOWN else "")
 
 
 def summary(saga: Saga) -> dict[str, Any]:

@@ -25,9 +25,11 @@ from chalicelib.service.executions import UNREACHABLE, StartExecution, execution
 from chalicelib.settings import get_settings
 
 CURSOR_YEARS = (2000, 9000)
+"""Years a cursor may name: well inside what every database and driver converts without overflow."""
 LOCAL_CALLER = "local"
 """The one principal of a server that authenticates nobody (`make run`, the demo, the tools)."""
-"""Years a cursor may name: well inside what every database and driver converts without overflow."""
+NO_CALLER = ""
+"""The caller of the rows written before keys had callers (migration 0007)."""
 
 
 class FaultsNotAllowed(ValueError):
@@ -123,8 +125,13 @@ def caller_digest(caller: str) -> str:
 
 
 def _saga_for_key(owner: str, idempotency_key: str, request_hash: str) -> Saga | None:
+    """The saga this caller's key started; or one the key started before keys had callers (migration 0007 left
+    those rows' caller empty), so that a retry of such a request still finds its saga."""
     with UnitOfWork() as uow:
-        saga = uow.session.scalar(select(Saga).where(Saga.caller == owner, Saga.idempotency_key == idempotency_key))
+        found = uow.session.scalars(
+            select(Saga).where(Saga.caller.in_((owner, NO_CALLER)), Saga.idempotency_key == idempotency_key)
+        )
+        saga = min(found, key=lambda row: row.caller != owner, default=None)
     if saga is not None and saga.request_hash != request_hash:
         raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} already started another request")
     return saga

@@ -128,13 +128,13 @@ class FullStack:
         self.deploy_seconds = time.monotonic() - started
 
     def _create_database(self) -> None:
-        engine = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+        engine = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT", hide_parameters=True)
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'CREATE DATABASE "{self.database_name}"'))
         engine.dispose()
 
     def _drop_database(self) -> None:
-        engine = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+        engine = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT", hide_parameters=True)
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)'))
         engine.dispose()

@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"purchase {bought['saga_id']}: {bought['status']}")
     if bought["status"] != "COMPLETED":
         return 1
-    giving_back = {"order_id": bought["result"]["order_id"], "quantity": 1, "reason": "smoke test"}
+    giving_back = {
+        "customer_id": "smoke",
+        "order_id": bought["result"]["order_id"],
+        "quantity": 1,
+        "reason": "smoke test",
+    }
     returned = final_view(api_url, call("POST", f"{api_url}/returns", giving_back)["saga_id"])
     print(f"return   {returned['saga_id']}: {returned['status']}")
     return 0 if returned["status"] == "COMPLETED" else 1

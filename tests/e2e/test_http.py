@@ -44,7 +44,9 @@ def test_purchase_then_return_over_http(server: Server) -> None:
     assert [s["attempts"] for s in bought["steps"]] == [1, 2, 1]
 
     status, accepted = api.call(
-        "POST", "/returns", {"order_id": bought["result"]["order_id"], "quantity": 1, "reason": "wrong colour"}
+        "POST",
+        "/returns",
+        {"customer_id": "c-e2e", "order_id": bought["result"]["order_id"], "quantity": 1, "reason": "wrong colour"},
     )
     assert status == 202
     returned = api.final(accepted["saga_id"])

@@ -26,7 +26,7 @@ from tests.helpers import final_view
 
 JSON = {"Content-Type": "application/json"}
 PURCHASE: dict[str, Any] = {"customer_id": "c-1", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}
-RETURN: dict[str, Any] = {"order_id": "o-1", "quantity": 1, "reason": "does not fit"}
+RETURN: dict[str, Any] = {"customer_id": "c-1", "order_id": "o-1", "quantity": 1, "reason": "does not fit"}
 SAGAS = (("purchases", PURCHASE, "issue_refund"), ("returns", RETURN, "reserve_stock"))
 """Per POST route: a valid body, and a step of the other saga."""
 
@@ -366,7 +366,11 @@ def test_sql_and_script_lookalikes_in_a_reason_are_stored_and_returned_verbatim(
     bought = final_view(client, _start(client, "/purchases", PURCHASE))
     assert bought["status"] == "COMPLETED"
 
-    saga_id = _start(client, "/returns", {"order_id": bought["result"]["order_id"], "quantity": 1, "reason": reason})
+    saga_id = _start(
+        client,
+        "/returns",
+        {"customer_id": "c-1", "order_id": bought["result"]["order_id"], "quantity": 1, "reason": reason},
+    )
     view = final_view(client, saga_id)
 
     assert view["status"] == "COMPLETED"

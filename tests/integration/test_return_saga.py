@@ -6,14 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from chalicelib.adapters import database
-from chalicelib.adapters.tables import Order, Refund, ReturnRequestRecord
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Order, Refund, ReturnRequestRecord, Saga
+from chalicelib.domain import saga_log
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     SagaRun,
     assert_consistent,
     assert_every_attempt_audited,
+    finish,
     give_back,
     product,
     purchase,
@@ -80,6 +82,43 @@ def test_unknown_order_is_rejected(backend: Backend, engine: LocalEngine) -> Non
 
     assert run.path == [("ValidateReturn", 1), ("Rejected", 0)]
     assert run.status == "REJECTED"
+
+
+def test_a_return_of_another_customers_order_is_rejected_as_an_unknown_order(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    order_id = _bought(engine)
+
+    run = run_saga(engine, give_back(order_id, customer_id="c-2"))
+
+    assert run.path == [("ValidateReturn", 1), ("Rejected", 0)]
+    assert run.status == "REJECTED"
+    assert _request(run) is None and _refunds(run) == []
+    assert product("SKU-MOUSE").on_hand == 998
+    with database.UnitOfWork() as uow:
+        events = [event for event in saga_log.history(uow.session, run.saga_id) if event.step == "validate_return"]
+    assert [event.error_message for event in events] == [f"customer 'c-2' has no order '{order_id}'"]
+    assert run_saga(engine, give_back(order_id, customer_id="c-1")).status == "COMPLETED", "the buyer may return it"
+    assert_consistent()
+
+
+def test_a_return_recorded_before_returns_named_their_customer_is_rejected(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    order_id = _bought(engine)
+    with database.UnitOfWork() as uow:  # as the API recorded a return before this version, without customer_id
+        saga = saga_log.create_saga(uow.session, give_back(order_id))
+        saga.input = {key: value for key, value in saga.input.items() if key != "customer_id"}
+        uow.commit()
+    arn = step_functions.start_execution(saga.type, saga.id, saga.execution_input())
+    with database.UnitOfWork() as uow:
+        uow.session.get_one(Saga, saga.id).execution_arn = arn
+        uow.commit()
+
+    run = finish(engine, saga.id)
+
+    assert run.status == "REJECTED"
+    assert _request(run) is None and _refunds(run) == []
 
 
 def test_return_outside_the_window_is_rejected(backend: Backend, engine: LocalEngine) -> None:

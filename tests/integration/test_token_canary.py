@@ -11,18 +11,22 @@ import io
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.pool import NullPool
 
 from app import app
 from chalicelib.adapters import database, saga_cache
 from chalicelib.adapters.tables import Saga
 from chalicelib.observability import telemetry
 from chalicelib.observability.metric_names import SERVICE
+from chalicelib.settings import get_settings
 from infra import canary
 from infra.local_engine import LocalEngine
 from infra.local_functions import discard_logs
@@ -154,3 +158,62 @@ def test_a_payment_token_is_kept_in_its_sagas_row_and_found_in_no_other_sink(
         f"saga rows: {token}" for token in sorted(t for name, t in tokens.items() if name != "refused request")
     ]
     assert len(sinks.logs) > 20 and any("step succeeded" in text for text in sinks.logs), "the logs were captured"
+
+
+HOLD_SAGAS = {"postgres": "LOCK TABLE sagas IN ACCESS EXCLUSIVE MODE", "mysql": "LOCK TABLES sagas WRITE"}
+WAITING_INSERT = {
+    "postgres": "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    " AND query LIKE 'INSERT INTO sagas%'",
+    "mysql": "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND info LIKE 'INSERT INTO sagas%'",
+}
+CANCEL = {"postgres": "SELECT pg_cancel_backend({})", "mysql": "KILL QUERY {}"}
+
+
+@pytest.mark.parametrize("backend_name", ["postgres", "mysql"], indirect=True)
+def test_a_saga_insert_that_fails_shows_its_token_nowhere(
+    backend: Backend, engine: LocalEngine, sinks: Sinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The saga's INSERT waits for a lock another session holds, and the server cancels it (as a statement or lock
+    timeout does): the error SQLAlchemy raises names the statement, and is logged and answered without the
+    statement's parameters, which hold the token."""
+    token = f"tok_visa_{uuid.uuid4().hex[:12]}i"
+    admin = create_engine(get_settings().effective_database_url, poolclass=NullPool)
+    holder = admin.connect()
+    cancelled: list[int] = []
+
+    def cancel_the_waiting_insert() -> None:
+        with admin.connect() as watcher:
+            for _ in range(600):
+                waiting = list(watcher.execute(text(WAITING_INSERT[backend.name])).scalars())
+                if waiting:
+                    watcher.execute(text(CANCEL[backend.name].format(int(waiting[0]))))
+                    cancelled.append(int(waiting[0]))
+                    return
+                time.sleep(0.1)
+
+    def hold_the_table(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO SAGAS") and not holder.in_transaction():
+            holder.begin()
+            holder.execute(text(HOLD_SAGAS[backend.name]))
+            threading.Thread(target=cancel_the_waiting_insert, daemon=True).start()
+
+    database_engine = database.get_engine()
+    event.listen(database_engine, "before_cursor_execute", hold_the_table)
+    try:
+        with Client(app) as client, caplog.at_level(logging.DEBUG):
+            body = {"customer_id": "canary", "sku": "SKU-MOUSE", "quantity": 1, "payment_token": token}
+            answer = _call(client, sinks, "POST", "/purchases", body)
+    finally:
+        event.remove(database_engine, "before_cursor_execute", hold_the_table)
+        if backend.name == "mysql":
+            holder.execute(text("UNLOCK TABLES"))
+        holder.close()
+        admin.dispose()
+
+    assert cancelled, "the saga's INSERT waited, and was cancelled"
+    assert answer.status_code >= 500, answer.body
+    with database.UnitOfWork() as uow:
+        assert uow.session.query(Saga).count() == 0, "the INSERT failed"
+    logged = [*sinks.logs, caplog.text]
+    assert any("INSERT INTO sagas" in text for text in logged), "the failed statement was logged"
+    assert canary.leaks([token], {"HTTP answers": sinks.answers, "log lines": logged}) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -317,3 +318,52 @@ def test_a_custom_resource_migrates_the_database_before_any_other_function_takes
     for name, resource in resources.items():
         if resource["Type"] == "AWS::Serverless::Function" and name != "MigrateFunction":
             assert resource.get("DependsOn") == "DatabaseMigration", name
+
+
+CLIENT_ROUTES = {("POST", "/purchases"), ("POST", "/returns"), ("GET", "/sagas/{saga_id}")}
+SAMPLE_PARAMETERS = {"{saga_id}": "0123456789abcdef0123456789abcdef", "{sku}": "SKU-MOUSE"}
+
+
+def _invocable(policy: dict[str, Any], method: str, path: str) -> bool:
+    """Whether the policy lets its holder invoke `method path` of the API's stage, as IAM matches execute-api ARNs
+    (`*` any run of characters, `/` included; `?` one character)."""
+    for parameter, sample in SAMPLE_PARAMETERS.items():
+        path = path.replace(parameter, sample)
+    request = f"arn:aws:execute-api:eu-west-1:123456789012:a1b2c3/api/{method}{path}"
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:Invoke"
+        for resource in statement["Resource"]:
+            arn = (
+                resource["Fn::Sub"]
+                .replace("${AWS::Partition}", "aws")
+                .replace("${AWS::Region}", "eu-west-1")
+                .replace("${AWS::AccountId}", "123456789012")
+                .replace("${RestAPI}", "a1b2c3")
+            )
+            pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in arn)
+            if re.fullmatch(pattern, request):
+                return True
+    return False
+
+
+def test_clients_may_start_sagas_and_read_one_by_id_and_operators_may_use_every_route(packaged: Path) -> None:
+    generated = load_template(packaged / "sam.yaml")
+    resources = generated["Resources"]
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    routes = {(method.upper(), path) for path, methods in paths.items() for method in methods}
+    client, operator = resources["SagaClientPolicy"], resources["SagaOperatorPolicy"]
+
+    assert client["Type"] == operator["Type"] == "AWS::IAM::ManagedPolicy"
+    assert routes > CLIENT_ROUTES
+    assert {route for route in routes if _invocable(client, *route)} == CLIENT_ROUTES
+    assert all(_invocable(operator, *route) for route in routes)
+    for below in ("/history", "/view", "/retry"):
+        assert not _invocable(client, "GET", "/sagas/{saga_id}" + below)
+        assert not _invocable(client, "POST", "/sagas/{saga_id}" + below)
+    client_arns = [
+        resource["Fn::Sub"] for resource in client["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
+    ]
+    assert all("${RestAPI}/api/" in arn and "*" not in arn for arn in client_arns), "named routes of this API only"
+    assert {"SagaClientPolicyArn", "SagaOperatorPolicyArn"} <= set(generated["Outputs"])
+    assert generated["Outputs"]["SagaClientPolicyArn"]["Value"] == {"Ref": "SagaClientPolicy"}
+    assert generated["Outputs"]["SagaOperatorPolicyArn"]["Value"] == {"Ref": "SagaOperatorPolicy"}

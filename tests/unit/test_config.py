@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from pydantic import ValidationError
 
-from chalicelib.settings import Settings, UnsupportedDatabaseUrl, database_engine
+from chalicelib.settings import Settings, UnsupportedDatabaseUrl, database_engine, reset_secrets
 
 SECRETS = {
     "arn:db": {"username": "saga", "password": "p@ss:w/rd"},
@@ -23,15 +23,18 @@ SECRETS = {
 
 
 @pytest.fixture(autouse=True)
-def fake_secrets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def fake_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     asked: list[str] = []
 
-    def get_secret(name: str, transform: str | None = None, **_: Any) -> Any:
+    def get_secret(name: str, **_: Any) -> str:
         asked.append(name)
-        return SECRETS[name]
+        value = SECRETS[name]
+        return value if isinstance(value, str) else json.dumps(value)
 
     monkeypatch.setattr(parameters, "get_secret", get_secret)
-    return asked
+    reset_secrets()
+    yield asked
+    reset_secrets()
 
 
 def test_database_url_is_built_from_the_proxy_host_and_the_secret() -> None:
@@ -70,7 +73,8 @@ def test_a_database_url_without_a_driver_we_carry_is_refused_with_the_list(url: 
 def test_redis_url_uses_tls_and_the_auth_token_from_the_secret() -> None:
     settings = Settings(REDIS_HOST="cache.local", REDIS_AUTH_SECRET_ARN="arn:redis")
 
-    assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
+    assert settings.effective_redis_url == "rediss://cache.local:6379/0"
+    assert settings.redis_auth_token == "t0ken/with+chars", "given at each connection, never in the URL"
 
 
 def test_redis_without_tls_or_auth_uses_plain_redis_on_the_database_named() -> None:
@@ -143,7 +147,8 @@ def test_with_the_secrets_extension_secrets_come_from_it_with_the_session_token_
     settings.redis_auth_secret_arn = "arn:redis"
 
     assert settings.effective_database_url == "postgresql+pg8000://saga:p%40ss%3Aw%2Frd@proxy.local:5432/saga"
-    assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
+    assert settings.effective_redis_url == "rediss://cache.local:6379/0"
+    assert settings.redis_auth_token == "t0ken/with+chars", "given at each connection, never in the URL"
     assert extension.asked == [("arn:db", "session-token"), ("arn:redis", "session-token")]
     assert fake_secrets == []
 
@@ -162,13 +167,23 @@ def test_where_no_extension_listens_the_secrets_are_read_with_boto3(
     assert fake_secrets == ["arn:db"]
 
 
-def test_outside_lambda_without_a_session_token_the_extension_is_not_asked(
-    extension: type[_FakeExtension], monkeypatch: pytest.MonkeyPatch, fake_secrets: list[str]
+@pytest.mark.parametrize("container_credentials", [False, True], ids=["outside-lambda", "snapstart-restored"])
+def test_without_a_session_token_the_extension_is_not_asked(
+    extension: type[_FakeExtension],
+    monkeypatch: pytest.MonkeyPatch,
+    fake_secrets: list[str],
+    container_credentials: bool,
 ) -> None:
+    """Outside Lambda; and in a function restored from a SnapStart snapshot, which gets its credentials from the
+    container credentials endpoint instead of AWS_SESSION_TOKEN: boto3 reads them, the extension could not."""
     monkeypatch.delenv("AWS_SESSION_TOKEN")
+    if container_credentials:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/2018-06-01/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
     settings = Settings(REDIS_HOST="cache.local", REDIS_AUTH_SECRET_ARN="arn:redis")
 
-    assert settings.effective_redis_url == "rediss://:t0ken%2Fwith%2Bchars@cache.local:6379/0"
+    assert settings.effective_redis_url == "rediss://cache.local:6379/0"
+    assert settings.redis_auth_token == "t0ken/with+chars", "given at each connection, never in the URL"
     assert extension.asked == [] and fake_secrets == ["arn:redis"]
 
 

@@ -27,7 +27,7 @@ from chalicelib.settings import get_settings
 
 SAGA_ID = "0123456789abcdef0123456789abcdef"
 PURCHASE = {"customer_id": "c-1", "sku": "SKU-MOUSE", "quantity": 2, "payment_token": "tok_visa"}
-RETURN = {"order_id": "ord_1", "quantity": 1, "reason": "does not fit"}
+RETURN = {"customer_id": "c-1", "order_id": "ord_1", "quantity": 1, "reason": "does not fit"}
 REQUESTS: list[tuple[type[SagaRequest], dict[str, Any]]] = [(PurchaseRequest, PURCHASE), (ReturnRequest, RETURN)]
 REQUEST_IDS = ["purchase", "return"]
 
