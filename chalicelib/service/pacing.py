@@ -6,6 +6,7 @@ Everything reads one clock, so that a test can run a pass on a clock of its own 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,17 +54,20 @@ class TokenBucket:
         self.rate, self.clock = rate, clock
         self.size = max(1.0, rate)
         self.tokens, self.filled_at = self.size, clock.monotonic()
+        self.lock = threading.Lock()
 
     def take(self, budget: Budget) -> None:
-        """Wait for a token; BudgetSpent, without waiting, if it would come after the budget's end."""
-        self._refill()
-        wait = max(0.0, (1 - self.tokens) / self.rate)
-        if self.clock.monotonic() + wait > budget.deadline:
-            raise BudgetSpent(f"the next call may come in {wait:.2f} s, after the pass's time is up")
-        if wait:
-            self.clock.sleep(wait)
+        """Wait for a token (callers wait in turn); BudgetSpent, without waiting, if it would come after the
+        budget's end."""
+        with self.lock:
             self._refill()
-        self.tokens -= 1
+            wait = max(0.0, (1 - self.tokens) / self.rate)
+            if self.clock.monotonic() + wait > budget.deadline:
+                raise BudgetSpent(f"the next call may come in {wait:.2f} s, after the pass's time is up")
+            if wait:
+                self.clock.sleep(wait)
+                self._refill()
+            self.tokens -= 1
 
     def _refill(self) -> None:
         now = self.clock.monotonic()

@@ -6,15 +6,17 @@ ended while its row still says it is under way (a long database outage exhausts 
 fails, times out or is aborted). FAILED sagas are left for operators; their alarm has fired.
 
 A pass works through the candidates page by page, in (updated_at, id) order, until none is left or its time is
-up. Each page is leased with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL, so that two passes split
-the sagas (SQLite's BEGIN IMMEDIATE already serialises them); the pass asks Step Functions whether each one's
-current execution runs, gives back the lease of those whose execution does, and starts the next for the others.
+up, a few sagas at a time. Each page is leased with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL,
+so that two passes split the sagas (SQLite's BEGIN IMMEDIATE already serialises them); the pass asks Step
+Functions whether each one's current execution runs, gives back the lease of those whose execution does, and
+starts the next for the others.
 The next page starts after the last saga looked at, so a saga is looked at once per pass, whatever it turned out
 to be. Its calls to Step Functions are paced to stay within the account's quotas (service/pacing.py).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,6 +45,10 @@ PAGE_SIZE = 100
 """Sagas leased at a time."""
 LOCAL_PASS_SECONDS = 900.0
 """The time budget of a pass run by the local tools: as long as a Lambda function may run."""
+WORKERS = 4
+"""Sagas of a page reconciled at once: a saga's turn is mostly waiting, for Step Functions' answers and for its row
+when the first step of the execution just started holds it, so a few at once drain a backlog faster. The token
+buckets keep the calls within their rates however many wait."""
 LEASE_MARGIN_SECONDS = 30.0
 """A page is worked through this long before its leases end, so that no other process takes a saga meanwhile."""
 
@@ -124,21 +130,28 @@ def _lease_page(quiet_since: datetime, after: Key | None, size: int) -> list[tup
 def _work_through(
     page: list[tuple[Saga, datetime]], sfn: StepFunctions, budget: Budget, done: ReconcilePass
 ) -> Key | None:
-    """Reconcile the page's sagas in order until its time is up, then give back the leases of the rest; the key of
-    the last saga looked at (None if none was)."""
+    """Reconcile the page's sagas, WORKERS at a time, until its time is up, then give back the leases of those not
+    done; the key of the last saga of the page's beginning that was all looked at (None if none was)."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        looked_at = list(pool.map(lambda leased: _look_at(leased[0], leased[1], sfn, budget, done), page))
+    _give_back_all([saga.id for saga, _ in page], page[0][1])
     last: Key | None = None
-    for index, (saga, lease) in enumerate(page):
-        key = (saga.updated_at, saga.id)
-        try:
-            if budget.spent():
-                raise BudgetSpent("the page's time is up")
-            with saga_scope(saga_id=saga.id, saga_type=saga.type):
-                _reconcile_one(saga, lease, sfn, done)
-        except BudgetSpent:
-            _give_back_all([rest.id for rest, _ in page[index:]], lease)
-            return last
-        last = key
+    for (saga, _), seen in zip(page, looked_at, strict=True):
+        if not seen:
+            break
+        last = (saga.updated_at, saga.id)
     return last
+
+
+def _look_at(saga: Saga, lease: datetime, sfn: StepFunctions, budget: Budget, done: ReconcilePass) -> bool:
+    if budget.spent():
+        return False
+    try:
+        with saga_scope(saga_id=saga.id, saga_type=saga.type):
+            _reconcile_one(saga, lease, sfn, done)
+    except BudgetSpent:
+        return False
+    return True
 
 
 def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: ReconcilePass) -> None:
@@ -163,7 +176,8 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
 
 
 def _give_back_all(saga_ids: list[str], lease: datetime) -> None:
-    """Release the leases of a page's sagas that are still ours (they all share the page's lease)."""
+    """Release the leases of a page's sagas that are still ours (they all share the page's lease): those the pass
+    had no time for, and any whose release failed."""
     with UnitOfWork() as uow:
         uow.session.execute(
             update(Saga)
