@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     reconciler_grace_seconds: float = Field(default=120, ge=0, alias="RECONCILER_GRACE_SECONDS")
     """How long a RUNNING or COMPENSATING saga must have been quiet before the reconciler looks at it: longer than
     the API function takes to start an execution (its timeout is 30 s)."""
+    reconciler_start_rate: float = Field(default=50, gt=0, alias="RECONCILER_START_RATE")
+    """StartExecution calls a reconciler pass makes a second at most. Step Functions refills an account's bucket at
+    150 a second (300 in us-east-1, us-west-2, eu-west-1), shared with the API's starts of new sagas."""
+    reconciler_describe_rate: float = Field(default=8, gt=0, alias="RECONCILER_DESCRIBE_RATE")
+    """DescribeExecution calls a reconciler pass makes a second at most: Step Functions refills that bucket at
+    10 a second (15 in us-east-1, us-west-2, eu-west-1), and a retry of a stuck saga asks too."""
 
     @property
     def effective_database_url(self) -> str:

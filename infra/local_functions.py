@@ -85,10 +85,14 @@ class DuplicateDeliveries:
 
 
 def resolve_parameter_refs(
-    value: Any, parameters: Mapping[str, Any], overrides: Mapping[str, str] | None = None
+    value: Any,
+    parameters: Mapping[str, Any],
+    overrides: Mapping[str, str] | None = None,
+    mappings: Mapping[str, Any] | None = None,
 ) -> str | None:
     """A template value as a plain string: literals as they are, `!Ref Param` as the parameter's override or its
-    default; None for anything that only exists once deployed (a resource's attribute, a parameter with neither)."""
+    default, `!FindInMap` as the entry those name; None for anything that only exists once deployed (a resource's
+    attribute, a parameter with neither)."""
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, dict) and set(value) == {"Ref"}:
@@ -96,6 +100,12 @@ def resolve_parameter_refs(
             return overrides[value["Ref"]]
         default = parameters.get(value["Ref"], {}).get("Default")
         return None if default is None else str(default)
+    if isinstance(value, dict) and set(value) == {"Fn::FindInMap"} and mappings:
+        keys = [resolve_parameter_refs(part, parameters, overrides, mappings) for part in value["Fn::FindInMap"]]
+        entry: Any = mappings
+        for key in keys:
+            entry = entry.get(key) if isinstance(entry, Mapping) and key is not None else None
+        return resolve_parameter_refs(entry, parameters) if entry is not None else None
     return None
 
 
@@ -124,7 +134,7 @@ def function_config(
     settings = function_settings(template, logical_id)
 
     def resolve(value: Any) -> str | None:
-        return resolve_parameter_refs(value, parameters, parameter_overrides)
+        return resolve_parameter_refs(value, parameters, parameter_overrides, template.get("Mappings", {}))
 
     environment = {
         name: resolved

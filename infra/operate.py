@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             grace = get_settings().reconciler_grace_seconds if args.grace is None else args.grace
             done = reconciler.reconcile(boto3_step_functions(), grace)
             started = done.resumed
-            print(f"found {len(done.found)} stuck saga(s), resumed {len(started)}", flush=True)
+            rest = "" if done.drained else "; its time ran out, run it again for the rest"
+            print(f"found {len(done.found)} stuck saga(s), resumed {len(started)}{rest}", flush=True)
         else:
             try:
                 saga = recovery.retry(args.saga_id, boto3_step_functions())

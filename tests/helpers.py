@@ -110,9 +110,9 @@ def invoke(engine: LocalEngine, step: str, event: dict[str, Any]) -> dict[str, A
     return dict(answer)
 
 
-def lambda_context() -> SimpleNamespace:
-    """What the idempotency utility reads of a Lambda context: the time left."""
-    return SimpleNamespace(get_remaining_time_in_millis=lambda: 30_000)
+def lambda_context(remaining_ms: int = 30_000) -> SimpleNamespace:
+    """What the idempotency utility and the reconciler read of a Lambda context: the time left."""
+    return SimpleNamespace(get_remaining_time_in_millis=lambda: remaining_ms)
 
 
 def purchase(sku: str = "SKU-MOUSE", quantity: int = 2, token: str = "tok_visa", **faults: str) -> PurchaseRequest:

@@ -30,8 +30,9 @@ UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 UNREACHABLE = (SQLAlchemyError, ConnectionError)
 """(pg8000 lets a reset socket escape as a bare ConnectionError.)"""
 LEASE_SECONDS = 300
-"""Longer than any holder lives (the API function's timeout is 30 s, the reconciler's 120 s): a lease outlives
-the process that took it only when that process died, and then it lapses."""
+"""Longer than any holder keeps it (the API function's timeout is 30 s; a reconciler pass is done with a page of
+leases 30 s before they end): a lease outlives the process that took it only when that process died, and then it
+lapses."""
 
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 """(saga type, execution name, input) -> the execution's ARN; an existing execution of that name counts as started."""

@@ -3,18 +3,24 @@
 A saga is a candidate once nothing has happened to it for the grace period. That covers a saga whose execution
 was never started (StartExecution failed or timed out, the process died before it), and one whose execution
 ended while its row still says it is under way (a long database outage exhausts the retries; the execution
-fails, times out or is aborted). Each pass leases its candidates with `SELECT … FOR UPDATE SKIP LOCKED` on
-PostgreSQL, so that two passes split them (SQLite's BEGIN IMMEDIATE already serialises them), then asks Step
-Functions whether each one's current execution runs, and starts the next for those it finds stuck. FAILED
-sagas are left for operators; their alarm has fired.
+fails, times out or is aborted). FAILED sagas are left for operators; their alarm has fired.
+
+A pass works through the candidates page by page, in (updated_at, id) order, until none is left or its time is
+up, a few sagas at a time. Each page is leased with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL,
+so that two passes split the sagas (SQLite's BEGIN IMMEDIATE already serialises them); the pass asks Step
+Functions whether each one's current execution runs, gives back the lease of those whose execution does, and
+starts the next for the others.
+The next page starts after the last saga looked at, so a saga is looked at once per pass, whatever it turned out
+to be. Its calls to Step Functions are paced to stay within the account's quotas (service/pacing.py).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from chalicelib.adapters.database import UnitOfWork
 from chalicelib.adapters.step_functions import StepFunctionsUnavailable
@@ -32,9 +38,22 @@ from chalicelib.service.executions import (
     liveness,
     start,
 )
+from chalicelib.service.pacing import Budget, BudgetSpent, Clock, SystemClock, TokenBucket, paced
+from chalicelib.settings import get_settings
 
-BATCH = 100
-"""Sagas leased per pass; more wait for the next pass (each takes a DescribeExecution and maybe a start)."""
+PAGE_SIZE = 100
+"""Sagas leased at a time."""
+LOCAL_PASS_SECONDS = 900.0
+"""The time budget of a pass run by the local tools: as long as a Lambda function may run."""
+WORKERS = 4
+"""Sagas of a page reconciled at once: a saga's turn is mostly waiting, for Step Functions' answers and for its row
+when the first step of the execution just started holds it, so a few at once drain a backlog faster. The token
+buckets keep the calls within their rates however many wait."""
+LEASE_MARGIN_SECONDS = 30.0
+"""A page is worked through this long before its leases end, so that no other process takes a saga meanwhile."""
+
+Key = tuple[datetime, str]
+"""Where a saga stands in a pass's order: (updated_at, id)."""
 
 
 @dataclass
@@ -43,49 +62,103 @@ class ReconcilePass:
     """Sagas found stuck: unfinished, quiet for the grace period, and without a live execution."""
     resumed: list[str] = field(default_factory=list)
     """Those of them whose next execution was started."""
+    drained: bool = False
+    """Whether the pass looked at every candidate; if not, its time ran out and the next pass goes on."""
 
 
-def reconcile(sfn: StepFunctions, grace_seconds: float, now: datetime | None = None) -> ReconcilePass:
-    """One pass; emits how many sagas it found stuck and how many it resumed (both, also when 0: the alarm on
-    sagas that stay stuck reads every pass)."""
+def reconcile(
+    sfn: StepFunctions,
+    grace_seconds: float,
+    budget_seconds: float = LOCAL_PASS_SECONDS,
+    clock: Clock | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ReconcilePass:
+    """One pass, within `budget_seconds`; emits how many sagas it found stuck and how many it resumed (both, also
+    when 0: the alarm on sagas that stay stuck reads every pass)."""
+    clock = clock or SystemClock()
+    began = clock.monotonic()
+    budget = Budget(clock, began + budget_seconds)
+    settings = get_settings()
+    starts = TokenBucket(settings.reconciler_start_rate, clock)
+    describes = TokenBucket(settings.reconciler_describe_rate, clock)
+    # Fixed for the pass: a saga resumed by this pass is not a candidate again before the next one.
+    quiet_since = utcnow() - timedelta(seconds=grace_seconds)
     done = ReconcilePass()
-    for saga, lease in _lease_candidates(now or utcnow(), grace_seconds):
-        with saga_scope(saga_id=saga.id, saga_type=saga.type):
-            _reconcile_one(saga, lease, sfn, done)
+    after: Key | None = None
+    while not budget.spent():
+        page = _lease_page(quiet_since, after, page_size)
+        if not page:
+            done.drained = True
+            break
+        page_budget = budget.within(LEASE_SECONDS - LEASE_MARGIN_SECONDS)
+        last = _work_through(page, paced(sfn, starts, describes, page_budget), page_budget, done)
+        if last is None:
+            break
+        after = last
     emit(STUCK_SAGAS_FOUND, len(done.found))
     emit(STUCK_SAGAS_RESUMED, len(done.resumed))
-    logger.info("reconciled", extra={"found": len(done.found), "resumed": len(done.resumed)})
+    seconds = round(clock.monotonic() - began, 1)
+    logger.info(
+        "reconciled",
+        extra={"found": len(done.found), "resumed": len(done.resumed), "drained": done.drained, "seconds": seconds},
+    )
     return done
 
 
-def _lease_candidates(now: datetime, grace_seconds: float) -> list[tuple[Saga, datetime]]:
+def _lease_page(quiet_since: datetime, after: Key | None, size: int) -> list[tuple[Saga, datetime]]:
+    now = utcnow()
     until = now + timedelta(seconds=LEASE_SECONDS)
-    quiet_since = now - timedelta(seconds=grace_seconds)
+    query = select(Saga).where(Saga.status.in_(UNFINISHED), Saga.updated_at <= quiet_since, lease_free(now))
+    if after is not None:
+        updated_at, saga_id = after
+        query = query.where(or_(Saga.updated_at > updated_at, and_(Saga.updated_at == updated_at, Saga.id > saga_id)))
     with UnitOfWork() as uow:
-        candidates = list(
-            uow.session.scalars(
-                select(Saga)
-                .where(Saga.status.in_(UNFINISHED), Saga.updated_at <= quiet_since, lease_free(now))
-                .order_by(Saga.updated_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
+        page = list(
+            uow.session.scalars(query.order_by(Saga.updated_at, Saga.id).limit(size).with_for_update(skip_locked=True))
         )
-        if candidates:
+        if page:
             uow.session.execute(
                 update(Saga)
-                .where(Saga.id.in_([saga.id for saga in candidates]))
+                .where(Saga.id.in_([saga.id for saga in page]))
                 .values(lease_until=until, updated_at=Saga.updated_at)
                 .execution_options(synchronize_session=False)
             )
         uow.commit()
-    return [(saga, until) for saga in candidates]
+    return [(saga, until) for saga in page]
+
+
+def _work_through(
+    page: list[tuple[Saga, datetime]], sfn: StepFunctions, budget: Budget, done: ReconcilePass
+) -> Key | None:
+    """Reconcile the page's sagas, WORKERS at a time, until its time is up, then give back the leases of those not
+    done; the key of the last saga of the page's beginning that was all looked at (None if none was)."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        looked_at = list(pool.map(lambda leased: _look_at(leased[0], leased[1], sfn, budget, done), page))
+    _give_back_all([saga.id for saga, _ in page], page[0][1])
+    last: Key | None = None
+    for (saga, _), seen in zip(page, looked_at, strict=True):
+        if not seen:
+            break
+        last = (saga.updated_at, saga.id)
+    return last
+
+
+def _look_at(saga: Saga, lease: datetime, sfn: StepFunctions, budget: Budget, done: ReconcilePass) -> bool:
+    if budget.spent():
+        return False
+    try:
+        with saga_scope(saga_id=saga.id, saga_type=saga.type):
+            _reconcile_one(saga, lease, sfn, done)
+    except BudgetSpent:
+        return False
+    return True
 
 
 def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: ReconcilePass) -> None:
     try:
         state = liveness(saga, sfn)
     except StepFunctionsUnavailable:
+        # A throttled or failed DescribeExecution says nothing about the execution: the next pass asks again.
         give_back(saga.id, lease)
         logger.warning("could not tell whether the saga's execution runs", exc_info=True)
         return
@@ -100,3 +173,16 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
         return
     done.resumed.append(saga.id)
     logger.info("saga resumed", extra={"status": saga.status, "was": state})
+
+
+def _give_back_all(saga_ids: list[str], lease: datetime) -> None:
+    """Release the leases of a page's sagas that are still ours (they all share the page's lease): those the pass
+    had no time for, and any whose release failed."""
+    with UnitOfWork() as uow:
+        uow.session.execute(
+            update(Saga)
+            .where(Saga.id.in_(saga_ids), Saga.lease_until == lease)
+            .values(lease_until=None, updated_at=Saga.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        uow.commit()

@@ -171,8 +171,8 @@ def test_the_scheduled_function_runs_one_pass_with_the_configured_grace_period(
 ) -> None:
     saga_id = stuck_saga(purchase())
     monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 3600.0)
-    assert reconcile.lambda_handler({}, lambda_context()) == {"found": 0, "resumed": 0}
+    assert reconcile.lambda_handler({}, lambda_context(120_000)) == {"found": 0, "resumed": 0}
 
     monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 0.0)
-    assert reconcile.lambda_handler({}, lambda_context()) == {"found": 1, "resumed": 1}
+    assert reconcile.lambda_handler({}, lambda_context(120_000)) == {"found": 1, "resumed": 1}
     assert finish(engine, saga_id).status == "COMPLETED"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from chalicelib.entrypoints import scheduled
 from chalicelib.settings import Settings
 from infra.local_engine import load_template
 from tests.template_refs import invoked_function
@@ -21,6 +22,7 @@ from tests.template_refs import invoked_function
 ROOT = Path(__file__).resolve().parents[2]
 PYENV_ROOT = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
 TEMPLATE = load_template(ROOT / "template.yaml")
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 UNSCOPABLE_ACTIONS = {
@@ -304,6 +306,16 @@ def test_the_reconciler_runs_on_a_schedule_one_pass_at_a_time_with_an_alarm_when
     periods = generated["Mappings"]["ReconcilePeriods"]
     assert {int(minutes) * 60 for minutes in periods} == {entry["Seconds"] for entry in periods.values()}
     assert set(periods) == set(generated["Parameters"]["ReconcilePeriodMinutes"]["AllowedValues"])
+    # A pass drains until MARGIN_SECONDS before its timeout, and ends before the next one is due.
+    assert reconciler["Timeout"] == {
+        "Fn::FindInMap": ["ReconcilePeriods", {"Ref": "ReconcilePeriodMinutes"}, "TimeoutSeconds"]
+    }
+    for entry in periods.values():
+        assert scheduled.MARGIN_SECONDS < entry["TimeoutSeconds"] < entry["Seconds"], entry
+        assert entry["TimeoutSeconds"] <= LAMBDA_MAX_TIMEOUT_SECONDS, entry
+    variables = reconciler["Environment"]["Variables"]
+    assert variables["RECONCILER_START_RATE"] == {"Ref": "ReconcilerStartRate"}
+    assert variables["RECONCILER_DESCRIBE_RATE"] == {"Ref": "ReconcilerDescribeRate"}
 
 
 def test_a_custom_resource_migrates_the_database_before_any_other_function_takes_its_new_code(packaged: Path) -> None:

@@ -112,6 +112,22 @@ def test_the_project_template_gives_process_payment_its_reserved_concurrency_and
     assert "DATABASE_HOST" not in reserve.environment  # its parameter has no default: only deployed stacks have one
 
 
+def test_the_reconcilers_timeout_follows_its_period_through_the_templates_mapping() -> None:
+    template = load_template()
+    periods = template["Mappings"]["ReconcilePeriods"]
+
+    default = function_config(template, "ReconcilerFunction", "/code", LOCAL, None, None)
+    hourly = function_config(
+        template, "ReconcilerFunction", "/code", LOCAL, None, None, {"ReconcilePeriodMinutes": "60"}
+    )
+
+    assert (
+        default.timeout_seconds
+        == periods[template["Parameters"]["ReconcilePeriodMinutes"]["Default"]]["TimeoutSeconds"]
+    )
+    assert hourly.timeout_seconds == periods["60"]["TimeoutSeconds"] == 900
+
+
 def test_only_the_step_functions_run_on_workers_not_the_api(functions: LocalFunctions) -> None:
     assert functions.logical_ids == ["Echo", "Slow"]
 

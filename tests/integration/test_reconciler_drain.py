@@ -1,0 +1,217 @@
+"""The reconciler drains a backlog (docs/design.md §7.2): one invocation pages through every stuck saga until none
+is left or its time is up, looks at each once, and keeps its Step Functions calls within the rates it is given.
+
+The pacing is checked on a clock of the test's own, which the pass's waits advance: no assertion reads the time.
+
+The thousand-saga backlog runs on PostgreSQL. On the embedded default and on MySQL the same invocation drains a
+backlog of 250 (three pages): the local engine runs sagas about ten a second at best (docs/performance.md), so a
+thousand takes minutes on each backend, and what the backends differ in (the page's lease with SKIP LOCKED, the
+(updated_at, id) order) is exercised as well by three pages as by ten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from sqlalchemy import func, select
+
+from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.tables import Saga
+from chalicelib.domain import saga_log
+from chalicelib.service import reconciler, sagas
+from chalicelib.service.executions import UNFINISHED, StepFunctions, boto3_step_functions
+from chalicelib.settings import get_settings
+from functions import reconcile
+from infra.local_engine import LocalEngine
+from tests.conftest import Backend
+from tests.helpers import assert_consistent, end_first_execution, finish, lambda_context, purchase, saga_executions
+
+BACKLOG = {"postgres": 1000, "mysql": 250, "embedded": 250}
+INVOCATION_MS = 3_600_000
+"""The time the backlog's invocation is given. Deployed it has at most Lambda's 900 s, of which a thousand sagas
+take some 125 s of DescribeExecution calls at the default rate; here the local engine runs the executions the
+pass starts in this very process, on a shared 2-core machine, and a thousand did not fit in 900 s under a load
+average of 25. That the pass stops when its time is up is tested on its own, below."""
+WAIT_SECONDS = 1800.0
+"""How long the backlog's executions may take to end on a loaded machine."""
+FOREVER = 3600.0
+
+
+class FakeClock:
+    """A clock that moves only when the pass waits on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _stuck_sagas(count: int) -> list[str]:
+    """Purchases recorded RUNNING whose executions never started, written in one transaction (one at a time
+    through the start path would take minutes for a thousand)."""
+    with database.UnitOfWork() as uow:
+        ids = [
+            saga_log.create_saga(uow.session, purchase(quantity=1), caller=sagas.caller_digest(sagas.LOCAL_CALLER)).id
+            for _ in range(count)
+        ]
+        uow.commit()
+    return ids
+
+
+def _wait_until_final(saga_ids: list[str]) -> None:
+    """Until every one of the sagas is final (which final is the saga's own business: the machine may be loaded
+    enough for a step to run out of retries)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        with database.UnitOfWork() as uow:
+            unfinished = uow.session.scalar(
+                select(func.count()).select_from(Saga).where(Saga.id.in_(saga_ids), Saga.status.in_(UNFINISHED))
+            )
+        if not unfinished:
+            return
+        assert time.monotonic() < deadline, f"{unfinished} saga(s) still unfinished after {WAIT_SECONDS:.0f} s"
+        time.sleep(1)
+
+
+def _executions(saga_ids: list[str]) -> Counter[str]:
+    """How many executions of each name these purchases have had (the engine keeps earlier tests' executions)."""
+    client = step_functions.sfn_client()
+    pages = client.get_paginator("list_executions").paginate(
+        stateMachineArn=step_functions.state_machine_arn("purchase")
+    )
+    names = (execution["name"] for page in pages for execution in page["executions"])
+    ours = set(saga_ids)
+    return Counter(name for name in names if name.split("-")[0] in ours)
+
+
+def _leased() -> int:
+    with database.UnitOfWork() as uow:
+        return int(uow.session.scalar(select(func.count()).select_from(Saga).where(Saga.lease_until.is_not(None))) or 0)
+
+
+def _recording(calls: list[tuple[str, float]], clock: FakeClock) -> StepFunctions:
+    """The real Step Functions, noting each StartExecution and DescribeExecution with the clock's time."""
+    real = boto3_step_functions()
+
+    def start(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+        calls.append(("start", clock.now))
+        return real.start(saga_type, name, execution_input)
+
+    def status(execution_arn: str) -> str | None:
+        calls.append(("describe", clock.now))
+        return real.status(execution_arn)
+
+    return StepFunctions(start=start, status=status, arn_for=real.arn_for)
+
+
+def test_one_reconciler_invocation_resumes_a_backlog_of_stuck_sagas(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = _stuck_sagas(BACKLOG[backend.name])
+    monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 0.0)
+
+    answer = reconcile.lambda_handler({}, lambda_context(INVOCATION_MS))
+
+    assert answer == {"found": len(stuck), "resumed": len(stuck)}
+    _wait_until_final(stuck)
+    assert _executions(stuck) == Counter(stuck)  # one execution each, under the saga's own name
+    assert _leased() == 0
+    assert_consistent()
+
+
+def test_a_pass_starts_and_describes_executions_no_faster_than_its_rates(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = _stuck_sagas(12)
+    monkeypatch.setattr(get_settings(), "reconciler_start_rate", 2.0)
+    monkeypatch.setattr(get_settings(), "reconciler_describe_rate", 4.0)
+    clock, calls = FakeClock(), list[tuple[str, float]]()
+
+    done = reconciler.reconcile(_recording(calls, clock), 0, FOREVER, clock=clock, page_size=5)
+
+    assert sorted(done.resumed) == sorted(stuck)
+    for api, rate in (("start", 2.0), ("describe", 4.0)):
+        times = sorted(at for name, at in calls if name == api)  # noted once granted, by concurrent workers
+        assert len(times) == len(stuck)
+        # A bucket of one second's worth of tokens, refilled at `rate`: the n-th call comes (n - rate) / rate in.
+        for number, at in enumerate(times, start=1):
+            assert at >= (number - rate) / rate - 1e-9, (api, number, at)
+    _wait_until_final(stuck)
+
+
+def test_a_pass_whose_time_is_up_stops_cleanly_and_the_next_pass_goes_on(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = _stuck_sagas(10)
+    monkeypatch.setattr(get_settings(), "reconciler_start_rate", 1.0)
+    clock = FakeClock()
+
+    passes = [reconciler.reconcile(boto3_step_functions(), 0, 3.0, clock=clock, page_size=3)]
+    assert _leased() == 0  # what the pass had leased and not done, it gave back
+    while not passes[-1].drained:
+        passes.append(reconciler.reconcile(boto3_step_functions(), 0, 3.0, clock=clock, page_size=3))
+        assert _leased() == 0
+
+    resumed = [saga_id for done in passes for saga_id in done.resumed]
+    assert 0 < len(passes[0].resumed) < len(stuck)
+    assert sorted(resumed) == sorted(stuck)
+    _wait_until_final(stuck)
+    assert _executions(stuck) == Counter(stuck)
+    assert_consistent()
+
+
+def test_sagas_with_a_live_execution_are_looked_at_once_per_pass_and_not_counted(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    live, stuck = _stuck_sagas(5), _stuck_sagas(3)
+    real = boto3_step_functions()
+    asked: Counter[str] = Counter()
+
+    def status(execution_arn: str) -> str | None:
+        saga_id = execution_arn.rsplit(":", 1)[-1]
+        asked[saga_id] += 1
+        return "RUNNING" if saga_id in live else real.status(execution_arn)
+
+    done = reconciler.reconcile(StepFunctions(real.start, status, real.arn_for), 0, page_size=2)
+
+    assert sorted(done.found) == sorted(done.resumed) == sorted(stuck)
+    assert done.drained
+    assert all(asked[saga_id] == 1 for saga_id in live), asked
+    assert _leased() == 0
+    _wait_until_final(stuck)
+
+
+def test_a_throttled_describe_execution_starts_nothing_and_the_next_pass_resumes_the_saga_once(
+    backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saga_id = _stuck_sagas(1)[0]
+    end_first_execution(engine, saga_id)
+    real = boto3_step_functions()
+    starts: list[str] = []
+
+    def throttled(execution_arn: str) -> dict[str, Any]:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        raise ClientError(error, "DescribeExecution")
+
+    def start(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+        starts.append(name)
+        return real.start(saga_type, name, execution_input)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(step_functions, "describe_execution", throttled)
+        first = reconciler.reconcile(StepFunctions(start, real.status, real.arn_for), 0)
+    second = reconciler.reconcile(StepFunctions(start, real.status, real.arn_for), 0)
+
+    assert (first.found, first.resumed, _leased()) == ([], [], 0)
+    assert (second.found, second.resumed) == ([saga_id], [saga_id])
+    assert starts == [f"{saga_id}-2"]
+    assert finish(engine, saga_id).status == "COMPLETED"
+    assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
