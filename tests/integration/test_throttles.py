@@ -14,7 +14,9 @@ import pytest
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain.contracts import THROTTLE_RETRIES, THROTTLED
+from chalicelib.domain import saga_log
+from chalicelib.domain.contracts import THROTTLE_RETRIES, THROTTLED, TaskError
+from chalicelib.domain.errors import TransientFault
 from chalicelib.observability.metric_names import THROTTLE_RETRIES_EXHAUSTED
 from infra import invariants
 from infra.local_engine import LocalEngine
@@ -128,3 +130,26 @@ def test_throttles_that_outlast_the_budget_compensate_the_purchase_count_it_and_
     for run in (lost, *held):
         _every_attempt_in_the_log(run)
     assert_consistent()
+
+
+def test_a_caught_throttle_records_the_refused_attempts_after_those_that_ran_and_names_them_throttled(
+    backend: Backend,
+) -> None:
+    """Attempt 1 refused (recorded as lost by attempt 2), attempt 2 ran and failed, then the throttle retrier ran
+    out: THROTTLE_RETRIES + 1 refused in all, so attempts 3 to THROTTLE_RETRIES + 2 are recorded as throttled."""
+    with database.UnitOfWork() as uow:
+        saga = saga_log.create_saga(uow.session, purchase(quantity=1))
+        saga_log.record_lost_attempts(uow.session, saga, "process_payment", before_attempt=2)
+        saga_log.record_attempt(uow.session, saga, "process_payment", 2, error=TransientFault("injected"))
+        recorded = saga_log.record_caught_failure(
+            uow.session, saga, "process_payment", TaskError(Error=THROTTLED, Cause="Rate Exceeded.")
+        )
+        uow.commit()
+
+    last = THROTTLE_RETRIES + 2
+    assert recorded
+    assert audit_rows(saga.id, "process_payment") == [
+        (1, "FAILED", saga_log.LOST_ATTEMPT),
+        (2, "FAILED", "TransientFault"),
+        *[(n, "FAILED", THROTTLED) for n in range(3, last + 1)],
+    ]
