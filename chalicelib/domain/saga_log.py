@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga, utcnow
 from chalicelib.domain.contracts import (
+    COMPENSATIONS,
     NEXT_STATUSES,
     THROTTLE_RETRIES,
     THROTTLED,
@@ -103,7 +104,7 @@ def record_caught_failure(session: Session, saga: Saga, step: str, error: TaskEr
     """Record the last attempt of a step that a Catch led away from, from the error Step Functions passes on,
     unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded here.
     A caught throttle records every throttled attempt that no later attempt recorded (`record_caught_throttles`)."""
-    if error.Error == THROTTLED:
+    if error.Error == THROTTLED and step not in COMPENSATIONS:  # a compensation's retrier counts every error
         return record_caught_throttles(session, saga, step, error) > 0
     request_id = request_id_in(error.Cause)
     if request_id is not None:

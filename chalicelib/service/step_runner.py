@@ -148,7 +148,7 @@ def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but:
     for step, error in event.failures.items():
         if step != but:
             saga_log.record_caught_failure(session, saga, step, error)
-            if error.Error == THROTTLED:
+            if error.Error == THROTTLED and step not in COMPENSATIONS:
                 throttled_out.append(step)
     return throttled_out
 
