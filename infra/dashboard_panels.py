@@ -145,6 +145,12 @@ def sections() -> tuple[Section, ...]:
     )
     failed = tuple(_ours(names.SAGAS_ENDED, "Sum", f"{t} FAILED", _typed(t, "FAILED")) for t in SAGA_TYPES)
     gave_up = _per_step(names.COMPENSATIONS_FAILED, "Sum", COMPENSATION_STEPS)
+    throttled_out = tuple(
+        _ours(names.THROTTLE_RETRIES_EXHAUSTED, "Sum", step, {**_typed(t), names.STEP_DIMENSION: step})
+        for t, steps in STEPS_BY_SAGA.items()
+        for step in steps
+        if step not in COMPENSATIONS
+    )
     return (
         Section(
             "API: API Gateway and the API function",
@@ -212,6 +218,7 @@ def sections() -> tuple[Section, ...]:
                 Panel("Saga outcomes", "count", outcomes, stacked=True),
                 _compensation_rate(),
                 Panel("FAILED sagas and the compensations that gave up", "count", failed + gave_up),
+                Panel("Sagas compensated because a step was throttled out (the last resort)", "count", throttled_out),
                 Panel("Step latency p50", "ms", _per_step(names.STEP_LATENCY, "p50")),
                 Panel("Step latency p99", "ms", _per_step(names.STEP_LATENCY, "p99")),
                 Panel("Step failures (every failed attempt)", "count", _per_step(names.STEP_FAILURES, "Sum")),

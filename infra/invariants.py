@@ -4,14 +4,24 @@ violation is named."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.payment_provider import PaymentProviderClient
-from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, ReturnRequestRecord, Saga
-from chalicelib.domain.contracts import SagaStatus
+from chalicelib.adapters.tables import (
+    AuditEvent,
+    Order,
+    Payment,
+    Product,
+    Refund,
+    Reservation,
+    ReturnRequestRecord,
+    Saga,
+)
+from chalicelib.domain.contracts import THROTTLED, SagaStatus, step_of_state
 from chalicelib.domain.purchase import CAPTURED, CONFIRMED, ISSUED, RELEASED, RESERVED
 from chalicelib.domain.returns import CLOSED, COMPLETED
 from infra import ledger
@@ -25,6 +35,36 @@ def violations(session: Session, provider: PaymentProviderClient | None = None) 
         *_money_conserved(session),
         *_outcomes_match_effects(session),
         *(ledger.violations(session, provider) if provider is not None else []),
+    ]
+
+
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task that records a saga FAILED: no step of the saga, so not in the audit log's steps."""
+
+
+def unaudited_attempts(session: Session, saga_id: str, histories: Iterable[list[dict[str, Any]]]) -> list[str]:
+    """Invariant 7 against Step Functions' own record: every Task attempt of the saga's executions (each
+    `TaskScheduled`, one that Lambda throttled included) has its row in the audit log."""
+    ran: Counter[str] = Counter()
+    throttled: Counter[str] = Counter()
+    for history in histories:
+        state = None
+        for event in history:
+            if event["type"].endswith("StateEntered"):
+                state = event["stateEnteredEventDetails"]["name"]
+            elif state is None or state == RECORDS_FAILURE:
+                continue
+            elif event["type"] == "TaskScheduled":
+                ran[step_of_state(state)] += 1
+            elif event["type"] == "TaskFailed" and event["taskFailedEventDetails"].get("error") == THROTTLED:
+                throttled[step_of_state(state)] += 1
+    audited = Counter(
+        session.scalars(select(AuditEvent.step).where(AuditEvent.saga_id == saga_id, AuditEvent.step.in_(ran)))
+    )
+    return [
+        f"saga {saga_id}: {step} ran {attempts} time(s) ({throttled[step]} throttled), audited {audited[step]}"
+        for step, attempts in ran.items()
+        if audited[step] < attempts
     ]
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,6 +30,7 @@ from moto.awslambda.models import LambdaFunction
 from moto.core import config as moto_config
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
@@ -55,6 +58,9 @@ STATE_MACHINE_SETTINGS = {
 FINAL_EXECUTION_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 ALIAS_REF = ".Alias"
 """`!Ref <Function>.Alias`: SAM's name for the alias AutoPublishAlias publishes."""
+THROTTLE = "Lambda.TooManyRequestsException"
+_retrier = threading.local()
+"""The retrier whose wait the interpreter's thread is about to sleep: each execution runs on a thread of its own."""
 
 
 class _TemplateLoader(yaml.SafeLoader):
@@ -93,6 +99,25 @@ def state_machine_definition(properties: dict[str, Any], resolve: Callable[[Any]
 _preprocessor_init = Preprocessor.__init__
 
 
+@cache
+def _template_timeout() -> float:
+    """The steps' timeout as deployed (template.yaml's Globals)."""
+    return float(load_template()["Globals"]["Function"]["Timeout"])
+
+
+_retrier_eval_body = RetrierDecl._eval_body
+
+
+def _retrier_that_names_its_errors(self: RetrierDecl, env: Any) -> None:
+    """moto's retrier sleeps without saying for which errors; the engine scales a throttle's wait on its own."""
+    names = {getattr(name, "error_name", name) for name in self.error_equals.error_names}
+    _retrier.throttle = THROTTLE in names
+    try:
+        _retrier_eval_body(self, env)
+    finally:
+        _retrier.throttle = False
+
+
 def _preprocessor_with_its_own_scopes(self: Preprocessor, *args: Any, **kwargs: Any) -> None:
     """moto 5.2.5's ASL preprocessor keeps its query-language scopes in a list shared by the class, and every
     execution parses its definition on its own thread: two parses at once corrupt it, and the execution's thread
@@ -107,9 +132,21 @@ class LocalEngine:
 
     `retry_wait_scale` shortens the interpreter's Retry waits (0.01 makes a 2 s wait 20 ms) so tests and
     the demo do not sleep through backoff; the definitions themselves are deployed unchanged.
+
+    Local time is scaled consistently where two clocks meet: a throttle retrier's waits exist to outlast the
+    attempts that hold the function's reserved slots, each for up to the function's timeout (a `timeout` fault
+    hangs until it). So a throttle's waits shrink by the factor the timeouts shrank (`slot_scale`: a 2 s local
+    timeout for the template's 10 s is 0.2), never by `retry_wait_scale`: shrunk 50-fold against slots held at
+    their full timeout, 12 throttle retries once lasted a second while an attempt held its slot for ten, and valid
+    purchases were compensated (issue 23). The other waits cover causes that do not hold a slot (a provider's
+    503, a dropped connection) and keep `retry_wait_scale`. The timeouts themselves are never shrunk below what a
+    step's real work takes on a loaded machine, so the budget is checked at the deployed ratio
+    (infra/throttle_budget.py) and kept locally at that ratio.
     """
 
     retry_wait_scale: float = 1.0
+    throttle_wait_scale: float | None = None
+    """None: `slot_scale`, consistent with the timeouts. A test that must outlast the budget sets it smaller."""
     endpoint_port: int | None = None
     """None: an in-process mock with no endpoint (tests). A port (0: any free one): a moto server on
     127.0.0.1 there, which boto3 clients and the AWS CLI can reach at `endpoint_url`."""
@@ -197,8 +234,9 @@ class LocalEngine:
                 return clients[key]
 
             self._stack.enter_context(mock.patch.object(lambda_eval_utils, "boto_client_for", reused))
-        scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.retry_wait_scale))
+        scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.wait_scale()))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", scaled))
+        self._stack.enter_context(mock.patch.object(RetrierDecl, "_eval_body", _retrier_that_names_its_errors))
         settings = get_settings()
         for attribute in ("aws_endpoint_url", *STATE_MACHINE_SETTINGS.values()):
             self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
@@ -212,6 +250,17 @@ class LocalEngine:
     def function_configuration(self) -> Configuration:
         timeout = self.function_timeout or get_settings().local_lambda_timeout
         return Configuration(self.function_environment(), timeout, dict(self.parameter_overrides))
+
+    def slot_scale(self) -> float:
+        """How much shorter than the template's the steps' timeouts are here: the time an attempt can hold a slot."""
+        timeout = self.function_timeout or get_settings().local_lambda_timeout
+        return timeout / _template_timeout() if timeout else 1.0
+
+    def wait_scale(self) -> float:
+        """The scale of the Retry wait the interpreter's thread is about to sleep."""
+        if not getattr(_retrier, "throttle", False):
+            return self.retry_wait_scale
+        return self.slot_scale() if self.throttle_wait_scale is None else self.throttle_wait_scale
 
     def function_environment(self) -> dict[str, str]:
         """What the functions' workers get on top of the template's variables: this machine's data stores."""

@@ -33,6 +33,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
+"""The tests' Retry waits, a thousandth of the deployed ones. A throttle's waits keep the scale of the functions'
+timeouts instead (`LocalEngine.slot_scale`: the template's, or a test's shorter one), as the slots they wait for."""
 PROVIDER_LISTING_LAG_SECONDS = 3600
 PROVIDER_SLOW_CAPTURE_SECONDS = 12
 """A `tok_slow_capture` charge commits this late: after its purchase's retries and compensation retries are spent."""

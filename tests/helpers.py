@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,22 @@ from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequ
 from chalicelib.service import sagas
 from infra import invariants
 from infra.local_engine import LocalEngine
+
+
+class FunctionLogs:
+    """The log streams of the engine's functions (their worker processes), as CloudWatch Logs would get them."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, function_name: str, text: str) -> None:
+        with self.lock:
+            self.texts.append(text)
+
+    def getvalue(self) -> str:
+        with self.lock:
+            return "\n".join(self.texts)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ COMPENSATIONS = frozenset({"release_stock", "refund_payment", "cancel_refund"})
 STEPS_BY_SAGA: dict[str, tuple[str, ...]] = {"purchase": PURCHASE_STEPS, "return": RETURN_STEPS}
 
 MAX_QUANTITY = 1_000
+THROTTLED = "Lambda.TooManyRequestsException"
+"""What Step Functions names an invocation that Lambda refused over the function's concurrency: it never ran."""
+THROTTLE_RETRIES = 34
+"""The MaxAttempts of every forward Task's retrier for THROTTLED, its only error (statemachines/*.asl.json; a test
+holds them equal): when a Catch caught THROTTLED, that retrier ran out, so THROTTLE_RETRIES + 1 attempts were
+throttled (docs/design.md §7.3)."""
 FAULT_PATTERN = re.compile(r"^(?P<kind>fail|transient|timeout|crash)(?::(?P<times>[1-9]))?$")
 
 

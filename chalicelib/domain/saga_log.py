@@ -11,13 +11,24 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga, utcnow
-from chalicelib.domain.contracts import NEXT_STATUSES, AttemptStatus, SagaRequest, SagaStatus, TaskError, action_of
+from chalicelib.domain.contracts import (
+    COMPENSATIONS,
+    NEXT_STATUSES,
+    THROTTLE_RETRIES,
+    THROTTLED,
+    AttemptStatus,
+    SagaRequest,
+    SagaStatus,
+    TaskError,
+    action_of,
+)
 from chalicelib.domain.errors import safe_message
 
 SAGA_EVENT = "saga"
 MAX_ERROR_MESSAGE = 2000
 LOST_ATTEMPT = "AttemptLost"
 LOST_ATTEMPT_MESSAGE = "the attempt ended before it could record its outcome (a timeout, a crash or a throttle)"
+THROTTLED_MESSAGE = "Lambda refused the invocation over the function's concurrency: the step did not run"
 REQUEST_ID = re.compile(r"RequestId: ([0-9A-Za-z-]{1,64})")
 
 
@@ -91,7 +102,10 @@ def record_lost_attempts(session: Session, saga: Saga, step: str, before_attempt
 
 def record_caught_failure(session: Session, saga: Saga, step: str, error: TaskError) -> bool:
     """Record the last attempt of a step that a Catch led away from, from the error Step Functions passes on,
-    unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded here."""
+    unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded here.
+    A caught throttle records every throttled attempt that no later attempt recorded (`record_caught_throttles`)."""
+    if error.Error == THROTTLED and step not in COMPENSATIONS:  # a compensation's retrier counts every error
+        return record_caught_throttles(session, saga, step, error) > 0
     request_id = request_id_in(error.Cause)
     if request_id is not None:
         known = select(AuditEvent.id).where(_rows_of(saga.id, step), AuditEvent.request_id == request_id)
@@ -100,6 +114,23 @@ def record_caught_failure(session: Session, saga: Saga, step: str, error: TaskEr
     last = session.scalar(select(func.max(AuditEvent.attempt)).where(_rows_of(saga.id, step))) or 0
     _add_attempt(session, saga, step, last + 1, error=(error.Error, message_of(error.Cause)), request_id=request_id)
     return True
+
+
+def record_caught_throttles(session: Session, saga: Saga, step: str, error: TaskError) -> int:
+    """A Catch caught a throttle: the step's throttle retrier ran out, so THROTTLE_RETRIES + 1 attempts were
+    refused without running, besides those that ran (which recorded themselves). The attempts after the last one
+    in the log were refused too (no attempt ran after them to record them), and are recorded as throttled; the
+    step's attempts are at least the throttled ones plus those that ran. Exact when the step never ran, as in a
+    burst that outlasts the budget; a lower bound when an attempt that ran was killed before it could record
+    itself (docs/design.md §4.2, invariant 7). The number recorded here."""
+    rows = list(session.execute(select(AuditEvent.attempt, AuditEvent.error_type).where(_rows_of(saga.id, step))))
+    last = max((attempt for attempt, _ in rows), default=0)
+    ran = sum(1 for _, error_type in rows if error_type not in (LOST_ATTEMPT, THROTTLED))
+    attempts = max(last + 1, THROTTLE_RETRIES + 1 + ran)
+    for attempt in range(last + 1, attempts + 1):
+        message = message_of(error.Cause) if attempt == attempts and error.Cause else THROTTLED_MESSAGE
+        _add_attempt(session, saga, step, attempt, error=(THROTTLED, message))
+    return attempts - last
 
 
 def request_id_in(cause: str) -> str | None:

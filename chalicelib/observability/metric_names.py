@@ -19,6 +19,9 @@ STEP_LATENCY = "StepLatency"
 STEP_FAILURES = "StepFailures"
 COMPENSATIONS_RUN = "CompensationsRun"
 COMPENSATIONS_FAILED = "CompensationsFailed"
+THROTTLE_RETRIES_EXHAUSTED = "ThrottleRetriesExhausted"
+"""A forward step whose every attempt Lambda refused (its throttle retrier ran out): the saga is compensated, the
+last resort (docs/design.md §2.4). Alarmed."""
 STUCK_SAGAS_FOUND = "StuckSagasFound"
 """Per reconciler pass: sagas RUNNING or COMPENSATING, quiet for the grace period, without a live execution."""
 STUCK_SAGAS_RESUMED = "StuckSagasResumed"
@@ -34,6 +37,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     STEP_FAILURES: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     COMPENSATIONS_RUN: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     COMPENSATIONS_FAILED: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
+    THROTTLE_RETRIES_EXHAUSTED: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, STEP_DIMENSION)),
     STUCK_SAGAS_FOUND: (COUNT, (SERVICE_DIMENSION,)),
     STUCK_SAGAS_RESUMED: (COUNT, (SERVICE_DIMENSION,)),
 }

@@ -20,9 +20,14 @@ from chalicelib.adapters.database import UnitOfWork
 from chalicelib.adapters.database_errors import Transience, driver_code, transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import faults, saga_log
-from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent
+from chalicelib.domain.contracts import COMPENSATIONS, THROTTLED, SagaStatus, StepEvent
 from chalicelib.domain.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
-from chalicelib.observability.metric_names import COMPENSATIONS_FAILED, COMPENSATIONS_RUN, SAGAS_ENDED
+from chalicelib.observability.metric_names import (
+    COMPENSATIONS_FAILED,
+    COMPENSATIONS_RUN,
+    SAGAS_ENDED,
+    THROTTLE_RETRIES_EXHAUSTED,
+)
 from chalicelib.observability.telemetry import emit, logger
 from chalicelib.settings import get_settings
 
@@ -85,8 +90,9 @@ def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict
     error = event.failures[compensation]
     with UnitOfWork() as uow:
         saga = _load_saga(uow.session, event.saga_id)
+        throttled_out: list[str] = []
         if saga.status == SagaStatus.RUNNING:  # no compensation attempt could record anything
-            _record_caught_failures(uow.session, saga, event, but=compensation)
+            throttled_out = _record_caught_failures(uow.session, saga, event, but=compensation)
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         ended = saga.status == SagaStatus.COMPENSATING
         if ended:
@@ -95,6 +101,7 @@ def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict
             message = saga_log.message_of(error.Cause)
             saga.result = {"failed_compensation": compensation, "error": {"type": error.Error, "message": message}}
         uow.commit()
+    _throttle_retries_exhausted(saga, throttled_out)
     saga_cache.write_through(saga.id, saga.status, saga.version)
     if ended:
         _saga_ended(saga, compensation)
@@ -113,21 +120,36 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
         if event.attempt > 1:
             saga_log.record_lost_attempts(uow.session, saga, name, event.attempt)
         moved = False
+        throttled_out: list[str] = []
         if name in COMPENSATIONS and saga.status in (SagaStatus.RUNNING, SagaStatus.COMPLETED):
             # The first compensation of this execution: the step whose failure led here is recorded together with
             # the move that failure causes, so that the compensations after it do not record it again.
-            _record_caught_failures(uow.session, saga, event, but=name)
+            throttled_out = _record_caught_failures(uow.session, saga, event, but=name)
             moved = saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
+    _throttle_retries_exhausted(saga, throttled_out)
     if moved:  # this attempt may be killed before it answers: readers must not go on seeing the old status
         saga_cache.write_through(saga.id, saga.status, saga.version)
     return dict(saga.input.get("faults", {}))
 
 
-def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> None:
+def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> list[str]:
+    """Record each caught failure but `but`'s; the steps among them whose every attempt was throttled."""
+    throttled_out: list[str] = []
     for step, error in event.failures.items():
         if step != but:
             saga_log.record_caught_failure(session, saga, step, error)
+            if error.Error == THROTTLED and step not in COMPENSATIONS:
+                throttled_out.append(step)
+    return throttled_out
+
+
+def _throttle_retries_exhausted(saga: Saga, steps: list[str]) -> None:
+    """The last resort: Lambda refused a step for longer than its throttle retrier waits (sized in docs/design.md
+    §7.3), so the saga is compensated though the step never ran. Counted and alarmed (docs/operations.md)."""
+    for step in steps:
+        emit(THROTTLE_RETRIES_EXHAUSTED, SagaType=saga.type, Step=step)
+        logger.warning("throttled out: compensating the saga", extra={"step": step, "saga_type": saga.type})
 
 
 def _saga_ended(saga: Saga, step: str) -> None:

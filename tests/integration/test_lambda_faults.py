@@ -182,14 +182,12 @@ def test_a_return_step_that_crashes_after_its_commit_restocks_once(
 def test_a_burst_over_the_payment_functions_reserved_concurrency_is_absorbed_by_retries(
     backend: Backend, engine: LocalEngine
 ) -> None:
-    engine.parameter_overrides = {"PaymentConcurrency": "1"}
-    engine.retry_wait_scale = 1.0  # the throttle's retries, as deployed, must span the burst
+    engine.parameter_overrides = {"PaymentConcurrency": "1"}  # the throttle's waits keep the deployed scale
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
             runs = list(pool.map(lambda _: run_saga(engine, purchase(quantity=1)), range(16)))
     finally:
         engine.parameter_overrides = {}
-        engine.retry_wait_scale = engine_default_scale(engine)
 
     assert {run.status for run in runs} == {"COMPLETED"}
     throttled = [e for run in runs for e in task_errors(run.saga_id, "ProcessPayment")]
@@ -198,9 +196,3 @@ def test_a_burst_over_the_payment_functions_reserved_concurrency_is_absorbed_by_
     for run in runs:
         assert_every_attempt_audited(run)
     assert_consistent()
-
-
-def engine_default_scale(engine: LocalEngine) -> float:
-    from tests.conftest import TEST_RETRY_WAIT_SCALE
-
-    return TEST_RETRY_WAIT_SCALE

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -27,25 +26,9 @@ from functions import reserve_stock
 from infra.local_engine import LocalEngine
 from infra.local_functions import discard_logs
 from tests.conftest import Backend
-from tests.helpers import finish, lambda_context, purchase, run_saga
+from tests.helpers import FunctionLogs, finish, lambda_context, purchase, run_saga
 
 JSON = {"Content-Type": "application/json"}
-
-
-class FunctionLogs:
-    """The log streams of the engine's functions (their worker processes), as CloudWatch Logs would get them."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, function_name: str, text: str) -> None:
-        with self.lock:
-            self.texts.append(text)
-
-    def getvalue(self) -> str:
-        with self.lock:
-            return "\n".join(self.texts)
 
 
 @pytest.fixture

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 
+from infra import local_engine
 from infra.local_engine import MOTO_VERSION, LocalEngine, load_template
 
 SHORT_FORMS = """\
@@ -106,3 +109,31 @@ def test_a_partial_retry_wait_scale_shortens_sleeps_in_proportion(deployed: list
         elapsed = time.monotonic() - started
 
     assert 0.04 <= elapsed < 1
+
+
+@pytest.mark.parametrize(
+    ("errors", "function_timeout", "expected"),
+    [
+        (["Lambda.TooManyRequestsException"], 5.0, 0.5),  # the slots are held half as long: so are its waits
+        (["Lambda.TooManyRequestsException"], None, 1.0),  # held to the template's timeout: waits as deployed
+        (["States.ALL"], 5.0, 0.01),  # a cause that holds no slot: the retry scale
+    ],
+)
+def test_a_throttle_retrier_waits_scaled_as_the_slots_are_held_and_any_other_by_the_retry_scale(
+    deployed: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    errors: list[str],
+    function_timeout: float | None,
+    expected: float,
+) -> None:
+    scales: list[float] = []
+    retrier = SimpleNamespace(error_equals=SimpleNamespace(error_names=[SimpleNamespace(error_name=e) for e in errors]))
+
+    with LocalEngine(retry_wait_scale=0.01, function_timeout=function_timeout) as engine:
+        monkeypatch.setattr(
+            local_engine, "_retrier_eval_body", lambda _retrier, _env: scales.append(engine.wait_scale())
+        )
+        RetrierDecl._eval_body(retrier, env=None)  # type: ignore[arg-type]
+        scales.append(engine.wait_scale())  # once the retrier is done
+
+    assert scales == [expected, 0.01]
