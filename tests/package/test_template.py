@@ -126,7 +126,8 @@ def test_the_database_engine_parameter_chooses_the_url_the_functions_build(
     assert compared == {"Ref": "DatabaseEngine"}
     condition, on_mysql, otherwise = variables["DATABASE_PORT"]["Fn::If"]
     assert condition == "UsesMySql"
-    monkeypatch.setattr(parameters, "get_secret", lambda *_, **__: {"username": "saga", "password": "pw"})
+    secret = json.dumps({"username": "saga", "password": "pw"})  # Secrets Manager's SecretString, as it is stored
+    monkeypatch.setattr(parameters, "get_secret", lambda *_, **__: secret)
 
     deployed = Settings(
         DATABASE_ENGINE=engine,
