@@ -251,11 +251,11 @@ def check(tally: Tally) -> list[str]:
         versions = {s.id: (s.status, s.version) for s in uow.session.scalars(select(Saga))}
         for saga_id in tally.saga_ids:
             problems += invariants.unaudited_attempts(uow.session, saga_id, _histories(saga_id, *runs[saga_id]))
-        late = _met_a_late_capture(uow.session)
+        lost_to_the_provider = _lost_to_the_provider(uow.session)
     problems += [
         f"saga {saga_id}: a fault-free purchase ended {versions[saga_id][0]}"
         for saga_id in tally.fault_free_purchases
-        if versions[saga_id][0] != "COMPLETED" and saga_id not in late
+        if versions[saga_id][0] != "COMPLETED" and saga_id not in lost_to_the_provider
     ]
     for saga_id in tally.saga_ids:
         cached = saga_cache.cached_status(saga_id)
@@ -264,16 +264,20 @@ def check(tally: Tally) -> list[str]:
     return problems
 
 
-def _met_a_late_capture(session: Session) -> set[str]:
-    """Purchases whose charge the provider held past the payment step's retries (`--provider-slow-capture-rate`):
-    the provider's doing, not ours, so they may end compensated (or FAILED, then retried) with nothing held."""
-    return set(
-        session.scalars(
-            select(AuditEvent.saga_id).where(
-                AuditEvent.step == "process_payment", AuditEvent.error_message.contains("idempotency_key_in_use")
-            )
-        )
+def _count_lost_to_the_provider(tally: Tally) -> int:
+    with database.UnitOfWork() as uow:
+        return len(_lost_to_the_provider(uow.session) & set(tally.fault_free_purchases))
+
+
+def _lost_to_the_provider(session: Session) -> set[str]:
+    """Purchases whose payment step never succeeded because the provider kept failing it: every retry met a 503, a
+    lost answer or a capture it held past them (its chaos, `--provider-*`). The provider's doing, not ours: they
+    may end compensated, or FAILED and then retried, with nothing held (the ledger check says so)."""
+    unavailable = select(AuditEvent.saga_id).where(
+        AuditEvent.step == "process_payment", AuditEvent.error_type == "PaymentProviderUnavailable"
     )
+    paid = select(AuditEvent.saga_id).where(AuditEvent.step == "process_payment", AuditEvent.status == "SUCCEEDED")
+    return set(session.scalars(unavailable.except_(paid)))
 
 
 def token_leaks(tally: Tally, private_redis: PrivateRedis) -> list[str]:
@@ -441,7 +445,8 @@ def _soak(args: argparse.Namespace, private_redis: PrivateRedis) -> int:
     print(f"operator retries of FAILED sagas, their provider keys expired: {retried}")
     print(f"throughput: {args.count / elapsed:.1f} sagas/s ({elapsed:.1f} s)")
     print(
-        f"fault-free purchases: {len(tally.fault_free_purchases)}; step durations: {_durations(tally.logs)}; "
+        f"fault-free purchases: {len(tally.fault_free_purchases)} ({_count_lost_to_the_provider(tally)} of them "
+        f"lost their payment to the provider's chaos); step durations: {_durations(tally.logs)}; "
         f"timeouts {get_settings().local_lambda_timeout:g} s, throttle waits x{engine.slot_scale():g}, "
         f"other waits x{RETRY_WAIT_SCALE:g}"
     )
