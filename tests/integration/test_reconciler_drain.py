@@ -33,15 +33,14 @@ from tests.conftest import Backend
 from tests.helpers import assert_consistent, end_first_execution, finish, lambda_context, purchase, saga_executions
 
 BACKLOG = 1000
-LOCAL_START_RATE = 2.0
-"""Starts a second in the backlog's test. The local engine runs each step in a worker process with a database
-connection of its own, and scales them out as Lambda would: a thousand executions started at the default rate,
-faster than the shared machine ends them, took 96 of PostgreSQL's 100 connections."""
-INVOCATION_MS = 3_600_000
-"""The time the backlog's invocation is given. Deployed it has at most Lambda's 900 s, of which a thousand sagas
-take some 125 s of DescribeExecution calls at the default rate; here the local engine runs the executions the
-pass starts in this very process, on a shared 2-core machine, and a thousand did not fit in 900 s under a load
-average of 25. That the pass stops when its time is up is tested on its own, below."""
+BACKLOG_SKU = "SKU-NOT-SOLD-HERE"
+"""The backlog's purchases name a product the shop does not have: each resumed execution runs one step and ends
+REJECTED. What is under test is the pass that resumes them; their own work would only load the machine, whose
+worker processes (each with database connections of its own) a thousand three-step sagas outgrew."""
+LOCAL_START_RATE, LOCAL_DESCRIBE_RATE = 20.0, 50.0
+"""The backlog's rates: moto has no quota of its own; the defaults (design §7.2) are paced in the test below."""
+INVOCATION_MS = 900_000
+"""Lambda's longest timeout, which a deployed reconciler never exceeds."""
 WAIT_SECONDS = 1800.0
 """How long the backlog's executions may take to end on a loaded machine."""
 FOREVER = 3600.0
@@ -60,14 +59,12 @@ class FakeClock:
         self.now += seconds
 
 
-def _stuck_sagas(count: int) -> list[str]:
+def _stuck_sagas(count: int, sku: str = "SKU-MOUSE") -> list[str]:
     """Purchases recorded RUNNING whose executions never started, written in one transaction (one at a time
     through the start path would take minutes for a thousand)."""
+    caller = sagas.caller_digest(sagas.LOCAL_CALLER)
     with database.UnitOfWork() as uow:
-        ids = [
-            saga_log.create_saga(uow.session, purchase(quantity=1), caller=sagas.caller_digest(sagas.LOCAL_CALLER)).id
-            for _ in range(count)
-        ]
+        ids = [saga_log.create_saga(uow.session, purchase(sku=sku, quantity=1), caller=caller).id for _ in range(count)]
         uow.commit()
     return ids
 
@@ -122,9 +119,10 @@ def _recording(calls: list[tuple[str, float]], clock: FakeClock) -> StepFunction
 def test_one_reconciler_invocation_resumes_a_backlog_of_stuck_sagas(
     backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stuck = _stuck_sagas(BACKLOG)
+    stuck = _stuck_sagas(BACKLOG, sku=BACKLOG_SKU)
     monkeypatch.setattr(get_settings(), "reconciler_grace_seconds", 0.0)
     monkeypatch.setattr(get_settings(), "reconciler_start_rate", LOCAL_START_RATE)
+    monkeypatch.setattr(get_settings(), "reconciler_describe_rate", LOCAL_DESCRIBE_RATE)
 
     answer = reconcile.lambda_handler({}, lambda_context(INVOCATION_MS))
 
