@@ -33,16 +33,24 @@ class Scratch:
 
 
 @pytest.fixture(scope="module", params=["postgres", "mysql"])
-def scratch(request: pytest.FixtureRequest) -> Iterator[Scratch]:
-    """A throwaway database with a table of two rows, on each server; its engine is the one the code builds."""
+def scratch_database(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A throwaway database with a table of two rows, on each server."""
     admin_url = ADMIN_MYSQL_URL if request.param == "mysql" else ADMIN_DATABASE_URL
     with throwaway_database(admin_url, "saga_db_errors") as url:
         with admin_connection(url) as admin:
             admin.execute(text("CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
             admin.execute(text("INSERT INTO counters (id, n) VALUES (1, 0), (2, 0)"))
-        engine = make_engine(url)
-        yield Scratch(request.param, url, engine)
-        engine.dispose()
+        yield request.param, url
+
+
+@pytest.fixture
+def scratch(scratch_database: tuple[str, str]) -> Iterator[Scratch]:
+    """The database with an engine as the code builds it, new for each test: the session settings a test makes
+    (lock and statement timeouts) stay on the connections of its pool."""
+    name, url = scratch_database
+    engine = make_engine(url)
+    yield Scratch(name, url, engine)
+    engine.dispose()
 
 
 def _raised(action: Callable[[], object]) -> Exception:
@@ -58,18 +66,20 @@ def _bump(connection: Connection, row: int) -> None:
 
 
 def _while_waiting_on_a_lock(
-    scratch: Scratch, waiter: Callable[[Connection], object], act: Callable[[int], object]
+    scratch: Scratch, waiter: Callable[[Connection], object], act: Callable[[int], object] | None = None
 ) -> Exception:
-    """`waiter` runs on a connection of the code's engine while ours holds row 1; once it waits, `act(session)`."""
+    """`waiter` runs on a connection of the code's engine while ours holds row 1; once it waits, `act(session)`
+    (without an act, the waiter's own timeout ends the wait)."""
     errors: list[Exception] = []
     with scratch.engine.connect() as holder, scratch.engine.connect() as blocked:
         _bump(holder, 1)
         thread = threading.Thread(target=lambda: errors.append(_raised(lambda: waiter(blocked))))
         thread.start()
-        with admin_connection(scratch.url) as admin:
-            session = wait_for(lambda: sessions_waiting_on_a_lock(admin, scratch.url), "a session waits on the lock")
-            act(session[0])  # type: ignore[index]
-        thread.join(60)
+        if act is not None:
+            with admin_connection(scratch.url) as admin:
+                session = wait_for(lambda: sessions_waiting_on_a_lock(admin, scratch.url), "a session waits")
+                act(session[0])  # type: ignore[index]
+        thread.join(120)
         holder.rollback()
     return errors[0]
 
@@ -126,7 +136,7 @@ def test_a_lock_timeout_is_a_conflict(scratch: Scratch) -> None:
         connection.execute(text(timeout))
         _bump(connection, 1)
 
-    error = _while_waiting_on_a_lock(scratch, wait_out, lambda session: None)
+    error = _while_waiting_on_a_lock(scratch, wait_out)
     _assert_told(error, CONFLICT, "55P03", 1205)
 
 
@@ -161,13 +171,16 @@ def test_a_cancelled_statement_is_unavailable(scratch: Scratch) -> None:
         connection.execute(text(limit))
         _bump(connection, 1)
 
-    error = _while_waiting_on_a_lock(scratch, cut, lambda session: None)
+    error = _while_waiting_on_a_lock(scratch, cut)
     _assert_told(error, UNAVAILABLE, "57014", 1969, 3024)
     if scratch.mysql:
         with admin_connection(scratch.url) as admin:
-            killed = _while_waiting_on_a_lock(
-                scratch, lambda connection: _bump(connection, 1), lambda s: admin.execute(text(f"KILL QUERY {s}"))
-            )
+
+            def wait(connection: Connection) -> None:
+                connection.execute(text("SET SESSION max_statement_time = 0"))
+                _bump(connection, 1)
+
+            killed = _while_waiting_on_a_lock(scratch, wait, lambda s: admin.execute(text(f"KILL QUERY {s}")))
         _assert_told(killed, UNAVAILABLE, 1317)
 
 
