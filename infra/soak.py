@@ -337,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--provider-slow-capture-seconds",
         type=float,
-        default=3,
-        help="how late they commit (and every tok_slow_capture charge): past the retries of the step",
+        default=6,
+        help="how late they commit (and every tok_slow_capture charge): past the retries of the step and of its "
+        "compensation, so that the saga ends FAILED and the operator's retry refunds it",
     )
     parser.add_argument(
         "--provider-key-ttl",
