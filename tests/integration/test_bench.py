@@ -50,7 +50,12 @@ def test_bench_writes_every_figure(store: str, tmp_path: Path, request: pytest.F
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(results_file.read_text())
 
-    assert results["backend"].startswith(BACKENDS[store])
+    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost"}
+    assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
+    assert all(
+        run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
+        for run in results["runs"].values()
+    )
     assert set(results["step_overhead"]) == STEPS
     for row in results["step_overhead"].values():
         assert row["handler"]["n"] == row["floor"]["n"] == 3
