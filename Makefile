@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LOCALSTACK_VENV := .localstack/venv
+DOC_PAGES := README.md $(wildcard docs/*.md)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench diagrams dashboards clean \
+.PHONY: demo test test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench docs diagrams dashboards clean \
 	localstack-demo localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -43,7 +44,7 @@ $(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt infra/loca
 		-r infra/localstack/requirements-host.txt
 	touch $@
 
-## lint: ruff, mypy, the core's import layers, statelint on the state machines, cfn-lint on the template, bandit
+## lint: ruff check, ruff format --check, mypy, the core's import layers (lint-imports), statelint on the state machines, cfn-lint on the template, bandit
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -77,6 +78,10 @@ saga-page: $(VENV)/.installed
 soak: $(VENV)/.installed
 	$(PY) -m infra.soak $(SOAK_ARGS)
 
+## docs: rewrite the generated blocks of README.md and docs/*.md (cog; make test checks none is stale)
+docs: $(VENV)/.installed
+	$(VENV)/bin/cog -I . -r $(DOC_PAGES)
+
 ## diagrams: docs/<machine>.svg, drawn from each state machine's ASL file
 diagrams: $(VENV)/.installed
 	$(PY) -m infra.diagrams
@@ -95,7 +100,7 @@ COUNT ?= 20
 cost: $(VENV)/.installed
 	$(PY) -m infra.cost --count $(COUNT)
 
-## bench: step overhead, cold start, throughput, transitions and cost, memory -> bench/results.json
+## bench: step overhead, cold start, throughput, transitions and cost, memory -> bench/results/latest.json
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 

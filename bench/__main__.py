@@ -1,5 +1,7 @@
 """`make bench`: step overhead against its floor, cold start against two references, throughput against the
-engine's floor, transitions and cost per saga path, peak memory. Writes bench/results.json, prints a table.
+engine's floor, transitions and cost per saga path, peak memory. Writes bench/results/latest.json (each part with
+when, by which command, on which machine and under which load it was measured), prints a table; `make docs` renders
+docs/performance.md's tables from that file.
 
 Uses DATABASE_URL/REDIS_URL when set (PostgreSQL or MySQL); else PostgreSQL and Redis on 127.0.0.1 when they
 answer (a `saga_bench` database, Redis db 14); else the embedded default, and says which it used.
@@ -30,7 +32,7 @@ from payment_provider.launcher import start_provider
 
 REPORT = sys.stdout
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
@@ -96,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default=",".join(SECTIONS),
         help=f"the parts to run, comma-separated ({','.join(SECTIONS)}); the others keep their figures in "
-        "bench/results.json",
+        "the results file",
     )
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (bench/results.json)")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where to write the results (bench/results/latest.json)"
+    )
     args = parser.parse_args(argv)
     args.only = [part.strip() for part in args.only.split(",") if part.strip()]
     if unknown := set(args.only) - set(SECTIONS):
@@ -108,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     _discard_handler_output()
 
     with ExitStack() as stack:
-        return _run(args, choose_backend(stack))
+        return _run(args, choose_backend(stack), _command(sys.argv[1:] if argv is None else argv))
 
 
-def _run(args: argparse.Namespace, backend: str) -> int:
+def _command(argv: Sequence[str]) -> str:
+    """The make command that runs the bench with these arguments."""
+    return f'make bench BENCH_ARGS="{" ".join(argv)}"' if argv else "make bench"
+
+
+def _run(args: argparse.Namespace, backend: str, command: str) -> int:
     database.migrate()
     with database.UnitOfWork() as uow:
         catalogue.seed(uow.session)
@@ -123,11 +132,13 @@ def _run(args: argparse.Namespace, backend: str) -> int:
     path = args.results.resolve()
     partial = set(args.only) != set(SECTIONS)
     results: dict[str, Any] = json.loads(path.read_text()) if partial and path.exists() else {}
-    results |= {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "backend": backend, "machine": machine}
     parts = [part for part in SECTIONS if part in args.only]
     for number, part in enumerate(parts, start=1):
         print(f"{number}/{len(parts)} {part.replace('_', ' ')} ...", file=REPORT, flush=True)
+        measured_at, load_before = datetime.now(UTC).isoformat(timespec="minutes"), os.getloadavg()[0]
         results |= _measure(part, args)
+        run = {"measured_at": measured_at, "command": command, "backend": backend, "machine": machine}
+        results.setdefault("runs", {})[part] = run | {"load_average": [load_before, os.getloadavg()[0]]}
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results, parts), file=REPORT, flush=True)
     written = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
@@ -164,24 +175,29 @@ def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
 def render(results: dict[str, Any], parts: Sequence[str] = SECTIONS) -> str:
     lines: list[str] = []
     if "step_overhead" in parts:
-        lines += _step_overhead_lines(results["step_overhead"])
+        lines += step_overhead_lines(results["step_overhead"])
     if "cold_start" in parts:
-        lines += _cold_start_lines(results["cold_start"])
+        lines += cold_start_lines(results["cold_start"]) + snapstart_lines(results["cold_start"])
     if "lambda_runtime" in parts:
-        lines += _runtime_lines(results["lambda_runtime"])
+        lines += runtime_lines(results["lambda_runtime"])
     if "throughput" in parts:
-        lines += _throughput_lines(results["throughput"], results["peak_rss_mb"])
+        lines += throughput_lines(results["throughput"], results["peak_rss_mb"])
     if "cost" in parts:
-        lines += ["", f"Transitions and cost per 1,000 sagas (prices as published {results['prices_as_published']})"]
-        for row in results["transitions_and_cost"]:
-            lines.append(
-                f"{row['path']:<40}{row['transitions']:>5.1f} transitions{row['invocations']:>5.1f} invocations"
-                f"  ${row['standard_per_1000']:.4f} Standard  ${row['express_per_1000']:.4f} Express"
-            )
+        lines += cost_lines(results)
     return "\n".join(lines)
 
 
-def _step_overhead_lines(step_overhead: dict[str, Any]) -> list[str]:
+def cost_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["", f"Transitions and cost per 1,000 sagas (prices as published {results['prices_as_published']})"]
+    for row in results["transitions_and_cost"]:
+        lines.append(
+            f"{row['path']:<40}{row['transitions']:>5.1f} transitions{row['invocations']:>5.1f} invocations"
+            f"  ${row['standard_per_1000']:.4f} Standard  ${row['express_per_1000']:.4f} Express"
+        )
+    return lines
+
+
+def step_overhead_lines(step_overhead: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "Step overhead (warm, in-process): handler vs floor",
@@ -198,7 +214,7 @@ def _step_overhead_lines(step_overhead: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _cold_start_lines(cold: dict[str, Any]) -> list[str]:
+def cold_start_lines(cold: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Cold start (fresh interpreter, import + init + one event): hello-world "
@@ -218,7 +234,11 @@ def _cold_start_lines(cold: dict[str, Any]) -> list[str]:
     )
     beyond = cold["beyond_import_floor"]
     lines.append(f"loaded by {beyond['step']} beyond its import floor: {', '.join(beyond['packages']) or 'nothing'}")
-    lines += [
+    return lines
+
+
+def snapstart_lines(cold: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "SnapStart (initialised and snapshotted; then the after-restore hooks and the first event)",
         f"{'step':<18}{'restored ms':>12}{'full cold ms':>14}{'ratio':>8}  target <= {SNAPSTART_TARGET}",
@@ -236,7 +256,7 @@ def _verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def _runtime_lines(runtime: dict[str, Any]) -> list[str]:
+def runtime_lines(runtime: dict[str, Any]) -> list[str]:
     warm = runtime["warm_invocation"]
     lines = [
         "",
@@ -253,7 +273,7 @@ def _runtime_lines(runtime: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _throughput_lines(throughput: dict[str, Any], peak: dict[str, float]) -> list[str]:
+def throughput_lines(throughput: dict[str, Any], peak: dict[str, float]) -> list[str]:
     lines = [
         "",
         "Throughput on the local engine (each step in a worker process)",

@@ -40,6 +40,7 @@ LIBRARIES += ("aws_lambda_powertools.logging", "aws_lambda_powertools.metrics")
 metrics. Powertools' idempotency modules are left out, so their own cost counts against the step."""
 CALLS_THE_PROVIDER = frozenset({"process_payment", "refund_payment", "issue_refund", "cancel_refund"})
 DRIVERS = {
+    "mysql": ("sqlalchemy.dialects.mysql.pymysql", "pymysql"),
     "postgresql": ("sqlalchemy.dialects.postgresql.pg8000", "pg8000"),
     "sqlite": ("sqlalchemy.dialects.sqlite.pysqlite", "sqlite3"),
 }

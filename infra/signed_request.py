@@ -61,7 +61,7 @@ def _region_of(url: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api", required=True, help="the deployed API's base URL (the stack's ApiUrl output)")
+    parser.add_argument("--api", required=True, help="the deployed API's base URL (the stack's EndpointURL output)")
     parser.add_argument("--region", help="the API's region, if its URL does not say")
     parser.add_argument("--no-open", action="store_true", help="save an HTML answer, do not open a browser")
     parser.add_argument("path", help="the route, e.g. /sagas/<saga_id>/view")

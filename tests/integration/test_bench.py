@@ -1,4 +1,5 @@
-"""`make bench` runs end to end at a tiny size and writes every figure the issue asks for (no timing asserted)."""
+"""`make bench` runs end to end at a tiny size on each database and writes every figure the issue asks for (no
+timing asserted)."""
 
 from __future__ import annotations
 
@@ -27,28 +28,34 @@ STEPS = {
 }
 
 
-def test_bench_writes_every_figure(tmp_path: Path) -> None:
-    env = child_env(f"sqlite:///{tmp_path / 'bench.db'}", PROVIDER_DATABASE_URL=f"sqlite:///{tmp_path / 'provider.db'}")
-    results_file = ROOT / "bench" / "results.json"
-    before = results_file.read_bytes() if results_file.exists() else None
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench", *TINY],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        results = json.loads(results_file.read_text())
-    finally:
-        if before is not None:
-            results_file.write_bytes(before)
-        else:
-            results_file.unlink(missing_ok=True)
+BACKENDS = {"embedded": "embedded SQLite", "postgres": "PostgreSQL", "mysql": "MySQL"}
 
-    assert results["backend"].startswith("embedded SQLite")
+
+@pytest.mark.parametrize("store", BACKENDS)
+def test_bench_writes_every_figure(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if store == "embedded":
+        provider = f"sqlite:///{tmp_path / 'provider.db'}"
+        env = child_env(f"sqlite:///{tmp_path / 'bench.db'}", PROVIDER_DATABASE_URL=provider)
+    else:
+        env = child_env(request.getfixturevalue(f"{store}_url"), request.getfixturevalue("real_redis_url"))
+    results_file = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *TINY, "--results", str(results_file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(results_file.read_text())
+
+    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost"}
+    assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
+    assert all(
+        run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
+        for run in results["runs"].values()
+    )
     assert set(results["step_overhead"]) == STEPS
     for row in results["step_overhead"].values():
         assert row["handler"]["n"] == row["floor"]["n"] == 3

@@ -1,0 +1,24 @@
+"""Every block `make docs` writes into README.md and docs/ (between cog markers) is what it would write now."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.docs.pages import PAGES, ROOT
+
+
+def test_no_generated_block_is_stale() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cogapp", "-I", str(ROOT), "--check", *map(str, PAGES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"stale: run `make docs`\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+
+
+def test_the_performance_page_is_generated_from_the_results_file() -> None:
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert page.count("[[[cog") >= 4 and "report.tables(" in page
