@@ -105,7 +105,7 @@ def persistence_layer(step: str) -> CachePersistenceLayer | None:
 @cache
 def idempotency_config(step: str) -> IdempotencyConfig:
     return IdempotencyConfig(
-        event_key_jmespath="[saga_id, retry_count]",
+        event_key_jmespath="[saga_id, execution, retry_count]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=RECORD_TTL_SECONDS,
     )

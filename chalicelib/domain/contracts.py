@@ -166,6 +166,9 @@ class StepEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     saga_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    execution: Identifier | None = None
+    """The name of the execution the Task runs in: a retried or resumed saga's new execution runs its steps anew
+    (each attempt then audited), rather than being answered as a repeat of the earlier execution's attempts."""
     retry_count: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
     correlation_id: Identifier | None = None
     """The id of the request that started (or retried) the saga, carried into every step's logs and traces."""

@@ -58,6 +58,13 @@ def charge_by_id(charge_id: str) -> Charge | None:
         return provider.provider_client().get_charge(charge_id)
 
 
+def refunds_of(charge_id: str) -> list[Refund]:
+    """The refunds of a charge, cancelled ones included: a listing filtered by charge, which is consistent (it is
+    Stripe's `GET /v1/refunds?charge=`, unlike its search)."""
+    with _in_saga_terms():
+        return provider.provider_client().list_refunds(charge_id)
+
+
 def key_expired(asked_since: datetime) -> bool:
     """Whether the provider may have forgotten an idempotency key first used at `asked_since`."""
     since = asked_since if asked_since.tzinfo else asked_since.replace(tzinfo=UTC)

@@ -92,7 +92,10 @@ def test_an_operator_retry_after_the_key_expired_does_not_refund_twice(backend: 
 
     [held] = provider_charges(saga_id)
     assert held.refunded_cents == 2_500
-    assert len(payment_provider.provider_client().list_refunds(charge.id)) == 1
+    [made] = payment_provider.provider_client().list_refunds(charge.id)
+    with database.UnitOfWork() as uow:
+        refund = uow.session.scalars(select(Refund).where(Refund.saga_id == saga_id)).one()
+        assert (refund.status, refund.provider_refund_id) == ("ISSUED", made.id), "learnt: the ledger explains it"
 
 
 def test_a_compensation_after_the_key_expired_refunds_the_old_charge_and_makes_no_new_one(
