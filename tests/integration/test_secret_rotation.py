@@ -24,7 +24,9 @@ from chalicelib.settings import get_settings, reset_secrets
 from infra.redis_server import PrivateRedis
 from payment_provider.api import ProviderApi
 from payment_provider.chaos import Chaos
+from payment_provider.config import STRIPE_KEY_TTL_SECONDS
 from payment_provider.http_server import ProviderHTTPServer
+from payment_provider.idempotency import IdempotencyKeys
 from payment_provider.ledger import Ledger
 from payment_provider.store import open_ledger_database
 from tests.conftest import ADMIN_MYSQL_URL
@@ -66,9 +68,9 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Secrets]:
 def provider(tmp_path: Path) -> Iterator[ProviderHTTPServer]:
     """The payment provider, in this process so that the test can roll its key as an operator would."""
     ledger = open_ledger_database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    server = ProviderHTTPServer(
-        ("127.0.0.1", 0), ProviderApi(ledger, Ledger(300)), "sk_test_first", Chaos(0, 0, 0, 1), 1
-    )
+    chaos = Chaos(0, 0, 0, 1)
+    api = ProviderApi(ledger, Ledger(300), IdempotencyKeys(ledger, STRIPE_KEY_TTL_SECONDS), chaos, 25.0)
+    server = ProviderHTTPServer(("127.0.0.1", 0), api, "sk_test_first", chaos, 1)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     serving.start()
     yield server
