@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database_errors import transience
 from chalicelib.adapters.step_functions import StepFunctionsUnavailable
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.observability.metric_names import STUCK_SAGAS_FOUND, STUCK_SAGAS_RESUMED
@@ -51,6 +53,7 @@ when the first step of the execution just started holds it, so a few at once dra
 buckets keep the calls within their rates however many wait."""
 LEASE_MARGIN_SECONDS = 30.0
 """A page is worked through this long before its leases end, so that no other process takes a saga meanwhile."""
+GIVE_BACK_TRIES = 3
 
 Key = tuple[datetime, str]
 """Where a saga stands in a pass's order: (updated_at, id)."""
@@ -177,12 +180,21 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
 
 def _give_back_all(saga_ids: list[str], lease: datetime) -> None:
     """Release the leases of a page's sagas that are still ours (they all share the page's lease): those the pass
-    had no time for, and any whose release failed."""
-    with UnitOfWork() as uow:
-        uow.session.execute(
-            update(Saga)
-            .where(Saga.id.in_(saga_ids), Saga.lease_until == lease)
-            .values(lease_until=None, updated_at=Saga.updated_at)
-            .execution_options(synchronize_session=False)
-        )
-        uow.commit()
+    had no time for, and any whose release failed. The steps of the executions just started write the same rows,
+    so a deadlock or a lock wait is tried again; a lease that still cannot be given back lapses by itself."""
+    for tries_left in reversed(range(GIVE_BACK_TRIES)):
+        try:
+            with UnitOfWork() as uow:
+                uow.session.execute(
+                    update(Saga)
+                    .where(Saga.id.in_(saga_ids), Saga.lease_until == lease)
+                    .values(lease_until=None, updated_at=Saga.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                uow.commit()
+            return
+        except DBAPIError as error:
+            if transience(error) is None:
+                raise
+            if not tries_left:
+                logger.warning("could not give the page's leases back; they lapse by themselves", exc_info=True)
