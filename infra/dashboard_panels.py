@@ -137,6 +137,14 @@ def _compensation_rate() -> Panel:
     return Panel("Compensation rate (% of sagas started)", "percent", started + compensated, (*per_type, total))
 
 
+def search(name: str, stat: str) -> str:
+    """A SEARCH over every value of a metric's dimensions (the catalogue's exact set), one line per combination:
+    for a dimension whose values come and go, like `Definition` with each deploy."""
+    _, dimensions = names.METRICS[name]
+    schema = ",".join((names.NAMESPACE, *sorted(dimensions)))
+    return f"SEARCH('{{{schema}}} MetricName=\"{name}\"', '{stat}', {PERIOD})"
+
+
 def sections() -> tuple[Section, ...]:
     outcomes = tuple(
         _ours(names.SAGAS_ENDED, "Sum", f"{t} {outcome}", _typed(t, outcome))
@@ -219,6 +227,12 @@ def sections() -> tuple[Section, ...]:
                 _compensation_rate(),
                 Panel("FAILED sagas and the compensations that gave up", "count", failed + gave_up),
                 Panel("Sagas compensated because a step was throttled out (the last resort)", "count", throttled_out),
+                Panel(
+                    "Definition faults per definition deployed (the canary's rollback alarm)",
+                    "count",
+                    (),
+                    (Expression(search(names.DEFINITION_FAULTS, "Sum"), "faults"),),
+                ),
                 Panel("Step latency p50", "ms", _per_step(names.STEP_LATENCY, "p50")),
                 Panel("Step latency p99", "ms", _per_step(names.STEP_LATENCY, "p99")),
                 Panel("Step failures (every failed attempt)", "count", _per_step(names.STEP_FAILURES, "Sum")),

@@ -36,6 +36,8 @@ from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
 from chalicelib.settings import database_engine, get_settings
+from infra.definition_digest import SUBSTITUTION as DIGEST_SUBSTITUTION
+from infra.definition_digest import UNPACKAGED, definition_digest
 from infra.embedded_redis import embedded_redis
 from infra.local_functions import (
     Configuration,
@@ -89,10 +91,13 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def state_machine_definition(properties: dict[str, Any], resolve: Callable[[Any], str], root: Path = ROOT) -> str:
-    """A state machine's ASL with its `DefinitionSubstitutions` filled in, as CloudFormation does on deploy."""
-    definition: str = (root / properties["DefinitionUri"]).read_text()
+    """A state machine's ASL with its `DefinitionSubstitutions` filled in, as CloudFormation does on deploy; the
+    definition's digest where template.yaml leaves it to `make package` (infra/definition_digest.py)."""
+    path = root / properties["DefinitionUri"]
+    definition: str = path.read_text()
     for key, value in properties.get("DefinitionSubstitutions", {}).items():
-        definition = definition.replace(f"${{{key}}}", resolve(value))
+        text = definition_digest(path) if key == DIGEST_SUBSTITUTION and value == UNPACKAGED else resolve(value)
+        definition = definition.replace(f"${{{key}}}", text)
     return definition
 
 

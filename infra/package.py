@@ -7,6 +7,8 @@ merges template.yaml into the API it generates, and the result is finished here:
 
 - the API function takes the runtime of the Globals, like every other function (chalice writes its own Python's);
 - API Gateway invokes the API function's alias `live`, as the state machines invoke the steps' aliases;
+- each state machine's definition digest, in its `DefinitionDigest` substitution and its canary alarms, is the
+  digest of the definition shipped (infra/definition_digest.py);
 - YAML anchors are written out (CloudFormation itself rejects them).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from infra.definition_digest import stamp
 from infra.local_engine import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,13 +66,15 @@ def main() -> int:
     _run(str(chalice), "package", "--merge-template", str(ROOT / "template.yaml"), str(OUT), cwd=BUILD, env=env)
     shutil.rmtree(BUILD)
     packaged = OUT / "sam.yaml"
-    packaged.write_text(yaml.dump(finish(yaml.safe_load(packaged.read_text())), Dumper=_Dumper, sort_keys=False))
+    finished = finish(yaml.safe_load(packaged.read_text()), OUT)
+    packaged.write_text(yaml.dump(finished, Dumper=_Dumper, sort_keys=False))
     print(f"out/sam.yaml, out/deployment.zip: python{version} on {platform}")
     return 0
 
 
-def finish(template: dict[str, Any]) -> dict[str, Any]:
-    """What chalice's output needs before it deploys as designed (see the module's docstring)."""
+def finish(template: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What chalice's output in `out` needs before it deploys as designed (see the module's docstring)."""
+    stamp(template, out)
     resources = template["Resources"]
     resources[API_FUNCTION]["Properties"].pop("Runtime", None)
     for methods in resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"].values():

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,28 @@ class FunctionLogs:
     def getvalue(self) -> str:
         with self.lock:
             return "\n".join(self.texts)
+
+
+def emf_records(output: str) -> list[dict[str, Any]]:
+    """The EMF records (Powertools metrics) among log lines."""
+    blobs = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blobs.append(json.loads(line))
+    return blobs
+
+
+def metric_counts(blobs: list[dict[str, Any]], saga_id: str) -> Counter[tuple[str, ...]]:
+    """(metric, dimension values...) -> number of EMF records of one saga."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for blob in blobs:
+        if blob.get("saga_id") != saga_id:
+            continue
+        directive = blob["_aws"]["CloudWatchMetrics"][0]
+        for metric in directive["Metrics"]:
+            dimensions = tuple(str(blob[name]) for name in directive["Dimensions"][0] if name != "service")
+            counts[(metric["Name"], *dimensions)] += 1
+    return counts
 
 
 @dataclass(frozen=True)

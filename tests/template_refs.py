@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 ALIAS = ".Alias"
+DEFINITION_DIGEST = "DefinitionDigest"
+"""The one substitution that names no function: the definition's digest (infra/definition_digest.py)."""
 
 
 def invoked_function(value: Any) -> str:
@@ -13,3 +15,8 @@ def invoked_function(value: Any) -> str:
     assert isinstance(value, dict) and set(value) == {"Ref"}, value
     assert str(value["Ref"]).endswith(ALIAS), value
     return str(value["Ref"]).removesuffix(ALIAS)
+
+
+def function_substitutions(properties: dict[str, Any]) -> dict[str, Any]:
+    """A state machine's DefinitionSubstitutions that name the functions it invokes."""
+    return {k: v for k, v in properties["DefinitionSubstitutions"].items() if k != DEFINITION_DIGEST}

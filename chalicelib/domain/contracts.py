@@ -9,6 +9,8 @@ from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from chalicelib.domain.errors import DECLARED
+
 SagaType = Literal["purchase", "return"]
 FaultKind = Literal["fail", "transient", "timeout", "crash"]
 
@@ -24,6 +26,24 @@ THROTTLE_RETRIES = 34
 """The MaxAttempts of every forward Task's retrier for THROTTLED, its only error (statemachines/*.asl.json; a test
 holds them equal): when a Catch caught THROTTLED, that retrier ran out, so THROTTLE_RETRIES + 1 attempts were
 throttled (docs/design.md §7.3)."""
+LAMBDA_SERVICE_ERRORS = frozenset(
+    {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.ClientExecutionTimeoutException",
+    }
+)
+"""What Step Functions names Lambda's own transient failures to invoke a function (AWS's "Handle Lambda service
+exceptions" page): the service's, not our code's nor our definition's."""
+IDEMPOTENCY_IN_PROGRESS = "IdempotencyAlreadyInProgressError"
+"""A duplicate delivery of an attempt still running (chalicelib/adapters/idempotency.py): retried."""
+DECLARED_ERRORS = frozenset(
+    {*(error.__name__ for error in DECLARED), THROTTLED, IDEMPOTENCY_IN_PROGRESS, *LAMBDA_SERVICE_ERRORS}
+)
+"""The error names a Catch may catch from a correct definition running correct code. Any other (a crash, a timeout,
+an unexpected exception, an event the step refused, a state the definition names wrongly) is a fault of the
+definition or code that ran: the canary deploy rolls back on it (docs/design.md §7.3)."""
 FAULT_PATTERN = re.compile(r"^(?P<kind>fail|transient|timeout|crash)(?::(?P<times>[1-9]))?$")
 
 
@@ -146,6 +166,11 @@ class TaskError(BaseModel):
     Error: Annotated[str, StringConstraints(max_length=256)]
     Cause: Annotated[str, StringConstraints(max_length=32_768)] = ""
 
+    @property
+    def is_fault(self) -> bool:
+        """Whether no correct definition running correct code meets this error (DECLARED_ERRORS)."""
+        return self.Error not in DECLARED_ERRORS
+
 
 StepName = Literal[
     "reserve_stock",
@@ -174,6 +199,9 @@ class StepEvent(BaseModel):
     """The id of the request that started (or retried) the saga, carried into every step's logs and traces."""
     failures: dict[StepName, TaskError] = Field(default_factory=dict)
     """The steps whose Catch led here, with their last error: compensations and the FAILED path receive it."""
+    definition: Identifier | None = None
+    """The digest of the state machine definition the execution runs (`${DefinitionDigest}`, infra/package.py):
+    a fault a Catch caught is counted against it. None in events of executions started before it was passed."""
 
     @property
     def attempt(self) -> int:

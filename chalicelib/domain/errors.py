@@ -105,6 +105,27 @@ class ConcurrentUpdate(StepError):
     retryable = True
 
 
+DECLARED: tuple[type[StepError], ...] = (
+    OutOfStock,
+    UnknownProduct,
+    ReturnRejected,
+    PaymentDeclined,
+    PaymentProviderUnavailable,
+    PaymentProviderRefused,
+    RefundSettled,
+    PaymentOutcomeUnknown,
+    DatabaseUnavailable,
+    ConcurrentUpdate,
+    SagaNotRunning,
+    InjectedFault,
+    TransientFault,
+)
+"""The errors a step raises by design, whatever the state machine's definition: business refusals, a dependency
+out or racing, a late delivery, and the faults a request asks for (`fail`, `transient:N`). Left out on purpose:
+InvalidStepEvent, UnknownSaga and StepOutOfOrder, which say that the definition sent a bad event or ran a step out
+of order (docs/design.md §7.3, the canary)."""
+
+
 def safe_message(error: BaseException) -> str:
     """What may be recorded of an error (the audit log, log lines, the saga's result): its first line, without
     connection strings, hosts, credentials or SQL and its parameters (SQLAlchemy puts those on later lines)."""

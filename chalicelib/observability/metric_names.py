@@ -9,6 +9,10 @@ SERVICE_DIMENSION = "service"
 SAGA_TYPE_DIMENSION = "SagaType"
 OUTCOME_DIMENSION = "Outcome"
 STEP_DIMENSION = "Step"
+DEFINITION_DIMENSION = "Definition"
+"""The digest of the state machine definition an execution ran (StepEvent.definition)."""
+UNVERSIONED = "none"
+"""The `Definition` of an execution started before its events carried one."""
 
 COUNT = "Count"
 MILLISECONDS = "Milliseconds"
@@ -22,6 +26,10 @@ COMPENSATIONS_FAILED = "CompensationsFailed"
 THROTTLE_RETRIES_EXHAUSTED = "ThrottleRetriesExhausted"
 """A forward step whose every attempt Lambda refused (its throttle retrier ran out): the saga is compensated, the
 last resort (docs/design.md §2.4). Alarmed."""
+DEFINITION_FAULTS = "DefinitionFaults"
+"""A failure a Catch caught that no correct definition meets (a crash, a timeout, an unexpected exception; not a
+business outcome nor an injected `fail`), counted once against the definition that ran: the canary's rollback alarm
+(docs/design.md §7.3)."""
 STUCK_SAGAS_FOUND = "StuckSagasFound"
 """Per reconciler pass: sagas RUNNING or COMPENSATING, quiet for the grace period, without a live execution."""
 STUCK_SAGAS_RESUMED = "StuckSagasResumed"
@@ -38,6 +46,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     COMPENSATIONS_RUN: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     COMPENSATIONS_FAILED: (COUNT, (SERVICE_DIMENSION, STEP_DIMENSION)),
     THROTTLE_RETRIES_EXHAUSTED: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, STEP_DIMENSION)),
+    DEFINITION_FAULTS: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, DEFINITION_DIMENSION)),
     STUCK_SAGAS_FOUND: (COUNT, (SERVICE_DIMENSION,)),
     STUCK_SAGAS_RESUMED: (COUNT, (SERVICE_DIMENSION,)),
 }

@@ -4,6 +4,10 @@ Before it, in a transaction of its own: the attempts that ended before they coul
 timeout, crashed, throttled) are recorded from what Step Functions passes on, the retry count and the errors its
 Catches caught. The saga ends FAILED on the state machine's say: `compensation_failed` runs on the path a
 compensation's Catch takes when its retries are spent, however its last attempt ended.
+
+Each caught failure is recorded once, and counted then: a fault of the definition that ran (`DefinitionFaults`,
+the canary's alarm) unless it is a declared error (contracts.DECLARED_ERRORS), a throttle that ran out of retries
+(`ThrottleRetriesExhausted`) when it is one.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from chalicelib.adapters.database import UnitOfWork
 from chalicelib.adapters.database_errors import Transience, driver_code, transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import faults, saga_log
-from chalicelib.domain.contracts import COMPENSATIONS, THROTTLED, SagaStatus, StepEvent
+from chalicelib.domain.contracts import COMPENSATIONS, THROTTLED, SagaStatus, StepEvent, StepName
 from chalicelib.domain.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
 from chalicelib.observability.metric_names import (
     COMPENSATIONS_FAILED,
     COMPENSATIONS_RUN,
+    DEFINITION_FAULTS,
     SAGAS_ENDED,
     THROTTLE_RETRIES_EXHAUSTED,
+    UNVERSIONED,
 )
 from chalicelib.observability.telemetry import emit, logger
 from chalicelib.settings import get_settings
@@ -90,18 +96,19 @@ def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict
     error = event.failures[compensation]
     with UnitOfWork() as uow:
         saga = _load_saga(uow.session, event.saga_id)
-        throttled_out: list[str] = []
+        recorded: list[StepName] = []
         if saga.status == SagaStatus.RUNNING:  # no compensation attempt could record anything
-            throttled_out = _record_caught_failures(uow.session, saga, event, but=compensation)
+            recorded = _record_caught_failures(uow.session, saga, event, but=compensation)
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         ended = saga.status == SagaStatus.COMPENSATING
         if ended:
             saga_log.record_caught_failure(uow.session, saga, compensation, error)
+            recorded.append(compensation)
             saga_log.set_status(uow.session, saga, SagaStatus.FAILED)
             message = saga_log.message_of(error.Cause)
             saga.result = {"failed_compensation": compensation, "error": {"type": error.Error, "message": message}}
         uow.commit()
-    _throttle_retries_exhausted(saga, throttled_out)
+    _count_caught_failures(saga, event, recorded)
     saga_cache.write_through(saga.id, saga.status, saga.version)
     if ended:
         _saga_ended(saga, compensation)
@@ -120,36 +127,39 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
         if event.attempt > 1:
             saga_log.record_lost_attempts(uow.session, saga, name, event.attempt)
         moved = False
-        throttled_out: list[str] = []
+        recorded: list[StepName] = []
         if name in COMPENSATIONS and saga.status in (SagaStatus.RUNNING, SagaStatus.COMPLETED):
             # The first compensation of this execution: the step whose failure led here is recorded together with
             # the move that failure causes, so that the compensations after it do not record it again.
-            throttled_out = _record_caught_failures(uow.session, saga, event, but=name)
+            recorded = _record_caught_failures(uow.session, saga, event, but=name)
             moved = saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
         uow.commit()
-    _throttle_retries_exhausted(saga, throttled_out)
+    _count_caught_failures(saga, event, recorded)
     if moved:  # this attempt may be killed before it answers: readers must not go on seeing the old status
         saga_cache.write_through(saga.id, saga.status, saga.version)
     return dict(saga.input.get("faults", {}))
 
 
-def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> list[str]:
-    """Record each caught failure but `but`'s; the steps among them whose every attempt was throttled."""
-    throttled_out: list[str] = []
-    for step, error in event.failures.items():
-        if step != but:
-            saga_log.record_caught_failure(session, saga, step, error)
-            if error.Error == THROTTLED and step not in COMPENSATIONS:
-                throttled_out.append(step)
-    return throttled_out
+def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> list[StepName]:
+    """Record each caught failure but `but`'s; the steps recorded."""
+    recorded = [step for step in event.failures if step != but]
+    for step in recorded:
+        saga_log.record_caught_failure(session, saga, step, event.failures[step])
+    return recorded
 
 
-def _throttle_retries_exhausted(saga: Saga, steps: list[str]) -> None:
-    """The last resort: Lambda refused a step for longer than its throttle retrier waits (sized in docs/design.md
-    §7.3), so the saga is compensated though the step never ran. Counted and alarmed (docs/operations.md)."""
+def _count_caught_failures(saga: Saga, event: StepEvent, steps: list[StepName]) -> None:
+    """Once the failures of `steps` are recorded (so once each): the faults of the definition that ran, and the
+    last resort, a forward step Lambda refused for longer than its throttle retrier waits (sized in
+    docs/design.md §7.3): the saga is compensated though the step never ran. Both are alarmed."""
     for step in steps:
-        emit(THROTTLE_RETRIES_EXHAUSTED, SagaType=saga.type, Step=step)
-        logger.warning("throttled out: compensating the saga", extra={"step": step, "saga_type": saga.type})
+        error = event.failures[step]
+        if error.is_fault:
+            emit(DEFINITION_FAULTS, SagaType=saga.type, Definition=event.definition or UNVERSIONED)
+            logger.warning("definition fault", extra={"failed_step": step, "error_type": error.Error})
+        if error.Error == THROTTLED and step not in COMPENSATIONS:
+            emit(THROTTLE_RETRIES_EXHAUSTED, SagaType=saga.type, Step=step)
+            logger.warning("throttled out: compensating the saga", extra={"step": step, "saga_type": saga.type})
 
 
 def _saga_ended(saga: Saga, step: str) -> None:

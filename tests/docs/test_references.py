@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from chalicelib.domain.contracts import AttemptStatus, SagaStatus
+from chalicelib.observability.metric_names import METRICS, SERVICE_DIMENSION
 from chalicelib.settings import Settings
 from tests.docs.pages import PAGES, ROOT, anchors, code_spans, links
 
@@ -33,6 +34,21 @@ def test_design_section_5_lists_every_variable_the_settings_read_and_no_other() 
     listed = design_variables()
     assert sorted(read - listed) == [], "read by chalicelib/settings.py, missing from design §5"
     assert sorted(listed - read) == [], "in design §5, read by no setting"
+
+
+def observability_metrics() -> dict[str, tuple[str, set[str]]]:
+    """docs/observability.md's metrics table: metric -> (unit, the dimensions its cell names before any colon)."""
+    page = (ROOT / "docs" / "observability.md").read_text()
+    section = page[page.index("## Metrics") : page.index("## Dashboards")]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| `")]
+    return {
+        name.strip(" `"): (unit.strip(), set(re.findall(r"`(\w+)`", cell.split(":")[0]))) for name, unit, cell in rows
+    }
+
+
+def test_the_observability_page_lists_every_metric_with_its_unit_and_dimensions() -> None:
+    catalogued = {name: (unit, set(dimensions) - {SERVICE_DIMENSION}) for name, (unit, dimensions) in METRICS.items()}
+    assert observability_metrics() == catalogued
 
 
 def make_targets() -> set[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,19 +23,10 @@ from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
 from chalicelib.service import sagas
 from functions import reserve_stock
 from infra.local_engine import LocalEngine
-from infra.local_functions import discard_logs
 from tests.conftest import Backend
-from tests.helpers import FunctionLogs, finish, lambda_context, purchase, run_saga
+from tests.helpers import FunctionLogs, emf_records, finish, lambda_context, metric_counts, purchase, run_saga
 
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def function_logs(engine: LocalEngine) -> Iterator[FunctionLogs]:
-    logs = FunctionLogs()
-    engine.log_sink = logs
-    yield logs
-    engine.log_sink = discard_logs
 
 
 class LogLines:
@@ -66,33 +56,6 @@ def _records(stream: LogLines, **match: Any) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     records = [record for record in records if "_aws" not in record]
     return [record for record in records if all(record.get(key) == value for key, value in match.items())]
-
-
-@pytest.fixture
-def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
-    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
-
-
-def _emf(output: str) -> list[dict[str, Any]]:
-    blobs = []
-    for line in output.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            blobs.append(json.loads(line))
-    return blobs
-
-
-def _metric_counts(blobs: list[dict[str, Any]], saga_id: str) -> Counter[tuple[str, ...]]:
-    """(metric, dimension values...) -> number of EMF records of one saga."""
-    counts: Counter[tuple[str, ...]] = Counter()
-    for blob in blobs:
-        if blob.get("saga_id") != saga_id:
-            continue
-        directive = blob["_aws"]["CloudWatchMetrics"][0]
-        for metric in directive["Metrics"]:
-            dimensions = tuple(str(blob[name]) for name in directive["Dimensions"][0] if name != "service")
-            counts[(metric["Name"], *dimensions)] += 1
-    return counts
 
 
 def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlation_id(
@@ -207,7 +170,7 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
     capsys.readouterr()
     run = run_saga(engine, purchase(token=token, **request_faults))
     assert run.status == outcome
-    blobs = _emf(capsys.readouterr().out + function_logs.getvalue())  # the API's records, then the steps'
+    blobs = emf_records(capsys.readouterr().out + function_logs.getvalue())  # the API's records, then the steps'
 
     for blob in blobs:
         directive = blob["_aws"]["CloudWatchMetrics"][0]
@@ -220,7 +183,7 @@ def test_metrics_are_emf_records_with_the_catalogued_names_units_and_dimensions(
             [value] = blob[metric["Name"]]  # EMF values are lists
             assert value > 0 if metric["Name"] == "StepLatency" else value == 1
 
-    counts = _metric_counts(blobs, run.saga_id)
+    counts = metric_counts(blobs, run.saga_id)
     assert counts[("SagasStarted", "purchase")] == 1
     assert counts[("SagasEnded", "purchase", outcome)] == 1
     assert sum(n for key, n in counts.items() if key[0] == "SagasEnded") == 1
@@ -242,7 +205,7 @@ def test_rejected_sagas_count_as_ended_rejected(
     capsys.readouterr()
     run = run_saga(engine, purchase(sku="SKU-NOPE"))
     assert run.status == "REJECTED"
-    counts = _metric_counts(_emf(capsys.readouterr().out + function_logs.getvalue()), run.saga_id)
+    counts = metric_counts(emf_records(capsys.readouterr().out + function_logs.getvalue()), run.saga_id)
     assert counts[("SagasEnded", "purchase", "REJECTED")] == 1
     assert counts[("StepFailures", "reserve_stock")] == 1
 

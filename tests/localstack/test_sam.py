@@ -14,6 +14,7 @@ import pytest
 
 from infra.localstack.host import DEFAULT_PYTHON
 from tests.helpers import ROOT
+from tests.template_refs import function_substitutions
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_every_function_is_published_as_a_version_behind_the_alias_live(resource
 
 def test_the_state_machines_invoke_the_aliases_and_are_deployed_gradually_behind_one(resources: dict[str, Any]) -> None:
     for machine in ("PurchaseSagaStateMachine", "ReturnSagaStateMachine"):
-        substitutions = resources[machine]["Properties"]["DefinitionSubstitutions"]
+        substitutions = function_substitutions(resources[machine]["Properties"])
         alias = resources[f"{machine}Aliaslive"]
         version = resources[f"{machine}Version"]
 
@@ -57,7 +58,7 @@ def test_the_state_machines_invoke_the_aliases_and_are_deployed_gradually_behind
         assert preference["StateMachineVersionArn"] == {"Ref": f"{machine}Version"}
         assert (preference["Type"], preference["Alarms"]) == (
             "CANARY",
-            [{"Ref": machine.replace("StateMachine", "ExecutionsFailedAlarm")}],
+            [{"Ref": machine.replace("StateMachine", "DefinitionFaultsAlarm")}],
         )
         # A running execution keeps the version it started on: an older version stays when a new one comes.
         assert (version["DeletionPolicy"], version["UpdateReplacePolicy"]) == ("Retain", "Retain")

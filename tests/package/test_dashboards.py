@@ -17,7 +17,7 @@ from chalicelib.domain.contracts import COMPENSATIONS, STEPS_BY_SAGA, state_of_s
 from chalicelib.observability import metric_names as names
 from infra import dashboard
 from infra.local_engine import load_template
-from tests.template_refs import invoked_function
+from tests.template_refs import function_substitutions, invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -25,6 +25,7 @@ RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 GRAFANA_FILE = ROOT / "infra" / "dashboards" / "saga-orchestrator.json"
 
 SUBSTITUTION = re.compile(r"\$\{([^}]+)\}")
+SEARCH = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\} MetricName=\"(?P<name>\w+)\"")
 REGION = "<region>"
 GRAFANA_OWN_VARIABLES = {"datasource", "region", "stack"}
 STEPS = {step for steps in STEPS_BY_SAGA.values() for step in steps}
@@ -134,9 +135,21 @@ def all_queries(panels: list[Panel]) -> Iterator[tuple[str, Query]]:
             yield panel.title, query
 
 
+def searched(panels: list[Panel]) -> Iterator[tuple[str, str, str, set[str]]]:
+    """(panel title, namespace, metric, dimension names) of every SEARCH a panel's metric math runs."""
+    for panel in panels:
+        for expression in panel.expressions.values():
+            for found in SEARCH.finditer(expression):
+                namespace, *dimensions = found["schema"].split(",")
+                yield panel.title, namespace, found["name"], set(dimensions)
+
+
 def catalogue_problems(panels: list[Panel]) -> list[str]:
     """What in our namespace is not a metric of the catalogue with exactly its dimensions and allowed values."""
     problems = []
+    for title, namespace, name, dimensions in searched(panels):
+        if namespace == names.NAMESPACE and set(names.METRICS.get(name, ("", ()))[1]) != dimensions:
+            problems.append(f"{title}: SEARCH of {name} by {sorted(dimensions)} is not a catalogued metric")
     for title, query in all_queries(panels):
         if query.namespace != names.NAMESPACE:
             continue
@@ -161,8 +174,9 @@ GRAFANA = grafana_panels(grafana_dashboard())
 
 @pytest.mark.parametrize("panels", [CLOUDWATCH, GRAFANA], ids=["cloudwatch", "grafana"])
 def test_every_metric_of_our_namespace_is_in_the_catalogue_with_exactly_its_dimensions(panels: list[Panel]) -> None:
-    ours = [q for _, q in all_queries(panels) if q.namespace == names.NAMESPACE]
-    assert {q.name for q in ours} == set(names.METRICS), "every metric of the catalogue has a panel"
+    ours = {q.name for _, q in all_queries(panels) if q.namespace == names.NAMESPACE}
+    ours |= {name for _, namespace, name, _ in searched(panels) if namespace == names.NAMESPACE}
+    assert ours == set(names.METRICS), "every metric of the catalogue has a panel"
     assert catalogue_problems(panels) == []
 
 
@@ -174,6 +188,9 @@ def test_the_catalogue_check_names_a_wrong_dimension_set_and_an_unknown_metric()
     problems = catalogue_problems(cloudwatch_panels(broken))
     assert any("SagasStarted queried with ['SagaType'], emitted with ['SagaType', 'service']" in p for p in problems)
     assert any("StepFailed is not in chalicelib/observability/metric_names.py" in p for p in problems)
+    narrower = source.replace("{SagaOrchestrator,Definition,SagaType,service}", "{SagaOrchestrator,SagaType,service}")
+    problems = catalogue_problems(cloudwatch_panels(narrower))
+    assert any("SEARCH of DefinitionFaults by ['SagaType', 'service'] is not" in p for p in problems)
 
 
 def test_the_catalogue_units_are_powertools_units() -> None:
@@ -274,9 +291,7 @@ def _dimension_values(panels: list[Panel], namespace: str, metric: str, key: str
 
 def test_golden_signals_cover_the_api_every_state_machine_and_every_step_function() -> None:
     machines = {n for n, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::StateMachine"}
-    steps = {
-        invoked_function(v) for m in machines for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
-    }
+    steps = {invoked_function(v) for m in machines for v in function_substitutions(RESOURCES[m]["Properties"]).values()}
     assert steps == {f"{state_of_step(s)}Function" for s in (*STEPS, "compensation_failed")}
     for metric in ("ExecutionsStarted", "ExecutionsFailed", "ExecutionTime", "ExecutionThrottled"):
         assert _dimension_values(CLOUDWATCH, "AWS/States", metric, "StateMachineArn") == {f"<{m}>" for m in machines}

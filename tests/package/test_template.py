@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from aws_lambda_powertools.utilities import parameters
 from chalicelib.entrypoints import scheduled
 from chalicelib.settings import Settings
 from infra.local_engine import load_template
-from tests.template_refs import invoked_function
+from tests.template_refs import function_substitutions, invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]
 PYENV_ROOT = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
@@ -76,7 +77,7 @@ def test_each_state_machine_may_invoke_only_its_own_steps() -> None:
         invocable = {
             p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in properties["Policies"] if "LambdaInvokePolicy" in p
         }
-        referenced = {invoked_function(v) for v in properties["DefinitionSubstitutions"].values()}
+        referenced = {invoked_function(v) for v in function_substitutions(properties).values()}
         assert invocable == referenced
         assert properties["Logging"]["Level"] == "ALL" and properties["Logging"]["IncludeExecutionData"]
         assert properties["Tracing"] == {"Enabled": True}
@@ -157,7 +158,7 @@ def test_alarms_cover_failed_executions_failed_sagas_lambda_errors_and_throttles
     steps = {
         invoked_function(v)
         for m in ("PurchaseSagaStateMachine", "ReturnSagaStateMachine")
-        for v in RESOURCES[m]["Properties"]["DefinitionSubstitutions"].values()
+        for v in function_substitutions(RESOURCES[m]["Properties"]).values()
     }
     assert step_errors == steps
 
@@ -274,12 +275,43 @@ def test_the_state_machines_are_published_behind_an_alias_that_alarms_roll_back_
 
         assert preference["Type"] in ("CANARY", "LINEAR")
         assert 0 < preference["Percentage"] < 100 and preference["Interval"] >= 1
-        assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "ExecutionsFailedAlarm")}]
+        assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "DefinitionFaultsAlarm")}]
         for starter in ("APIHandler", "ReconcilerFunction"):
             variables = RESOURCES[starter]["Properties"]["Environment"]["Variables"]
             # SagasStartOnAlias=false only where state machine aliases cannot be made (LocalStack).
             assert {"Fn::If": ["StartsOnAlias", {"Ref": alias}, {"Ref": machine}]} in variables.values(), starter
     assert TEMPLATE["Parameters"]["SagasStartOnAlias"]["Default"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("machine", "saga_type"), [("PurchaseSagaStateMachine", "purchase"), ("ReturnSagaStateMachine", "return")]
+)
+def test_the_packaged_canary_rolls_back_on_faults_of_the_definition_it_ships_only(
+    packaged: Path, machine: str, saga_type: str
+) -> None:
+    resources = load_template(packaged / "sam.yaml")["Resources"]
+    properties = resources[machine]["Properties"]
+    shipped = packaged / properties["DefinitionUri"]
+    digest = hashlib.sha256(shipped.read_bytes()).hexdigest()[:12]
+    [alarm] = [resources[ref["Ref"]]["Properties"] for ref in properties["DeploymentPreference"]["Alarms"]]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("SagaOrchestrator", "DefinitionFaults")
+    assert {(d["Name"], d["Value"]) for d in alarm["Dimensions"]} == {
+        ("service", "saga-orchestrator"),
+        ("SagaType", saga_type),
+        ("Definition", digest),
+    }
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert properties["DefinitionSubstitutions"]["DefinitionDigest"] == digest
+    tasks = [s for s in json.loads(shipped.read_text())["States"].values() if s["Type"] == "Task"]
+    assert tasks and all(t["Parameters"]["Payload"]["definition"] == "${DefinitionDigest}" for t in tasks)
+    # ExecutionsFailed counts business FAILED sagas and the old version's executions: it alarms the topic only.
+    failed_alarm = resources[machine.replace("StateMachine", "ExecutionsFailedAlarm")]["Properties"]
+    assert failed_alarm["MetricName"] == "ExecutionsFailed" and failed_alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_the_packaged_definitions_have_a_timeout_on_every_task(packaged: Path) -> None:

@@ -204,6 +204,52 @@ def test_the_attempt_counts_from_one(retry_count: int, attempt: int) -> None:
     assert StepEvent(saga_id=SAGA_ID, retry_count=retry_count).attempt == attempt
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        "OutOfStock",
+        "PaymentDeclined",
+        "PaymentProviderUnavailable",
+        "DatabaseUnavailable",
+        "ConcurrentUpdate",
+        "SagaNotRunning",
+        "InjectedFault",
+        "TransientFault",
+        "Lambda.TooManyRequestsException",
+        "Lambda.ServiceException",
+        "IdempotencyAlreadyInProgressError",
+    ],
+)
+def test_a_declared_error_is_no_fault_of_the_definition(error: str) -> None:
+    assert not TaskError(Error=error).is_fault
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "Lambda.Unknown",
+        "Sandbox.Timedout",
+        "Runtime.ExitError",
+        "States.Timeout",
+        "States.TaskFailed",
+        "KeyError",
+        "InvalidStepEvent",
+        "UnknownSaga",
+        "StepOutOfOrder",
+        "Lambda.ResourceNotFoundException",
+    ],
+)
+def test_a_crash_a_timeout_an_unexpected_error_or_a_refused_event_is_a_fault(error: str) -> None:
+    assert TaskError(Error=error).is_fault
+
+
+def test_a_step_event_may_name_its_definition_and_events_of_older_executions_name_none() -> None:
+    assert StepEvent(saga_id=SAGA_ID, definition="0123456789ab").definition == "0123456789ab"
+    assert StepEvent(saga_id=SAGA_ID).definition is None
+    with pytest.raises(ValidationError):
+        StepEvent(saga_id=SAGA_ID, definition="${DefinitionDigest} unfilled")
+
+
 def test_faults_are_ignored_when_not_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(get_settings(), "allow_faults", False)
 

@@ -17,7 +17,7 @@ from chalicelib.domain import errors
 from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
 from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS
 from infra.local_engine import ROOT, load_template
-from tests.template_refs import invoked_function
+from tests.template_refs import function_substitutions, invoked_function
 
 Definition = dict[str, Any]
 State = dict[str, Any]
@@ -155,7 +155,7 @@ def test_each_task_invokes_the_function_named_after_its_state(machine: str, defi
 
 def test_each_machine_may_invoke_exactly_the_functions_it_references(machine: str) -> None:
     properties = RESOURCES[machine]["Properties"]
-    referenced = {invoked_function(value) for value in properties["DefinitionSubstitutions"].values()}
+    referenced = {invoked_function(value) for value in function_substitutions(properties).values()}
     allowed = {
         policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
         for policy in properties["Policies"]
@@ -171,7 +171,7 @@ NOT_STEPS = {"APIHandler", "MigrateFunction", "ReconcilerFunction"}
 
 def test_every_function_of_the_template_but_the_api_migration_and_reconciler_is_invoked_by_some_saga() -> None:
     functions = {k for k, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"} - NOT_STEPS
-    substitutions = [RESOURCES[m]["Properties"]["DefinitionSubstitutions"] for m in MACHINES]
+    substitutions = [function_substitutions(RESOURCES[m]["Properties"]) for m in MACHINES]
     referenced = {invoked_function(value) for subs in substitutions for value in subs.values()}
 
     assert referenced == functions
