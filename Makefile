@@ -7,7 +7,7 @@ LOCALSTACK_VENV := .localstack/venv
 DOC_PAGES := README.md $(wildcard docs/*.md)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench docs diagrams dashboards clean \
+.PHONY: demo test check test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench docs diagrams dashboards clean \
 	localstack-demo localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -21,7 +21,16 @@ demo: $(VENV)/.installed
 
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true)
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
+
+## check: the inner loop, within 3 minutes: ruff, the import rules, the unit tier and every saga path once on the
+## embedded backend
+CHECK_TESTS := tests/unit tests/integration/test_purchase_saga.py tests/integration/test_return_saga.py
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q --backends=embedded $(CHECK_TESTS)
 
 ## test-localstack: every saga path on host-mode LocalStack's interpreter (mocked Tasks), then the whole packaged stack
 ## deployed by its CloudFormation, the functions in local_lambda workers, every saga through API Gateway (no Docker)

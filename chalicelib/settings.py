@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     return_window_days: int = Field(default=30, alias="SAGA_RETURN_WINDOW_DAYS")
     local_lambda_timeout: float | None = Field(default=None, gt=0, alias="LOCAL_LAMBDA_TIMEOUT")
     """Locally: every function's timeout in seconds, instead of the template's (tests and demos)."""
+    local_time_scale: float | None = Field(default=None, ge=0, alias="LOCAL_TIME_SCALE")
+    """Locally: the factor the engine applies to the state machines' Retry intervals and Wait states."""
     payment_provider_url: str | None = Field(default=None, alias="PAYMENT_PROVIDER_URL")
     """Unset locally: the local tools start the provider on 127.0.0.1 and set it."""
     payment_provider_api_key: str = Field(default="sk_test_local", alias="PAYMENT_PROVIDER_API_KEY")

@@ -32,6 +32,7 @@ from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
@@ -123,6 +124,18 @@ def _retrier_that_names_its_errors(self: RetrierDecl, env: Any) -> None:
         _retrier.throttle = False
 
 
+def _scaled_wait(scale: Callable[[], float]) -> Callable[[WaitFunction, Any], None]:
+    """A Wait state sleeps its seconds times the engine's scale. moto's own wait re-enters for the remainder in
+    whole seconds, which never ends for a scaled fraction of a second, so the wait is redone here."""
+
+    def wait(self: WaitFunction, env: Any) -> None:
+        deadline = time.monotonic() + self._get_wait_seconds(env=env) * scale()
+        while env.is_running() and (left := deadline - time.monotonic()) > 0:
+            env.program_state_event.wait(left)
+
+    return wait
+
+
 def _preprocessor_with_its_own_scopes(self: Preprocessor, *args: Any, **kwargs: Any) -> None:
     """moto 5.2.5's ASL preprocessor keeps its query-language scopes in a list shared by the class, and every
     execution parses its definition on its own thread: two parses at once corrupt it, and the execution's thread
@@ -135,8 +148,9 @@ def _preprocessor_with_its_own_scopes(self: Preprocessor, *args: Any, **kwargs: 
 class LocalEngine:
     """`with LocalEngine() as engine:` deploys template.yaml to an in-process moto and runs sagas on it.
 
-    `retry_wait_scale` shortens the interpreter's Retry waits (0.01 makes a 2 s wait 20 ms) so tests and
-    the demo do not sleep through backoff; the definitions themselves are deployed unchanged.
+    `retry_wait_scale` shortens the interpreter's Retry waits and Wait states (0.01 makes a 2 s wait 20 ms) so
+    tests and the demo do not sleep through backoff; the definitions themselves are deployed unchanged.
+    LOCAL_TIME_SCALE, when set, takes its place, whatever the tool chose.
 
     Local time is scaled consistently where two clocks meet: a throttle retrier's waits exist to outlast the
     attempts that hold the function's reserved slots, each for up to the function's timeout (a `timeout` fault
@@ -242,6 +256,7 @@ class LocalEngine:
         scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * self.wait_scale()))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", scaled))
         self._stack.enter_context(mock.patch.object(RetrierDecl, "_eval_body", _retrier_that_names_its_errors))
+        self._stack.enter_context(mock.patch.object(WaitFunction, "_eval_body", _scaled_wait(self.time_scale)))
         settings = get_settings()
         for attribute in ("aws_endpoint_url", *STATE_MACHINE_SETTINGS.values()):
             self._stack.enter_context(mock.patch.object(settings, attribute, getattr(settings, attribute)))
@@ -261,10 +276,15 @@ class LocalEngine:
         timeout = self.function_timeout or get_settings().local_lambda_timeout
         return timeout / _template_timeout() if timeout else 1.0
 
+    def time_scale(self) -> float:
+        """The scale of local time: LOCAL_TIME_SCALE when set, else the tool's own `retry_wait_scale`."""
+        configured = get_settings().local_time_scale
+        return self.retry_wait_scale if configured is None else configured
+
     def wait_scale(self) -> float:
         """The scale of the Retry wait the interpreter's thread is about to sleep."""
         if not getattr(_retrier, "throttle", False):
-            return self.retry_wait_scale
+            return self.time_scale()
         return self.slot_scale() if self.throttle_wait_scale is None else self.throttle_wait_scale
 
     def function_environment(self) -> dict[str, str]:

@@ -38,6 +38,7 @@ timeouts instead (`LocalEngine.slot_scale`: the template's, or a test's shorter 
 PROVIDER_LISTING_LAG_SECONDS = 3600
 PROVIDER_SLOW_CAPTURE_SECONDS = 12
 """A `tok_slow_capture` charge commits this late: after its purchase's retries and compensation retries are spent."""
+BACKENDS = ("embedded", "postgres", "mysql")
 LOCALSTACK_TESTS = Path(__file__).resolve().parent / "localstack"
 
 
@@ -99,7 +100,7 @@ def embedded_redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session", params=["embedded", "postgres", "mysql"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Session-scoped, so that pytest runs every test of one backend before the other's: the engine's worker
     processes are replaced whenever the data stores change, and each new worker pays a cold start."""
@@ -208,6 +209,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="also collect tests/localstack (host-mode LocalStack; `make test-localstack` sets it up)",
     )
+    parser.addoption(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"the backends that tests taking `backend` run on, comma-separated (default: {','.join(BACKENDS)})",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--backends=embedded` (make check) deselects the other backends' runs, and says so in pytest's summary."""
+    wanted = config.getoption("--backends").split(",")
+    unknown = sorted(set(wanted) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    kept, deselected = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend_name") if callspec else None
+        (deselected if backend is not None and backend not in wanted else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

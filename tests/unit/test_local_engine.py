@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 
+from chalicelib.settings import get_settings
 from infra import local_engine
 from infra.local_engine import MOTO_VERSION, LocalEngine, load_template
 
@@ -137,3 +140,42 @@ def test_a_throttle_retrier_waits_scaled_as_the_slots_are_held_and_any_other_by_
         scales.append(engine.wait_scale())  # once the retrier is done
 
     assert scales == [expected, 0.01]
+
+
+PAUSE_THEN_SUCCEED = {
+    "StartAt": "Pause",
+    "States": {"Pause": {"Type": "Wait", "Seconds": 100, "Next": "Done"}, "Done": {"Type": "Succeed"}},
+}
+
+
+def _run_to_its_end(definition: dict[str, Any]) -> str:
+    client = boto3.client("stepfunctions")
+    machine = client.create_state_machine(
+        name="pause", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/pause"
+    )["stateMachineArn"]
+    execution = client.start_execution(stateMachineArn=machine)["executionArn"]
+    deadline = time.monotonic() + 30  # a hundred seconds unscaled: the test fails long before they pass
+    while (status := client.describe_execution(executionArn=execution)["status"]) == "RUNNING":
+        assert time.monotonic() < deadline, "the Wait state slept unscaled"
+        time.sleep(0.05)
+    return str(status)
+
+
+def test_a_wait_state_sleeps_its_seconds_times_the_time_scale(deployed: list[dict[str, Any]]) -> None:
+    with LocalEngine(retry_wait_scale=0.001):
+        assert _run_to_its_end(PAUSE_THEN_SUCCEED) == "SUCCEEDED"
+
+
+def test_local_time_scale_takes_the_place_of_the_tools_own_scale(
+    deployed: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_TIME_SCALE", "0.25")
+    get_settings.cache_clear()
+    try:
+        with LocalEngine(retry_wait_scale=1.0) as engine:
+            assert (engine.time_scale(), engine.wait_scale()) == (0.25, 0.25)
+    finally:
+        monkeypatch.delenv("LOCAL_TIME_SCALE")
+        get_settings.cache_clear()
+    with LocalEngine(retry_wait_scale=1.0) as engine:
+        assert engine.wait_scale() == 1.0
