@@ -23,8 +23,8 @@ from chalicelib.observability import telemetry
 from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
 from chalicelib.service import sagas
 from functions import reserve_stock
-from infra.local_engine import LocalEngine
-from infra.local_functions import discard_logs
+from infra.engine.local_engine import LocalEngine
+from infra.engine.local_functions import discard_logs
 from tests.conftest import Backend
 from tests.helpers import FunctionLogs, finish, lambda_context, purchase, run_saga
 

@@ -13,8 +13,8 @@ from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 
-from infra import local_engine
-from infra.local_engine import MOTO_VERSION, LocalEngine, load_template
+from infra.engine import local_engine
+from infra.engine.local_engine import MOTO_VERSION, LocalEngine, load_template
 
 SHORT_FORMS = """\
 Resources:
