@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 ## demo: migrate, seed and run every saga path on the local engine (embedded default unless DATABASE_URL/REDIS_URL)
 demo: $(VENV)/.installed
-	SAGA_ALLOW_FAULTS=true $(PY) -m infra.demo
+	SAGA_ALLOW_FAULTS=true $(PY) -m infra.tools.demo
 
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true)
 test: $(VENV)/.installed
@@ -39,18 +39,19 @@ test-localstack: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 
 ## localstack-demo: make demo's nine scenarios through the packaged stack on host-mode LocalStack (no Docker)
 localstack-demo: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed package
-	$(PY) -m infra.localstack.demo
+	$(PY) -m infra.deploy.localstack.demo
 
 # Host-mode LocalStack's own virtualenv: the open-source core needs Python 3.13 (pyenv's, or LOCALSTACK_BASE_PYTHON).
 LOCALSTACK_BASE_PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3) \
 	$(shell command -v python3.13 2>/dev/null))
-$(LOCALSTACK_VENV)/.installed: infra/localstack/requirements-host.txt infra/localstack/lambda_executor/pyproject.toml
+$(LOCALSTACK_VENV)/.installed: infra/deploy/localstack/requirements-host.txt \
+		infra/deploy/localstack/lambda_executor/pyproject.toml
 	@test -n "$(LOCALSTACK_BASE_PYTHON)" || { echo "host-mode LocalStack needs Python 3.13: none found" \
 		"(pyenv install 3.13.0, or LOCALSTACK_BASE_PYTHON=/path/to/python3.13)" >&2; exit 1; }
 	rm -rf $(LOCALSTACK_VENV)
 	$(LOCALSTACK_BASE_PYTHON) -m venv $(LOCALSTACK_VENV)
 	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-r infra/localstack/requirements-host.txt
+		-r infra/deploy/localstack/requirements-host.txt
 	touch $@
 
 ## lint: ruff check, ruff format --check, mypy, the core's import layers (lint-imports), statelint on the state machines, cfn-lint on the template, bandit
@@ -65,11 +66,11 @@ lint: $(VENV)/.installed
 
 ## migrate: bring the database (DATABASE_URL, else the embedded SQLite file) to the newest schema
 migrate: $(VENV)/.installed
-	$(PY) -m infra.migrate
+	$(PY) -m infra.tools.migrate
 
 ## reconcile: one reconciler pass over the local data, then wait until the sagas it resumed are final (GRACE=0: all)
 reconcile: $(VENV)/.installed
-	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate reconcile $(if $(GRACE),--grace $(GRACE))
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.tools.operate reconcile $(if $(GRACE),--grace $(GRACE))
 
 ## recover: run every saga a killed `make run` left unfinished to a final status (make reconcile GRACE=0)
 recover:
@@ -77,15 +78,15 @@ recover:
 
 ## retry: retry the FAILED (or stuck) saga SAGA=<id>, once the cause is fixed, and wait until it is final
 retry: $(VENV)/.installed
-	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.operate retry $(SAGA)
+	SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.tools.operate retry $(SAGA)
 
 ## saga-page: the page of SAGA=<id> from the deployed API=<https://…/api>, signed with your AWS credentials (SigV4)
 saga-page: $(VENV)/.installed
-	$(PY) -m infra.signed_request --api $(API) /sagas/$(SAGA)/view
+	$(PY) -m infra.tools.signed_request --api $(API) /sagas/$(SAGA)/view
 
 ## soak: 1,000 sagas with faults, duplicates, a Redis restart and dropped connections (SOAK_ARGS to change)
 soak: $(VENV)/.installed
-	$(PY) -m infra.soak $(SOAK_ARGS)
+	$(PY) -m infra.tools.soak $(SOAK_ARGS)
 
 ## docs: rewrite the generated blocks of README.md and docs/*.md (cog; make test checks none is stale)
 docs: $(VENV)/.installed
@@ -93,28 +94,28 @@ docs: $(VENV)/.installed
 
 ## diagrams: docs/<machine>.svg, drawn from each state machine's ASL file
 diagrams: $(VENV)/.installed
-	$(PY) -m infra.diagrams
+	$(PY) -m infra.reports.diagrams
 
-## dashboards: the CloudWatch dashboard body in template.yaml and its Grafana twin, from infra/dashboard.py
+## dashboards: the CloudWatch dashboard body in template.yaml and its Grafana twin, from infra/reports/dashboard.py
 dashboards: $(VENV)/.installed
-	$(PY) -m infra.dashboard
+	$(PY) -m infra.reports.dashboard
 
 ## package: out/sam.yaml + out/deployment.zip (wheels for the template's Lambda runtime, whatever Python runs this)
 package: $(VENV)/.installed
-	$(PY) -m infra.package
+	$(PY) -m infra.deploy.package
 	$(VENV)/bin/cfn-lint out/sam.yaml
 
 ## cost: transitions, invocations and task time per saga path, priced per 1,000 sagas (COUNT sagas per path)
 COUNT ?= 20
 cost: $(VENV)/.installed
-	$(PY) -m infra.cost --count $(COUNT)
+	$(PY) -m infra.reports.cost --count $(COUNT)
 
 ## bench: step overhead, cold start, throughput, transitions and cost, memory -> bench/results/latest.json
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## localstack-up / localstack-down: LocalStack, PostgreSQL and Redis in Docker (LOCALSTACK_AUTH_TOKEN from your env)
-LOCALSTACK_COMPOSE := docker compose -f infra/localstack/docker-compose.yml
+LOCALSTACK_COMPOSE := docker compose -f infra/deploy/localstack/docker-compose.yml
 localstack-up:
 	$(LOCALSTACK_COMPOSE) up -d --wait
 
@@ -124,11 +125,11 @@ localstack-down:
 ## localstack-deploy: make package, then deploy it by CloudFormation to the compose LocalStack at LOCALSTACK_ENDPOINT
 LOCALSTACK_ENDPOINT ?= http://127.0.0.1:4566
 localstack-deploy: package $(LOCALSTACK_VENV)/.installed
-	$(PY) -m infra.localstack.deploy --endpoint-url $(LOCALSTACK_ENDPOINT) --docker-compose
+	$(PY) -m infra.deploy.localstack.deploy --endpoint-url $(LOCALSTACK_ENDPOINT) --docker-compose
 
 ## localstack-smoke: a purchase and a return through the API that localstack-deploy made; prints their final statuses
 localstack-smoke: $(VENV)/.installed
-	$(PY) -m infra.localstack.smoke
+	$(PY) -m infra.deploy.localstack.smoke
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache out .localstack
@@ -136,4 +137,4 @@ clean:
 ## run: the API on 127.0.0.1:$(PORT) over the local engine (Ctrl-C stops it)
 PORT ?= 8000
 run: $(VENV)/.installed
-	PORT=$(PORT) SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.local_server
+	PORT=$(PORT) SAGA_ALLOW_FAULTS=$${SAGA_ALLOW_FAULTS:-true} $(PY) -m infra.engine.local_server

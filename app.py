@@ -13,7 +13,7 @@ from chalicelib.presentation.openapi import openapi_document
 app = Chalice(app_name="saga-orchestrator")
 SIGNED = IAMAuthorizer()
 """Every route needs a SigV4-signed request on API Gateway (IAM auth); `make run` serves them open on loopback, as
-chalice local does. Operators reach the saga page with `make saga-page` (infra/signed_request.py)."""
+chalice local does. Operators reach the saga page with `make saga-page` (infra/tools/signed_request.py)."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
 app.register_middleware(http_api.observe_requests, "http")

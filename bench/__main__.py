@@ -25,9 +25,10 @@ from chalicelib.adapters import database, idempotency, saga_cache
 from chalicelib.domain import catalogue
 from chalicelib.observability import telemetry
 from chalicelib.settings import database_engine, get_settings
-from infra import cost, preflight
-from infra.embedded_redis import embedded_redis
-from infra.local_engine import LocalEngine
+from infra.engine import preflight
+from infra.engine.embedded_redis import embedded_redis
+from infra.engine.local_engine import LocalEngine
+from infra.reports import cost
 from payment_provider.launcher import start_provider
 
 REPORT = sys.stdout

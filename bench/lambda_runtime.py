@@ -20,8 +20,8 @@ from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, state_of_step
-from infra.local_engine import ROOT, LocalEngine
-from infra.local_functions import LocalFunctions
+from infra.engine.local_engine import ROOT, LocalEngine
+from infra.engine.local_functions import LocalFunctions
 from local_lambda import FunctionConfig, Invocation, LambdaRuntime
 from local_lambda.processes import workers_of
 from payment_provider import tokens

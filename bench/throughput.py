@@ -26,8 +26,8 @@ from chalicelib.adapters.tables import Saga
 from chalicelib.domain.catalogue import add_product
 from chalicelib.domain.contracts import PurchaseRequest
 from chalicelib.service import sagas
-from infra.local_engine import LocalEngine
-from infra.local_functions import HandlerFor
+from infra.engine.local_engine import LocalEngine
+from infra.engine.local_functions import HandlerFor
 from payment_provider import tokens
 
 HOT_SKU = "SKU-HOT"

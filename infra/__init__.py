@@ -1,2 +1,8 @@
-"""Local tooling, none of it shipped to Lambda: the local engine and API server, the demo, soak, cost and bench
-helpers, operator commands, invariant checks, the dashboards' definition and LocalStack."""
+"""Local tooling, none of it shipped to Lambda, in four kinds; each imports only the kinds below it
+(pyproject.toml's import-linter contracts, tests/unit/test_layers.py):
+
+- `deploy`: packaging (make package) and LocalStack; it may use the tools, the reports and the engine;
+- `tools`: the operator and demo tools (demo, soak, migrate, operate, invariants, the saga page's request);
+- `reports`: the dashboards, cost and diagrams; they and the tools never import each other;
+- `engine`: the local engine and its servers, which import none of the other three.
+"""

@@ -22,8 +22,8 @@ from chalicelib.adapters import database, idempotency, saga_cache, step_function
 from chalicelib.adapters.tables import Base
 from chalicelib.domain import catalogue
 from chalicelib.settings import get_settings
-from infra.embedded_redis import embedded_redis
-from infra.local_engine import LocalEngine
+from infra.engine.embedded_redis import embedded_redis
+from infra.engine.local_engine import LocalEngine
 from payment_provider import store as ledger_store
 from tests.helpers import ROOT, throwaway_database, unavailable
 

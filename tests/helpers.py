@@ -24,8 +24,8 @@ from chalicelib.adapters.tables import AuditEvent, Product, Saga
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, state_of_step, step_of_state
 from chalicelib.service import sagas
-from infra import invariants
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
+from infra.tools import invariants
 
 
 class FunctionLogs:

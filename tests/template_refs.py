@@ -7,7 +7,7 @@ from typing import Any
 
 ALIAS = ".Alias"
 DEFINITION_DIGEST = "DefinitionDigest"
-"""The one substitution that names no function: the definition's digest (infra/definition_digest.py)."""
+"""The one substitution that names no function: the definition's digest (infra/engine/definition_digest.py)."""
 
 
 def invoked_function(value: Any) -> str:

@@ -200,7 +200,7 @@ class StepEvent(BaseModel):
     failures: dict[StepName, TaskError] = Field(default_factory=dict)
     """The steps whose Catch led here, with their last error: compensations and the FAILED path receive it."""
     definition: Identifier | None = None
-    """The digest of the state machine definition the execution runs (`${DefinitionDigest}`, infra/package.py):
+    """The digest of the state machine definition the execution runs (`${DefinitionDigest}`, infra/deploy/package.py):
     a fault a Catch caught is counted against it. None in events of executions started before it was passed."""
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.payment_provider import PaymentProviderClient
-from infra.ports import free_loopback_port
+from infra.engine.ports import free_loopback_port
 from tests.conftest import Backend
 from tests.helpers import FINAL_STATUSES, ROOT, child_env
 
@@ -65,7 +65,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("a") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "infra.local_server"],
+                [sys.executable, "-m", "infra.engine.local_server"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=output,

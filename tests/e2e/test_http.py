@@ -109,7 +109,7 @@ def test_the_localstack_smoke_script_runs_a_purchase_and_a_return_through_an_api
     stack_file = tmp_path / "localstack-stack.json"
     stack_file.write_text(json.dumps({"api_url": f"http://127.0.0.1:{server.port}"}))
     done = subprocess.run(
-        [sys.executable, "-m", "infra.localstack.smoke", "--stack-file", str(stack_file)],
+        [sys.executable, "-m", "infra.deploy.localstack.smoke", "--stack-file", str(stack_file)],
         cwd=ROOT,
         env=server.env,
         capture_output=True,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local_engine import LocalEngine
-from infra.local_functions import discard_logs
+from infra.engine.local_engine import LocalEngine
+from infra.engine.local_functions import discard_logs
 from tests.helpers import FunctionLogs
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga
 

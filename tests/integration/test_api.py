@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app import app
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import final_view
 

@@ -20,7 +20,7 @@ from chalicelib.adapters import database
 from chalicelib.adapters.tables import Base, ReturnRequestRecord, Saga
 from chalicelib.entrypoints.http_api import MAX_BODY_BYTES
 from chalicelib.settings import get_settings
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import final_view
 

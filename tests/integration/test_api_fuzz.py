@@ -30,7 +30,7 @@ from app import app
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.presentation.openapi import openapi_document
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def base_url(backend: Backend, engine: LocalEngine) -> Iterator[str]:
     server = LocalDevServer(app, config, HOST, 0)  # port 0: the OS picks a free one
     thread = threading.Thread(target=server.server.serve_forever, name="fuzzed-api", daemon=True)
     original_class = app.__class__
-    # As infra/local_server.py does: LocalChalice keeps current_request per thread, for the threaded server.
+    # As infra/engine/local_server.py does: LocalChalice keeps current_request per thread, for the threaded server.
     app.__class__ = type("FuzzedLocalChalice", (LocalChalice, original_class), {})
     try:
         thread.start()

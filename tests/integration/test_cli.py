@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.entrypoints import cli
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga
 

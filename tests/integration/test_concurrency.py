@@ -10,7 +10,7 @@ from sqlalchemy import update
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Product
 from chalicelib.service import sagas
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, finish, give_back, product, purchase
 
@@ -54,7 +54,7 @@ def test_racing_returns_of_one_order_never_return_more_than_was_bought(backend: 
 
 def test_executions_parse_their_definitions_with_scopes_of_their_own(engine: LocalEngine) -> None:
     """moto shares one scope list between every parse, and concurrent executions parse on their own threads; a
-    corrupted list kills an execution's thread and leaves the saga RUNNING (infra/local_engine.py)."""
+    corrupted list kills an execution's thread and leaves the saga RUNNING (infra/engine/local_engine.py)."""
     first, second = Preprocessor(), Preprocessor()
 
     assert first._query_language_per_scope is not second._query_language_per_scope

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.cost import PathCost, measure
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
+from infra.reports.cost import PathCost, measure
 from tests.conftest import Backend
 from tests.helpers import purchase
 

@@ -21,7 +21,7 @@ from app import app
 from chalicelib.adapters import database, step_functions
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.database_faults import (
     account,

@@ -12,7 +12,7 @@ import pytest
 from chalicelib.adapters import step_functions
 from chalicelib.domain.contracts import SagaRequest
 from chalicelib.settings import get_settings
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     ROOT,

@@ -20,7 +20,7 @@ def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None
     )
 
     done = subprocess.run(
-        [sys.executable, "-m", "infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "infra.tools.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -36,7 +36,7 @@ def test_demo_refuses_to_run_without_faults_allowed(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SAGA_ALLOW_FAULTS"}
     env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "PYTHONPATH": str(ROOT)}
 
-    done = subprocess.run([sys.executable, "-m", "infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "infra.tools.demo"], cwd=ROOT, env=env, capture_output=True, text=True)
 
     assert done.returncode == 2
     assert "SAGA_ALLOW_FAULTS=true" in done.stderr

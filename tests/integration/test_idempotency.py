@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from chalicelib.adapters import database, saga_cache
 from chalicelib.adapters.tables import AuditEvent, Order, Payment, Product, Refund, Reservation, ReturnRequestRecord
 from chalicelib.service import sagas
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import FunctionError, assert_consistent, give_back, invoke, purchase
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from app import app
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import final_view
 

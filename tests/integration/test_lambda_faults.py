@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Order, Refund, Reservation
 from chalicelib.domain.saga_log import LOST_ATTEMPT
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     assert_consistent,

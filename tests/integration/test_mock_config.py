@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import run_saga
 from tests.saga_cases import CASES, RETURN_MACHINE, SagaCase, mocked_attempts, shape, task_outcomes

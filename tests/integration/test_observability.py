@@ -22,7 +22,7 @@ from chalicelib.observability import telemetry
 from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
 from chalicelib.service import sagas
 from functions import reserve_stock
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import FunctionLogs, emf_records, finish, lambda_context, metric_counts, purchase, run_saga
 

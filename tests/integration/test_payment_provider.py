@@ -13,7 +13,7 @@ from chalicelib.adapters.payment_provider import PaymentProviderClient
 from chalicelib.adapters.tables import Payment, Refund, Saga, utcnow
 from chalicelib.domain import payments, saga_log
 from chalicelib.domain.purchase import PENDING
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from payment_provider.launcher import RunningProvider, start_provider
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, give_back, invoke, provider_charges, purchase, run_saga, task_errors

@@ -19,8 +19,8 @@ from chalicelib.domain import catalogue
 from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
-from infra.local_engine import LocalEngine
-from infra.postgres_server import PrivatePostgres
+from infra.engine.local_engine import LocalEngine
+from infra.engine.postgres_server import PrivatePostgres
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, finish, purchase, saga_executions
 

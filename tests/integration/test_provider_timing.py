@@ -23,7 +23,7 @@ from chalicelib.domain import payments, saga_log
 from chalicelib.domain.purchase import CAPTURED, PENDING
 from chalicelib.service import recovery
 from chalicelib.service.executions import boto3_step_functions
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from payment_provider import store as ledger_store
 from tests.conftest import PROVIDER_SLOW_CAPTURE_SECONDS, Backend
 from tests.helpers import (

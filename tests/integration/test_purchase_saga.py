@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from chalicelib.adapters import database, saga_cache
 from chalicelib.adapters.tables import Order, Payment, Refund, Reservation
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     assert_consistent,

@@ -19,7 +19,7 @@ from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from chalicelib.settings import get_settings
 from functions import confirm_sale, process_payment, reconcile, refund_payment, reserve_stock
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     assert_consistent,

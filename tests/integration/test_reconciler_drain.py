@@ -28,7 +28,7 @@ from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import UNFINISHED, StepFunctions, boto3_step_functions
 from chalicelib.settings import get_settings
 from functions import reconcile
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, end_first_execution, finish, lambda_context, purchase, saga_executions
 

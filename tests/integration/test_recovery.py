@@ -28,7 +28,7 @@ from chalicelib.entrypoints import http_api
 from chalicelib.service import reconciler, recovery, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from functions import reserve_stock
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     assert_consistent,
@@ -250,7 +250,7 @@ def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend,
 
 
 def operate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "infra.operate", *args]
+    command = [sys.executable, "-m", "infra.tools.operate", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

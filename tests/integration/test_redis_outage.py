@@ -14,8 +14,8 @@ import redis
 from chalicelib.adapters import idempotency, saga_cache
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
-from infra.local_engine import LocalEngine
-from infra.redis_server import PrivateRedis
+from infra.engine.local_engine import LocalEngine
+from infra.engine.redis_server import PrivateRedis
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, purchase, run_saga
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Order, Refund, ReturnRequestRecord, Saga
 from chalicelib.domain import saga_log
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import (
     SagaRun,

@@ -9,7 +9,7 @@ from chalice.test import Client
 from app import app
 from chalicelib.adapters import step_functions
 from chalicelib.service import sagas
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import finish, give_back, purchase
 

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from chalicelib.adapters import database, payment_provider, saga_cache
 from chalicelib.settings import get_settings, reset_secrets
-from infra.redis_server import PrivateRedis
+from infra.engine.redis_server import PrivateRedis
 from payment_provider.api import ProviderApi
 from payment_provider.chaos import Chaos
 from payment_provider.config import STRIPE_KEY_TTL_SECONDS

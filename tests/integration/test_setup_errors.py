@@ -16,10 +16,10 @@ from tests.helpers import ROOT, child_env
 
 PASSWORD = "hunter2-not-shown"
 TOOLS = {
-    "make run": ["-m", "infra.local_server"],
-    "make demo": ["-m", "infra.demo"],
-    "make migrate": ["-m", "infra.migrate"],
-    "make soak": ["-m", "infra.soak", "--count", "1"],
+    "make run": ["-m", "infra.engine.local_server"],
+    "make demo": ["-m", "infra.tools.demo"],
+    "make migrate": ["-m", "infra.tools.migrate"],
+    "make soak": ["-m", "infra.tools.soak", "--count", "1"],
     "make bench": ["-m", "bench", "--calls", "1"],
 }
 

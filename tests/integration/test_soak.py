@@ -21,7 +21,7 @@ def test_short_soak_keeps_every_invariant(engine_name: str, request: pytest.Fixt
 
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "infra.soak", "--count", "100", "--concurrency", "8", "--seed", "11"),
+            *(sys.executable, "-m", "infra.tools.soak", "--count", "100", "--concurrency", "8", "--seed", "11"),
             *("--provider-listing-lag", "2", "--provider-key-ttl", "8", "--provider-slow-capture-rate", "0.05"),
         ],
         cwd=ROOT,

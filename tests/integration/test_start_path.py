@@ -18,7 +18,7 @@ from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
 from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import boto3_step_functions
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import assert_consistent, final_view, finish, purchase, saga_executions
 

@@ -11,7 +11,7 @@ from chalicelib.domain.errors import DatabaseUnavailable
 from chalicelib.service import sagas
 from chalicelib.settings import get_settings
 from functions import reserve_stock
-from infra.local_engine import LocalEngine
+from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import finish, lambda_context, product, purchase, run_saga
 

@@ -18,9 +18,9 @@ from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import THROTTLE_RETRIES, THROTTLED, TaskError
 from chalicelib.domain.errors import TransientFault
 from chalicelib.observability.metric_names import THROTTLE_RETRIES_EXHAUSTED
-from infra import invariants
-from infra.local_engine import LocalEngine
-from infra.local_functions import discard_logs
+from infra.engine.local_engine import LocalEngine
+from infra.engine.local_functions import discard_logs
+from infra.tools import invariants
 from tests.conftest import Backend
 from tests.helpers import (
     FunctionLogs,

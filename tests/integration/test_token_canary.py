@@ -27,9 +27,9 @@ from chalicelib.adapters.tables import Saga
 from chalicelib.observability import telemetry
 from chalicelib.observability.metric_names import SERVICE
 from chalicelib.settings import get_settings
-from infra import canary
-from infra.local_engine import LocalEngine
-from infra.local_functions import discard_logs
+from infra.engine.local_engine import LocalEngine
+from infra.engine.local_functions import discard_logs
+from infra.tools import canary
 from payment_provider import store as ledger_store
 from tests.conftest import Backend
 from tests.helpers import final_view

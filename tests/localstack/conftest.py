@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.localstack.host import DEFAULT_PYTHON, HostLocalStack
+from infra.deploy.localstack.host import DEFAULT_PYTHON, HostLocalStack
 from tests.saga_cases import MOCK_CONFIG_FILE
 
 REGION = "us-east-1"

@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.demo import SCENARIOS, execution_arn, run_scenarios
-from infra.localstack.demo import call_api, start_saga, wait_for_saga
-from infra.localstack.deploy import REGION, STACK_FILE_NAME
-from infra.localstack.full_stack import FullStack, worker_processes
-from infra.localstack.host import DEFAULT_PYTHON
+from infra.deploy.localstack.demo import call_api, start_saga, wait_for_saga
+from infra.deploy.localstack.deploy import REGION, STACK_FILE_NAME
+from infra.deploy.localstack.full_stack import FullStack, worker_processes
+from infra.deploy.localstack.host import DEFAULT_PYTHON
+from infra.tools.demo import SCENARIOS, execution_arn, run_scenarios
 from tests.helpers import purchase
 
 

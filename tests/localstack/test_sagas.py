@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.step_functions import states_entered
-from infra.local_engine import load_template, state_machine_definition
-from infra.localstack.host import HostLocalStack
+from infra.deploy.localstack.host import HostLocalStack
+from infra.engine.local_engine import load_template, state_machine_definition
 from tests.localstack.conftest import REGION
 from tests.saga_cases import CASES, SagaCase, mocked_attempts, task_events, task_outcomes
 from tests.template_refs import invoked_function

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.localstack.host import DEFAULT_PYTHON
+from infra.deploy.localstack.host import DEFAULT_PYTHON
 from tests.helpers import ROOT
 from tests.template_refs import function_substitutions
 
@@ -21,7 +21,7 @@ from tests.template_refs import function_substitutions
 def resources(packaged: Path) -> dict[str, Any]:
     python = os.environ.get("LOCALSTACK_PYTHON", str(DEFAULT_PYTHON))
     done = subprocess.run(
-        [python, "-m", "infra.localstack.sam_transform", str(packaged / "sam.yaml")],
+        [python, "-m", "infra.deploy.localstack.sam_transform", str(packaged / "sam.yaml")],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"},
         capture_output=True,

@@ -1,4 +1,4 @@
-"""The CloudWatch dashboard of template.yaml and its Grafana twin in infra/dashboards/: valid, alike, and
+"""The CloudWatch dashboard of template.yaml and its Grafana twin in infra/reports/dashboards/: valid, alike, and
 querying only metrics that exist (ours as observability/metric_names.py lists them, AWS's of our resources)."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.domain.contracts import COMPENSATIONS, STEPS_BY_SAGA, state_of_step
 from chalicelib.observability import metric_names as names
-from infra import dashboard
-from infra.local_engine import load_template
+from infra.engine.local_engine import load_template
+from infra.reports import dashboard
 from tests.template_refs import function_substitutions, invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-GRAFANA_FILE = ROOT / "infra" / "dashboards" / "saga-orchestrator.json"
+GRAFANA_FILE = ROOT / "infra" / "reports" / "dashboards" / "saga-orchestrator.json"
 
 SUBSTITUTION = re.compile(r"\$\{([^}]+)\}")
 SEARCH = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\} MetricName=\"(?P<name>\w+)\"")

@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from infra.local_engine import load_template
+from infra.engine.local_engine import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py")), *sorted((ROOT / "functions").glob("*.py"))]

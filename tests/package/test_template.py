@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from chalicelib.entrypoints import scheduled
 from chalicelib.settings import Settings
-from infra.local_engine import load_template
+from infra.engine.local_engine import load_template
 from tests.template_refs import function_substitutions, invoked_function
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from statelint.linter import Linter
 from chalicelib.domain import errors
 from chalicelib.domain.contracts import COMPENSATIONS, SagaStatus, StepEvent, step_of_state
 from chalicelib.service.step_runner import ENDS_SAGA_ON_SUCCESS
-from infra.local_engine import ROOT, load_template
+from infra.engine.local_engine import ROOT, load_template
 from tests.template_refs import function_substitutions, invoked_function
 
 Definition = dict[str, Any]

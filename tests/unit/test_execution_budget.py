@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.execution_budget import (
+from infra.engine.execution_budget import (
     EXPRESS_LIMIT_SECONDS,
     longest_path,
     retry_waits,
@@ -15,7 +15,7 @@ from infra.execution_budget import (
     task_budget,
     worst_case_seconds,
 )
-from infra.local_engine import ROOT, load_template
+from infra.engine.local_engine import ROOT, load_template
 
 DEFINITIONS = state_machine_definitions()
 RESOURCES: dict[str, Any] = load_template()["Resources"]

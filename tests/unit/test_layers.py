@@ -1,5 +1,6 @@
 """The core's shape (chalicelib/__init__.py): layers import downwards only, no cycles, no AWS SDK or web framework
-in the domain, service and presentation, and nothing dev-only in what Lambda carries. import-linter checks the
+in the domain, service and presentation, and nothing dev-only in what Lambda carries. The tooling's shape
+(infra/__init__.py): its kinds import downwards only, the engine none of the others. import-linter checks the
 contracts of pyproject.toml; these tests run it on the real tree and on copies with one bad import added."""
 
 from __future__ import annotations
@@ -34,23 +35,30 @@ def test_the_tree_keeps_every_import_contract() -> None:
 @pytest.mark.parametrize(
     ("module", "bad_import", "broken_contract"),
     [
-        ("domain/purchase.py", "from chalicelib.service import sagas", "layers import downwards only"),
-        ("adapters/tables.py", "from chalicelib.domain import errors", "layers import downwards only"),
-        ("domain/errors.py", "from chalicelib.domain import purchase", "No import cycles"),
-        ("domain/returns.py", "import boto3", "no AWS SDK and no web framework"),
-        ("service/sagas.py", "import chalice", "no AWS SDK and no web framework"),
-        ("adapters/saga_cache.py", "import fakeredis", "no dev-only code"),
-        ("entrypoints/cli.py", "from infra import invariants", "no dev-only code"),
+        ("chalicelib/domain/purchase.py", "from chalicelib.service import sagas", "layers import downwards only"),
+        ("chalicelib/adapters/tables.py", "from chalicelib.domain import errors", "layers import downwards only"),
+        ("chalicelib/domain/errors.py", "from chalicelib.domain import purchase", "No import cycles"),
+        ("chalicelib/domain/returns.py", "import boto3", "no AWS SDK and no web framework"),
+        ("chalicelib/service/sagas.py", "import chalice", "no AWS SDK and no web framework"),
+        ("chalicelib/adapters/saga_cache.py", "import fakeredis", "no dev-only code"),
+        ("chalicelib/entrypoints/cli.py", "from infra.tools import invariants", "no dev-only code"),
+        ("infra/engine/local_server.py", "from infra.tools import demo", "the engine imports none of the others"),
+        ("infra/engine/ports.py", "from infra.reports import cost", "the engine imports none of the others"),
+        ("infra/engine/preflight.py", "from infra.deploy import package", "the engine imports none of the others"),
+        ("infra/reports/cost.py", "from infra.tools import invariants", "kinds import downwards only"),
+        ("infra/tools/soak.py", "from infra.reports import dashboard", "kinds import downwards only"),
+        ("infra/tools/demo.py", "from infra.deploy.localstack import deploy", "kinds import downwards only"),
+        ("infra/tools/ledger.py", "from infra.tools import invariants", "No import cycles"),
     ],
 )
 def test_a_bad_import_breaks_its_contract(tmp_path: Path, module: str, bad_import: str, broken_contract: str) -> None:
-    shutil.copytree(ROOT / "chalicelib", tmp_path / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("infra", "tests", "bench"):
+    for package in ("chalicelib", "infra"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("tests", "bench"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("")
-        (tmp_path / name / "invariants.py").write_text("")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    target = tmp_path / "chalicelib" / module
+    target = tmp_path / module
     target.write_text(target.read_text() + f"\n{bad_import}  # noqa\n")
 
     done = lint_imports(tmp_path)

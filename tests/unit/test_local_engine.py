@@ -16,8 +16,8 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 
 from chalicelib.settings import get_settings
-from infra import local_engine
-from infra.local_engine import MOTO_VERSION, LocalEngine, load_template
+from infra.engine import local_engine
+from infra.engine.local_engine import MOTO_VERSION, LocalEngine, load_template
 
 SHORT_FORMS = """\
 Resources:

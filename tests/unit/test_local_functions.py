@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from infra.local_engine import load_template
-from infra.local_functions import (
+from infra.engine.local_engine import load_template
+from infra.engine.local_functions import (
     Configuration,
     LocalFunctions,
     ThrottledInvoke,

@@ -1,4 +1,5 @@
-"""infra/localstack/docker-compose.yml: the stack `deploy.py --docker-compose` expects, on loopback, no token stored."""
+"""infra/deploy/localstack/docker-compose.yml: the stack `deploy.py --docker-compose` expects, on loopback, no token
+stored."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from infra.localstack import deploy
+from infra.deploy.localstack import deploy
 
-COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "localstack" / "docker-compose.yml"
+COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "localstack" / "docker-compose.yml"
 
 
 def test_localstack_postgres_and_redis_share_the_network_lambda_containers_join() -> None:

@@ -1,4 +1,4 @@
-"""infra/localstack/host.py fails clearly when LocalStack cannot start, and leaves nothing running."""
+"""infra/deploy/localstack/host.py fails clearly when LocalStack cannot start, and leaves nothing running."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.localstack.host import HostLocalStack, LocalStackDidNotStart
+from infra.deploy.localstack.host import HostLocalStack, LocalStackDidNotStart
 
 
 def test_a_localstack_that_exits_at_once_is_reported_with_the_tail_of_its_log(tmp_path: Path) -> None:

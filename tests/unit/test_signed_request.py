@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from infra.signed_request import _region_of, signed_get
+from infra.tools.signed_request import _region_of, signed_get
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.contracts import THROTTLE_RETRIES
-from infra.execution_budget import THROTTLE, state_machine_definitions
-from infra.local_engine import ROOT, load_template
-from infra.throttle_budget import BURST_SAGAS, throttle_budgets, throttle_retrier, total_wait
+from infra.engine.execution_budget import THROTTLE, state_machine_definitions
+from infra.engine.local_engine import ROOT, load_template
+from infra.engine.throttle_budget import BURST_SAGAS, throttle_budgets, throttle_retrier, total_wait
 
 DESIGN = (ROOT / "docs" / "design.md").read_text()
 

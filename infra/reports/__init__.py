@@ -1,0 +1,2 @@
+"""Dashboards, cost and diagrams: the operators' dashboard for CloudWatch and Grafana, make cost and make
+diagrams."""

@@ -1,0 +1,163 @@
+"""The invariants of docs/design.md §4, checked against the database and the payment provider's ledger; each
+violation is named."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from chalicelib.adapters.payment_provider import PaymentProviderClient
+from chalicelib.adapters.tables import (
+    AuditEvent,
+    Order,
+    Payment,
+    Product,
+    Refund,
+    Reservation,
+    ReturnRequestRecord,
+    Saga,
+)
+from chalicelib.domain.contracts import THROTTLED, SagaStatus, step_of_state
+from chalicelib.domain.purchase import CAPTURED, CONFIRMED, ISSUED, RELEASED, RESERVED
+from chalicelib.domain.returns import CLOSED, COMPLETED
+from infra.tools import ledger
+
+
+def violations(session: Session, provider: PaymentProviderClient | None = None) -> list[str]:
+    """Every broken invariant, as a sentence; empty when the data is consistent. With `provider`, its ledger
+    too: what it holds per saga matches our records, and it holds nothing they do not explain."""
+    return [
+        *_stock_conserved(session),
+        *_money_conserved(session),
+        *_outcomes_match_effects(session),
+        *(ledger.violations(session, provider) if provider is not None else []),
+    ]
+
+
+RECORDS_FAILURE = "CompensationFailed"
+"""The Task that records a saga FAILED: no step of the saga, so not in the audit log's steps."""
+
+
+def unaudited_attempts(session: Session, saga_id: str, histories: Iterable[list[dict[str, Any]]]) -> list[str]:
+    """Invariant 7 against Step Functions' own record: every Task attempt of the saga's executions (each
+    `TaskScheduled`, one that Lambda throttled included) has its row in the audit log."""
+    ran: Counter[str] = Counter()
+    throttled: Counter[str] = Counter()
+    for history in histories:
+        state = None
+        for event in history:
+            if event["type"].endswith("StateEntered"):
+                state = event["stateEnteredEventDetails"]["name"]
+            elif state is None or state == RECORDS_FAILURE:
+                continue
+            elif event["type"] == "TaskScheduled":
+                ran[step_of_state(state)] += 1
+            elif event["type"] == "TaskFailed" and event["taskFailedEventDetails"].get("error") == THROTTLED:
+                throttled[step_of_state(state)] += 1
+    audited = Counter(
+        session.scalars(select(AuditEvent.step).where(AuditEvent.saga_id == saga_id, AuditEvent.step.in_(ran)))
+    )
+    return [
+        f"saga {saga_id}: {step} ran {attempts} time(s) ({throttled[step]} throttled), audited {audited[step]}"
+        for step, attempts in ran.items()
+        if audited[step] < attempts
+    ]
+
+
+def _stock_conserved(session: Session) -> list[str]:
+    sold = _sum_by(session, Order.sku, Order.quantity, Order.status == CONFIRMED)
+    restocked = _sum_by(
+        session,
+        Order.sku,
+        ReturnRequestRecord.quantity,
+        ReturnRequestRecord.status == COMPLETED,
+        join=(ReturnRequestRecord, ReturnRequestRecord.order_id == Order.id),
+    )
+    held = _sum_by(session, Reservation.sku, Reservation.quantity, Reservation.status == RESERVED)
+    problems = []
+    for product in session.scalars(select(Product)):
+        expected = product.on_hand + sold[product.sku] - restocked[product.sku]
+        if product.initial_on_hand != expected:
+            problems.append(
+                f"{product.sku}: stock not conserved: initial {product.initial_on_hand} != on_hand {product.on_hand}"
+                f" + sold {sold[product.sku]} - restocked {restocked[product.sku]}"
+            )
+        if not 0 <= product.reserved <= product.on_hand:
+            problems.append(f"{product.sku}: reserved {product.reserved} outside 0..on_hand {product.on_hand}")
+        if product.reserved != held[product.sku]:
+            problems.append(f"{product.sku}: reserved {product.reserved} != held reservations {held[product.sku]}")
+    return problems
+
+
+def _money_conserved(session: Session) -> list[str]:
+    problems = []
+    issued = _sum_by(session, Refund.payment_id, Refund.amount_cents, Refund.status == ISSUED)
+    for payment in session.scalars(select(Payment)):
+        if issued[payment.id] > payment.amount_cents:
+            problems.append(f"payment {payment.id}: refunded {issued[payment.id]} > captured {payment.amount_cents}")
+    full_refunds = Counter(
+        session.scalars(select(Refund.payment_id).where(Refund.step == "refund_payment", Refund.status == ISSUED))
+    )
+    for payment_id, count in full_refunds.items():
+        if count > 1:
+            problems.append(f"payment {payment_id}: refunded {count} times")
+    return problems
+
+
+def _outcomes_match_effects(session: Session) -> list[str]:
+    problems = []
+    for saga in session.scalars(select(Saga)):
+        if saga.type == "purchase":
+            problems += _purchase_effects(session, saga)
+        else:
+            problems += _return_effects(session, saga)
+    return problems
+
+
+def _purchase_effects(session: Session, saga: Saga) -> list[str]:
+    orders = list(session.scalars(select(Order).where(Order.saga_id == saga.id, Order.status == CONFIRMED)))
+    payment = session.scalar(select(Payment).where(Payment.saga_id == saga.id))
+    reservation = session.scalar(select(Reservation).where(Reservation.saga_id == saga.id))
+    problems = []
+    if saga.status == SagaStatus.COMPLETED:
+        if len(orders) != 1 or payment is None or payment.status != CAPTURED:
+            problems.append(f"saga {saga.id}: COMPLETED without exactly one confirmed order and one captured payment")
+        elif saga.result.get("order_id") != orders[0].id:
+            problems.append(f"saga {saga.id}: result does not name its order")
+    elif saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED):
+        left = []
+        if orders:
+            left.append("a confirmed order")
+        if payment is not None and payment.status == CAPTURED:
+            left.append("a captured payment")
+        if reservation is not None and reservation.status != RELEASED:
+            left.append(f"a {reservation.status} reservation")
+        if left:
+            problems.append(f"saga {saga.id}: {saga.status} but left {', '.join(left)}")
+    return problems
+
+
+def _return_effects(session: Session, saga: Saga) -> list[str]:
+    record = session.scalar(select(ReturnRequestRecord).where(ReturnRequestRecord.saga_id == saga.id))
+    refund = session.scalar(select(Refund).where(Refund.saga_id == saga.id, Refund.step == "issue_refund"))
+    problems = []
+    if saga.status == SagaStatus.COMPLETED:
+        if record is None or record.status != COMPLETED or refund is None or refund.status != ISSUED:
+            problems.append(f"saga {saga.id}: COMPLETED return without an issued refund and a restock")
+    elif saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED):
+        if refund is not None and refund.status == ISSUED:
+            problems.append(f"saga {saga.id}: {saga.status} but its refund is still issued")
+        if record is not None and record.status != CLOSED:
+            problems.append(f"saga {saga.id}: {saga.status} but its return request is {record.status}")
+    return problems
+
+
+def _sum_by(session: Session, key: Any, amount: Any, *where: Any, join: tuple[Any, Any] | None = None) -> Counter[Any]:
+    query = select(key, func.sum(amount)).where(*where).group_by(key)
+    if join is not None:
+        query = query.join(*join)
+    return Counter({k: int(v) for k, v in session.execute(query)})
