@@ -216,6 +216,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's fixture manager parametrizes `backend_name` with its params
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.backends("postgres")` runs a test that takes `backend` on those backends only: where the data
+    layer does not decide its outcome (each such module says why), one backend is coverage enough."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "backend_name" in metafunc.fixturenames:
+        unknown = sorted(set(marker.args) - set(BACKENDS))
+        assert marker.args and not unknown, f"@pytest.mark.backends: unknown {unknown}; choose from {BACKENDS}"
+        # As a parametrize mark, which pytest lets take the place of the fixture's own params (a direct
+        # metafunc.parametrize would parametrize `backend_name` twice).
+        metafunc.definition.add_marker(pytest.mark.parametrize("backend_name", marker.args, scope="session"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--backends=embedded` (make check) deselects the other backends' runs, and says so in pytest's summary."""
     wanted = config.getoption("--backends").split(",")

@@ -32,6 +32,7 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
         yield running
 
 
+@pytest.mark.backends("postgres")  # HTTP and process handling; the database decides nothing here
 def test_purchase_then_return_over_http(server: Server) -> None:
     api = server.api
 
@@ -71,6 +72,7 @@ def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(
     assert (product["available"], product["on_hand"], product["reserved"]) == (0, 0, 0)
 
 
+@pytest.mark.backends("postgres")  # HTTP and process handling; the database decides nothing here
 def test_server_binds_loopback_only_and_stops_cleanly_on_ctrl_c(server: Server) -> None:
     process, port = server.process, server.port
     assert process is not None
@@ -102,6 +104,7 @@ def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Serv
     assert_consistent(server.provider())
 
 
+@pytest.mark.backends("postgres")  # HTTP and process handling; the database decides nothing here
 def test_the_localstack_smoke_script_runs_a_purchase_and_a_return_through_an_api(
     server: Server, tmp_path: Path
 ) -> None:

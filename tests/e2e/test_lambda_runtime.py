@@ -16,6 +16,10 @@ from local_lambda.processes import workers_of
 from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
 
+pytestmark = pytest.mark.backends("postgres")
+"""The worker runtime's kills and restarts are decided by the runtime, not the data layer (test_idempotency.py
+covers a redelivered step on every backend). So one backend: PostgreSQL, the deployed default."""
+
 
 @pytest.fixture
 def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:

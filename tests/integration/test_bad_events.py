@@ -36,6 +36,10 @@ from functions import (
 from tests.conftest import Backend
 from tests.helpers import lambda_context
 
+pytestmark = pytest.mark.backends("postgres")
+"""A malformed event is refused before any transaction opens, whatever the database. So one backend:
+PostgreSQL, the deployed default."""
+
 HANDLERS = [
     reserve_stock,
     process_payment,

@@ -9,6 +9,10 @@ from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga
 
+pytestmark = pytest.mark.backends("postgres")
+"""The tables render what the saga views read; reading them is tested on every backend (test_api.py). So one
+backend: PostgreSQL, the deployed default."""
+
 
 def test_status_shows_the_saga_and_each_step_with_its_attempts(
     backend: Backend, engine: LocalEngine, capsys: pytest.CaptureFixture[str]

@@ -9,6 +9,10 @@ from infra.reports.cost import PathCost, measure
 from tests.conftest import Backend
 from tests.helpers import purchase
 
+pytestmark = pytest.mark.backends("postgres")
+"""Transitions and invocations are counted from execution histories, which the database does not change. So
+one backend: PostgreSQL, the deployed default."""
+
 
 @pytest.mark.parametrize(
     ("faults", "transitions", "invocations"),

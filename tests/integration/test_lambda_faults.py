@@ -29,6 +29,12 @@ from tests.helpers import (
     task_errors,
 )
 
+pytestmark = pytest.mark.backends("postgres")
+"""What Lambda does to an attempt (a timeout kills it, a crash ends its process, a throttle refuses it) is
+the runtime's doing, not the data layer's; that a retried step finds what an earlier attempt committed is
+tested on every backend by test_idempotency.py (every handler delivered twice). So one backend: PostgreSQL,
+the deployed default."""
+
 FUNCTION_TIMEOUT = 1.0
 TIMED_OUT = "Sandbox.Timedout"
 EXITED = "Runtime.ExitError"

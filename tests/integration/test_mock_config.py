@@ -16,6 +16,10 @@ from tests.conftest import Backend
 from tests.helpers import run_saga
 from tests.saga_cases import CASES, RETURN_MACHINE, SagaCase, mocked_attempts, shape, task_outcomes
 
+pytestmark = pytest.mark.backends("postgres")
+"""The mocks must answer as the handlers do: names and shapes of answers, the same on every backend. So one
+backend: PostgreSQL, the deployed default."""
+
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_the_real_handlers_take_the_mocked_path_and_answer_as_the_mocks(

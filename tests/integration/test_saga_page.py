@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from chalice.test import Client
 
 from app import app
@@ -12,6 +13,10 @@ from chalicelib.service import sagas
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import finish, give_back, purchase
+
+pytestmark = pytest.mark.backends("postgres")
+"""The page renders what the saga views read; reading them is tested on every backend (test_api.py). So one
+backend: PostgreSQL, the deployed default."""
 
 
 def _page(saga_id: str) -> tuple[int, str, str]:

@@ -34,6 +34,11 @@ from tests.helpers import (
     task_errors,
 )
 
+pytestmark = pytest.mark.backends("postgres")
+"""Throttles come from the functions' reserved concurrency, not the data layer; the audit rows they leave are
+the same INSERTs every backend runs in test_status_and_failures.py. So one backend: PostgreSQL, the deployed
+default."""
+
 PAYMENT = "ProcessPaymentFunction"
 HOLD_SECONDS = 4.0
 """Every function's timeout here: how long a `timeout` fault holds its reserved slot."""
