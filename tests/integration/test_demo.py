@@ -29,7 +29,7 @@ def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None
     assert all(" ok (" in row for row in rows)
     assert "RefundPaymentx6 > CompensationFailed" in done.stdout
     assert "compensation refund_payment FAILED" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "all 9 scenarios ended as expected; no invariant broken."
+    assert done.stdout.strip().splitlines()[-1] == "all 10 scenarios ended as expected; no invariant broken."
 
 
 def test_demo_refuses_to_run_without_faults_allowed(tmp_path: Path) -> None:
