@@ -40,6 +40,16 @@ def retry_saga(saga_id: str) -> Response:
     return http_api.retry_saga(saga_id)
 
 
+@app.route("/sagas/{saga_id}/resolve", methods=["POST"], authorizer=SIGNED)
+def resolve_saga(saga_id: str) -> Response:
+    return http_api.resolve_saga(current_request(), saga_id)
+
+
+@app.route("/sagas/{saga_id}/cancel", methods=["POST"], authorizer=SIGNED, content_types=ANY_CONTENT)
+def cancel_saga(saga_id: str) -> Response:
+    return http_api.cancel_saga(current_request(), saga_id)
+
+
 @app.route("/sagas", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def list_sagas() -> dict[str, Any]:
     return http_api.list_sagas(current_request().query_params)

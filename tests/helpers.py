@@ -236,7 +236,7 @@ def assert_every_attempt_audited(run: SagaRun) -> None:
 
 RECORDS_FAILURE = "CompensationFailed"
 """The Task on a compensation's way to the Fail state: it records the outcome, it is no step of the saga."""
-FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"})
+FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "CANCELLED", "REJECTED", "FAILED", "RESOLVED"})
 
 
 def final_view(client: Any, saga_id: str, timeout: float = 60.0) -> dict[str, Any]:

@@ -54,19 +54,28 @@ class SagaStatus(StrEnum):
     COMPENSATED = "COMPENSATED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    RESOLVED = "RESOLVED"
 
 
 NEXT_STATUSES: dict[SagaStatus, frozenset[SagaStatus]] = {
     SagaStatus.RUNNING: frozenset({SagaStatus.COMPLETED, SagaStatus.REJECTED, SagaStatus.COMPENSATING}),
     # A step whose outcome was lost (say, a timeout after its commit) is compensated even if it had completed.
     SagaStatus.COMPLETED: frozenset({SagaStatus.COMPENSATING}),
-    SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATED, SagaStatus.FAILED}),
-    # An operator retries a FAILED saga's compensation once its cause is fixed.
-    SagaStatus.FAILED: frozenset({SagaStatus.COMPENSATING}),
+    # A cancelled saga's compensations end it CANCELLED rather than COMPENSATED.
+    SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATED, SagaStatus.CANCELLED, SagaStatus.FAILED}),
+    # An operator retries a FAILED saga's compensation once its cause is fixed, or resolves it (fixed by hand).
+    SagaStatus.FAILED: frozenset({SagaStatus.COMPENSATING, SagaStatus.RESOLVED}),
     SagaStatus.REJECTED: frozenset(),
     SagaStatus.COMPENSATED: frozenset(),
+    SagaStatus.CANCELLED: frozenset(),
+    SagaStatus.RESOLVED: frozenset(),
 }
-"""The status moves a saga may make; any other move (a repeated step's) leaves the status as it is."""
+"""The status moves a saga may make; any other move (a repeated step's) leaves the status as it is. An operator's
+cancel is the move RUNNING -> COMPENSATING (docs/design.md §2.5)."""
+UNDONE = frozenset({SagaStatus.COMPENSATED, SagaStatus.CANCELLED, SagaStatus.REJECTED})
+"""The outcomes that leave no effect behind (docs/design.md §4). A RESOLVED saga, like a FAILED one, may have: an
+operator settled it by hand."""
 
 
 class Action(StrEnum):

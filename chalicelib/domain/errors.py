@@ -98,6 +98,11 @@ class SagaNotRunning(StepError):
     it must not act. The state machine's Catch then runs the compensations, which undo what took effect."""
 
 
+class SagaCancelled(SagaNotRunning):
+    """An operator cancelled the saga (POST /sagas/{id}/cancel): no forward step acts after the cancel is recorded.
+    The state machine's Catch runs the compensations, which undo what took effect; the saga ends CANCELLED."""
+
+
 class ConcurrentUpdate(StepError):
     """The step's write lost a race with a concurrent one (a unique key, a version, a deadlock, a serialization
     failure, a lock it waited for too long); run again, it goes through or finds the winner's result."""
@@ -117,13 +122,14 @@ DECLARED: tuple[type[StepError], ...] = (
     DatabaseUnavailable,
     ConcurrentUpdate,
     SagaNotRunning,
+    SagaCancelled,
     InjectedFault,
     TransientFault,
 )
 """The errors a step raises by design, whatever the state machine's definition: business refusals, a dependency
-out or racing, a late delivery, and the faults a request asks for (`fail`, `transient:N`). Left out on purpose:
-InvalidStepEvent, UnknownSaga and StepOutOfOrder, which say that the definition sent a bad event or ran a step out
-of order (docs/design.md §7.3, the canary)."""
+out or racing, a late delivery, an operator's cancel, and the faults a request asks for (`fail`, `transient:N`).
+Left out on purpose: InvalidStepEvent, UnknownSaga and StepOutOfOrder, which say that the definition sent a bad
+event or ran a step out of order (docs/design.md §7.3, the canary)."""
 
 
 def safe_message(error: BaseException) -> str:

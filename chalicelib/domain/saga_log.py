@@ -25,6 +25,9 @@ from chalicelib.domain.contracts import (
 from chalicelib.domain.errors import safe_message
 
 SAGA_EVENT = "saga"
+OPERATOR_ACTION = "operator_action"
+"""The key, in a status change's payload, of the operator's action that made it, with `caller` (and a `note`)."""
+CANCEL, RESOLVE = "cancel", "resolve"
 MAX_ERROR_MESSAGE = 2000
 LOST_ATTEMPT = "AttemptLost"
 LOST_ATTEMPT_MESSAGE = "the attempt ended before it could record its outcome (a timeout, a crash or a throttle)"
@@ -61,13 +64,22 @@ def create_saga(
     return saga
 
 
-def set_status(session: Session, saga: Saga, status: SagaStatus) -> bool:
-    """Move the saga to `status` and log the change, if NEXT_STATUSES allows that move; else False."""
+def set_status(session: Session, saga: Saga, status: SagaStatus, by_operator: dict[str, str] | None = None) -> bool:
+    """Move the saga to `status` and log the change, if NEXT_STATUSES allows that move; else False.
+    `by_operator`: the operator's action that made the move (`operator_action`, `caller`, a `note`), logged with it."""
     if status not in NEXT_STATUSES[SagaStatus(saga.status)]:
         return False
     saga.status = status
-    session.add(_status_event(saga.id, status))
+    session.add(_status_event(saga.id, status, by_operator))
     return True
+
+
+def cancelled(session: Session, saga_id: str) -> bool:
+    """Whether an operator's cancel moved the saga to compensation: its compensations then end it CANCELLED."""
+    actions = session.scalars(
+        select(AuditEvent.payload).where(_rows_of(saga_id, SAGA_EVENT), AuditEvent.status == SagaStatus.COMPENSATING)
+    )
+    return any(payload.get(OPERATOR_ACTION) == CANCEL for payload in actions)
 
 
 def record_attempt(
@@ -189,8 +201,10 @@ def _rows_of(saga_id: str, step: str) -> ColumnElement[bool]:
     return and_(AuditEvent.saga_id == saga_id, AuditEvent.step == step)
 
 
-def _status_event(saga_id: str, status: SagaStatus) -> AuditEvent:
-    return AuditEvent(saga_id=saga_id, step=SAGA_EVENT, action=SAGA_EVENT, status=status, attempt=1, payload={})
+def _status_event(saga_id: str, status: SagaStatus, payload: dict[str, str] | None = None) -> AuditEvent:
+    return AuditEvent(
+        saga_id=saga_id, step=SAGA_EVENT, action=SAGA_EVENT, status=status, attempt=1, payload=payload or {}
+    )
 
 
 def history(session: Session, saga_id: str) -> list[AuditEvent]:

@@ -1,6 +1,8 @@
 """`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal.
+`resolve SAGA_ID --note TEXT` closes a FAILED saga fixed by hand; `cancel SAGA_ID` cancels a RUNNING one (its
+compensations undo what was done); each prints the saga as `status` does.
 
-Reads the data of DATABASE_URL/REDIS_URL, or the embedded default.
+Reads and writes the data of DATABASE_URL/REDIS_URL, or the embedded default.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.service import sagas
+from pydantic import TypeAdapter, ValidationError
+
+from chalicelib.domain.contracts import FreeText
+from chalicelib.presentation import saga_views
+from chalicelib.service import operator_actions, sagas
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -50,21 +56,43 @@ def history(saga_id: str) -> str:
     if events is None:
         raise LookupError(f"no saga {saga_id}")
     rows = [
-        (e["time"], e["step"], e["action"], e["status"], e["attempt"], e["error_type"], e["error_message"])
+        (e["time"], e["step"], e["action"], e["status"], e["attempt"], e["error_type"], saga_views.event_message(e))
         for e in events
     ]
     return table(("time", "step", "action", "status", "attempt", "error", "message"), rows)
 
 
+def resolve(saga_id: str, note: str) -> str:
+    try:
+        checked = TypeAdapter(FreeText).validate_python(note)
+    except ValidationError as error:
+        raise ValueError(f"--note: {error.errors()[0]['msg']}") from None
+    return _acted_on(saga_id, operator_actions.resolve(saga_id, checked, sagas.LOCAL_CALLER))
+
+
+def cancel(saga_id: str) -> str:
+    return _acted_on(saga_id, operator_actions.cancel(saga_id, sagas.LOCAL_CALLER))
+
+
+def _acted_on(saga_id: str, saga: object | None) -> str:
+    if saga is None:
+        raise LookupError(f"no saga {saga_id}")
+    return status(saga_id)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib", description=__doc__)
-    parser.add_argument("command", choices=("status", "history"))
-    parser.add_argument("saga_id")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "history", "cancel"):
+        commands.add_parser(name).add_argument("saga_id")
+    resolving = commands.add_parser("resolve")
+    resolving.add_argument("saga_id")
+    resolving.add_argument("--note", required=True, help="what was fixed by hand, for the saga's history")
     args = parser.parse_args(argv)
-    show = status if args.command == "status" else history
+    shows = {"status": status, "history": history, "cancel": cancel}
     try:
-        print(show(args.saga_id))
-    except LookupError as error:
+        print(resolve(args.saga_id, args.note) if args.command == "resolve" else shows[args.command](args.saga_id))
+    except (LookupError, ValueError) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

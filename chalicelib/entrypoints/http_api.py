@@ -26,13 +26,14 @@ from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
     ProductList,
     ProductView,
+    ResolveRequest,
     SagaAccepted,
     SagaHistory,
     SagaList,
     SagaListQuery,
     SagaView,
 )
-from chalicelib.service import products, recovery, sagas
+from chalicelib.service import operator_actions, products, recovery, sagas
 from chalicelib.service.executions import boto3_step_functions
 
 MAX_BODY_BYTES = 256 * 1024
@@ -134,6 +135,30 @@ def retry_saga(saga_id: str) -> Response:
     except step_functions.StepFunctionsUnavailable:
         logger.warning("retry not started", exc_info=True)
         raise _unavailable(f"saga {saga_id} could not be retried now; try again") from None
+    return _acted_on(saga, saga_id)
+
+
+@_unavailable_on_database_errors
+def resolve_saga(request: Request, saga_id: str) -> Response:
+    body = parse_body(request, ResolveRequest)
+    try:
+        known = SAGA_ID.fullmatch(saga_id)
+        saga = operator_actions.resolve(saga_id, body.note, caller_of(request)) if known else None
+    except operator_actions.NotActionable as error:
+        raise ApiError(409, "NotResolvable", str(error)) from None
+    return _acted_on(saga, saga_id)
+
+
+@_unavailable_on_database_errors
+def cancel_saga(request: Request, saga_id: str) -> Response:
+    try:
+        saga = operator_actions.cancel(saga_id, caller_of(request)) if SAGA_ID.fullmatch(saga_id) else None
+    except operator_actions.NotActionable as error:
+        raise ApiError(409, "NotCancellable", str(error)) from None
+    return _acted_on(saga, saga_id)
+
+
+def _acted_on(saga: Saga | None, saga_id: str) -> Response:
     if saga is None:
         raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
     return _accepted(saga)

@@ -9,6 +9,8 @@ SERVICE_DIMENSION = "service"
 SAGA_TYPE_DIMENSION = "SagaType"
 OUTCOME_DIMENSION = "Outcome"
 STEP_DIMENSION = "Step"
+ACTION_DIMENSION = "Action"
+"""An operator's action on a saga: `cancel` or `resolve`."""
 DEFINITION_DIMENSION = "Definition"
 """The digest of the state machine definition an execution ran (StepEvent.definition)."""
 UNVERSIONED = "none"
@@ -34,9 +36,13 @@ STUCK_SAGAS_FOUND = "StuckSagasFound"
 """Per reconciler pass: sagas RUNNING or COMPENSATING, quiet for the grace period, without a live execution."""
 STUCK_SAGAS_RESUMED = "StuckSagasResumed"
 """Per reconciler pass: those of them whose next execution it started."""
+OPERATOR_ACTIONS = "OperatorActions"
+"""An operator's action that moved a saga (POST /sagas/{id}/cancel or /resolve), by `Action`."""
 
-OUTCOMES = ("COMPLETED", "REJECTED", "COMPENSATED", "FAILED")
-"""The values of `Outcome`: the final saga statuses."""
+OUTCOMES = ("COMPLETED", "REJECTED", "COMPENSATED", "CANCELLED", "FAILED", "RESOLVED")
+"""The values of `Outcome`: the final saga statuses (FAILED is final until an operator retries or resolves it)."""
+OPERATOR_ACTION_NAMES = ("cancel", "resolve")
+"""The values of `Action`."""
 
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     SAGAS_STARTED: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION)),
@@ -49,6 +55,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     DEFINITION_FAULTS: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, DEFINITION_DIMENSION)),
     STUCK_SAGAS_FOUND: (COUNT, (SERVICE_DIMENSION,)),
     STUCK_SAGAS_RESUMED: (COUNT, (SERVICE_DIMENSION,)),
+    OPERATOR_ACTIONS: (COUNT, (SERVICE_DIMENSION, SAGA_TYPE_DIMENSION, ACTION_DIMENSION)),
 }
 """Metric name -> (unit, the exact dimension names it is emitted with). CloudWatch matches a query only on
 the exact dimension set, so a dashboard or alarm must name all of them."""

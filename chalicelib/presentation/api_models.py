@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from chalicelib.domain.contracts import Action, AttemptStatus, SagaStatus, SagaType
+from chalicelib.domain.contracts import Action, AttemptStatus, FreeText, SagaStatus, SagaType
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
@@ -102,6 +102,14 @@ class ErrorBody(BaseModel):
     error: str = Field(description="Error name, e.g. ValidationError, NotFound, IdempotencyKeyReused")
     message: str
     details: list[ErrorDetail]
+
+
+class ResolveRequest(BaseModel):
+    """The body of `POST /sagas/{saga_id}/resolve`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: FreeText = Field(description="What was fixed by hand, for the saga's history (1 to 500 characters)")
 
 
 class SagaListQuery(BaseModel):

@@ -9,12 +9,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
     ErrorBody,
     ProductList,
     ProductView,
+    ResolveRequest,
     SagaAccepted,
     SagaHistory,
     SagaList,
@@ -58,6 +59,33 @@ OPERATIONS = (
             404: "No such saga",
             409: "The saga is final, its execution runs, or another retry (or the reconciler) is starting one",
             **_UNAVAILABLE,
+        },
+    ),
+    Operation(
+        "post",
+        "/sagas/{saga_id}/resolve",
+        "Close a FAILED saga whose cause was fixed by hand: it ends RESOLVED, the note and the caller in its history",
+        (202, SagaAccepted),
+        ResolveRequest,
+        errors={
+            400: "A missing, empty or over-long `note`; every bad field is named in `details`",
+            404: "No such saga",
+            409: "The saga is not FAILED, or a retry is starting its next execution",
+            413: "Body over 256 KB",
+            415: "Body not JSON",
+            503: "The database could not serve the request now; send again after Retry-After seconds",
+        },
+    ),
+    Operation(
+        "post",
+        "/sagas/{saga_id}/cancel",
+        "Cancel a RUNNING saga: no forward step acts after it, the compensations undo what was done, and the saga "
+        "ends CANCELLED (a saga already being cancelled answers as it is)",
+        (202, SagaAccepted),
+        errors={
+            404: "No such saga",
+            409: "The saga is final, FAILED, or compensating after a failure (that compensation goes on)",
+            503: "The database could not serve the request now; send again after Retry-After seconds",
         },
     ),
     Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
@@ -113,6 +141,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     parameters = [_path_parameter(name) for name in _path_names(op.path)]
     if op.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
+    if op.body is not None and issubclass(op.body, SagaRequest):
         parameters.append(
             {
                 "name": IDEMPOTENCY_HEADER,

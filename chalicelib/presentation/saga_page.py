@@ -13,19 +13,25 @@ from typing import Any
 
 from chalicelib.domain.contracts import state_of_step
 from chalicelib.presentation.diagram import render
+from chalicelib.presentation.saga_views import event_message
 
 STATEMACHINES = Path(__file__).resolve().parents[2] / "statemachines"
 OUTCOME_STATES = {
     "COMPLETED": (("Completed", "SUCCEEDED"),),
     "REJECTED": (("Rejected", "SUCCEEDED"),),
     "COMPENSATED": (("Compensated", "SUCCEEDED"),),
+    # A cancelled saga's execution ends as a compensated one's: its compensations ran to their end.
+    "CANCELLED": (("Compensated", "SUCCEEDED"),),
     "FAILED": (("CompensationFailed", "FAILED"), ("Failed", "FAILED")),
+    # An operator closed the FAILED saga by hand: its execution's path is the one that failed.
+    "RESOLVED": (("CompensationFailed", "FAILED"), ("Failed", "FAILED")),
 }
 STYLE = """
 body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#1f2937}
 table{border-collapse:collapse;margin:12px 0 24px}td,th{border:1px solid #d1d5db;padding:4px 8px;text-align:left}
 th{background:#f3f4f6}.status{padding:2px 8px;border-radius:10px;background:#e5e7eb;font-weight:bold}
-.COMPLETED{background:#dcfce7}.COMPENSATED,.REJECTED{background:#fef3c7}.FAILED{background:#fee2e2}
+.COMPLETED{background:#dcfce7}.COMPENSATED,.REJECTED,.CANCELLED{background:#fef3c7}.FAILED{background:#fee2e2}
+.RESOLVED{background:#e0e7ff}
 pre{background:#f9fafb;padding:8px;white-space:pre-wrap}.history td:first-child{white-space:nowrap}
 """
 
@@ -60,7 +66,7 @@ def render_page(view: dict[str, Any], events: list[dict[str, Any]]) -> str:
     history = "".join(
         f"<tr><td>{escape(str(e['time']))}</td><td>{escape(e['step'])}</td><td>{escape(e['action'])}</td>"
         f"<td>{escape(e['status'])}</td><td>{e['attempt']}</td><td>{escape(e['error_type'] or '')}</td>"
-        f"<td>{escape(e['error_message'] or '')}</td></tr>"
+        f"<td>{escape(event_message(e) or '')}</td></tr>"
         for e in events
     )
     status = escape(view["status"])

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga
-from chalicelib.domain.saga_log import SAGA_EVENT, history
+from chalicelib.domain.saga_log import OPERATOR_ACTION, SAGA_EVENT, history
 
 
 def steps_of(events: list[AuditEvent]) -> list[dict[str, Any]]:
@@ -36,6 +36,16 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
         "payload": event.payload,
         "time": event.created_at.isoformat(),
     }
+
+
+def event_message(event: dict[str, Any]) -> str | None:
+    """What a history row says besides its status: an attempt's error message, or, for a status change an operator
+    made, the action, its caller and its note."""
+    action = event["payload"].get(OPERATOR_ACTION)
+    if action is None:
+        return None if event["error_message"] is None else str(event["error_message"])
+    note = event["payload"].get("note")
+    return f"{action} by {event['payload'].get('caller')}" + (f": {note}" if note else "")
 
 
 MASKED = "\u2026"

@@ -25,7 +25,14 @@ from chalicelib.adapters.database_errors import Transience, driver_code, transie
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import faults, saga_log
 from chalicelib.domain.contracts import COMPENSATIONS, THROTTLED, SagaStatus, StepEvent, StepName
-from chalicelib.domain.errors import REJECTIONS, ConcurrentUpdate, DatabaseUnavailable, SagaNotRunning, UnknownSaga
+from chalicelib.domain.errors import (
+    REJECTIONS,
+    ConcurrentUpdate,
+    DatabaseUnavailable,
+    SagaCancelled,
+    SagaNotRunning,
+    UnknownSaga,
+)
 from chalicelib.observability.metric_names import (
     COMPENSATIONS_FAILED,
     COMPENSATIONS_RUN,
@@ -50,9 +57,17 @@ ENDS_SAGA_ON_SUCCESS: dict[str, SagaStatus] = {
 """The last forward step and the last compensation of each saga, whose success is the saga's outcome."""
 
 FORWARD_STEPS_REFUSED = frozenset(
-    {SagaStatus.COMPENSATING, SagaStatus.COMPENSATED, SagaStatus.FAILED, SagaStatus.REJECTED}
+    {
+        SagaStatus.COMPENSATING,
+        SagaStatus.COMPENSATED,
+        SagaStatus.CANCELLED,
+        SagaStatus.FAILED,
+        SagaStatus.RESOLVED,
+        SagaStatus.REJECTED,
+    }
 )
-"""A late or repeated delivery, or a resumed execution, must not move such a saga forward again."""
+"""A late or repeated delivery, a resumed execution, or a cancelled saga's next step must not move such a saga
+forward again."""
 
 
 def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None) -> dict[str, Any]:
@@ -66,11 +81,15 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
             if name in COMPENSATIONS:
                 saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
             elif saga.status in FORWARD_STEPS_REFUSED:
-                raise SagaNotRunning(f"{name}: saga is {saga.status}; forward steps no longer run")
+                _refuse_forward_step(uow.session, saga, name)
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
             saga_log.record_attempt(uow.session, saga, name, event.attempt, payload=result, request_id=request_id)
-            ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(uow.session, saga, ENDS_SAGA_ON_SUCCESS[name])
+            ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(
+                uow.session, saga, _outcome(uow.session, saga, name)
+            )
+            # The saga's version guards this commit: of a cancel and the last forward step, the first to commit wins
+            # and the other one's write fails (StaleDataError), to be answered from what won (docs/design.md §2.8).
             uow.commit()
     except Exception as error:
         failure = _as_step_error(name, error)
@@ -85,6 +104,21 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
     if ended:
         _saga_ended(saga, name)
     return result
+
+
+def _refuse_forward_step(session: Session, saga: Saga, name: str) -> None:
+    if saga_log.cancelled(session, saga.id):
+        raise SagaCancelled(f"{name}: saga {saga.id} was cancelled; its compensations undo what took effect")
+    raise SagaNotRunning(f"{name}: saga is {saga.status}; forward steps no longer run")
+
+
+def _outcome(session: Session, saga: Saga, name: str) -> SagaStatus:
+    """The status the success of `name`, a last step, ends the saga in: a cancelled saga's compensations end it
+    CANCELLED."""
+    outcome = ENDS_SAGA_ON_SUCCESS[name]
+    if outcome is SagaStatus.COMPENSATED and saga_log.cancelled(session, saga.id):
+        return SagaStatus.CANCELLED
+    return outcome
 
 
 def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict[str, Any]:

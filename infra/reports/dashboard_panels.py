@@ -251,6 +251,21 @@ def sections() -> tuple[Section, ...]:
                         Metric("AWS/Lambda", "Errors", (("FunctionName", ref(RECONCILER_FUNCTION)),), "Sum", "errors"),
                     ),
                 ),
+                Panel(
+                    "Operators: sagas cancelled and resolved",
+                    "count",
+                    tuple(
+                        _ours(
+                            names.OPERATOR_ACTIONS,
+                            "Sum",
+                            f"{t} {action}",
+                            {**_typed(t), names.ACTION_DIMENSION: action},
+                        )
+                        for t in SAGA_TYPES
+                        for action in names.OPERATOR_ACTION_NAMES
+                    ),
+                    stacked=True,
+                ),
             ),
         ),
     )

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -18,13 +19,15 @@ from chalicelib.adapters.tables import Order, Payment, Product, Refund, Saga
 from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
 from chalicelib.observability import telemetry
-from chalicelib.service import sagas
+from chalicelib.service import operator_actions, sagas
 from chalicelib.settings import get_settings
 from infra.engine import preflight
 from infra.engine.local_engine import LocalEngine
 from infra.tools import invariants
 from payment_provider import tokens
 
+ENTER_TIMEOUT_SECONDS = 120.0
+ENTER_POLL_SECONDS = 0.05
 RETRY_WAIT_SCALE = 0.05
 """The demo shortens Retry waits twenty-fold so a saga whose compensation keeps failing ends in seconds."""
 
@@ -41,6 +44,8 @@ class Scenario:
     request: Callable[[dict[str, str]], SagaRequest]
     """Builds the request from the order ids of earlier scenarios (by their key)."""
     key: str = ""
+    cancel_at: str = ""
+    """A state the saga is cancelled in, by an operator, once its execution has entered it."""
 
 
 def _purchase(token: str = tokens.APPROVES, quantity: int = 2, faults: dict[str, str] | None = None) -> PurchaseRequest:
@@ -75,6 +80,12 @@ SCENARIOS = (
         SagaStatus.FAILED,
         lambda _: _purchase(faults={"confirm_sale": "fail", "refund_payment": "fail"}),
     ),
+    Scenario(
+        "purchase cancelled while paying (timeout:1)",
+        SagaStatus.CANCELLED,
+        lambda _: _purchase(faults={"process_payment": "timeout:1"}),
+        cancel_at="ProcessPayment",
+    ),
     Scenario("return of part of an order", SagaStatus.COMPLETED, _return("visa", 1)),
     Scenario("return of more than was bought", SagaStatus.REJECTED, _return("visa", 3)),
     Scenario("return, update_stock fails", SagaStatus.COMPENSATED, _return("flaky", 1, {"update_stock": "fail"})),
@@ -102,6 +113,7 @@ def main() -> int:
         return run_scenarios(
             lambda request: sagas.start_saga(request, step_functions.start_execution).id,
             lambda saga_id: engine.wait(execution_arn(saga_id)),
+            lambda saga_id: operator_actions.cancel(saga_id, sagas.LOCAL_CALLER),
         )
 
 
@@ -110,9 +122,26 @@ def execution_arn(saga_id: str) -> str:
         return str(uow.session.get_one(Saga, saga_id).execution_arn)
 
 
-def run_scenarios(start: Callable[[SagaRequest], str], wait: Callable[[str], object]) -> int:
-    """Every scenario in turn, started by `start` (which gives the saga's id) and waited for by `wait` (given that
-    id, it returns once the saga's execution has ended); prints the table, then checks the invariants.
+def wait_until_entered(saga_id: str, state: str, history: Callable[[str], list[dict[str, Any]]]) -> None:
+    """Until the saga's execution has entered `state` (its history read by `history`, given the execution's ARN)."""
+    deadline = time.monotonic() + ENTER_TIMEOUT_SECONDS
+    arn = execution_arn(saga_id)
+    while state not in [name for name, _ in step_functions.states_entered(history(arn))]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"saga {saga_id} did not enter {state} in {ENTER_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(ENTER_POLL_SECONDS)
+
+
+def run_scenarios(
+    start: Callable[[SagaRequest], str],
+    wait: Callable[[str], object],
+    cancel: Callable[[str], object],
+    history: Callable[[str], list[dict[str, Any]]] = step_functions.execution_history,
+) -> int:
+    """Every scenario in turn, started by `start` (which gives the saga's id), cancelled by `cancel` when the
+    scenario says so (once `history`, an execution's history by its ARN, shows it entered the state), and waited
+    for by `wait` (given that id, it returns once the saga's execution has ended); prints the table, then checks
+    the invariants.
 
     Returns the exit status: 1 if a saga ended otherwise than expected or an invariant broke.
     """
@@ -124,6 +153,9 @@ def run_scenarios(start: Callable[[SagaRequest], str], wait: Callable[[str], obj
         before = _snapshot(request)
         started = time.monotonic()
         saga_id = start(request)
+        if scenario.cancel_at:
+            wait_until_entered(saga_id, scenario.cancel_at, history)
+            cancel(saga_id)
         wait(saga_id)
         elapsed = time.monotonic() - started
         with database.UnitOfWork() as uow:

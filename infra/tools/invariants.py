@@ -21,7 +21,8 @@ from chalicelib.adapters.tables import (
     ReturnRequestRecord,
     Saga,
 )
-from chalicelib.domain.contracts import THROTTLED, SagaStatus, step_of_state
+from chalicelib.domain import saga_log
+from chalicelib.domain.contracts import THROTTLED, UNDONE, SagaStatus, step_of_state
 from chalicelib.domain.purchase import CAPTURED, CONFIRMED, ISSUED, RELEASED, RESERVED
 from chalicelib.domain.returns import CLOSED, COMPLETED
 from infra.tools import ledger
@@ -34,6 +35,7 @@ def violations(session: Session, provider: PaymentProviderClient | None = None) 
         *_stock_conserved(session),
         *_money_conserved(session),
         *_outcomes_match_effects(session),
+        *_completed_or_cancelled(session),
         *(ledger.violations(session, provider) if provider is not None else []),
     ]
 
@@ -128,7 +130,7 @@ def _purchase_effects(session: Session, saga: Saga) -> list[str]:
             problems.append(f"saga {saga.id}: COMPLETED without exactly one confirmed order and one captured payment")
         elif saga.result.get("order_id") != orders[0].id:
             problems.append(f"saga {saga.id}: result does not name its order")
-    elif saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED):
+    elif saga.status in UNDONE:
         left = []
         if orders:
             left.append("a confirmed order")
@@ -148,12 +150,26 @@ def _return_effects(session: Session, saga: Saga) -> list[str]:
     if saga.status == SagaStatus.COMPLETED:
         if record is None or record.status != COMPLETED or refund is None or refund.status != ISSUED:
             problems.append(f"saga {saga.id}: COMPLETED return without an issued refund and a restock")
-    elif saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED):
+    elif saga.status in UNDONE:
         if refund is not None and refund.status == ISSUED:
             problems.append(f"saga {saga.id}: {saga.status} but its refund is still issued")
         if record is not None and record.status != CLOSED:
             problems.append(f"saga {saga.id}: {saga.status} but its return request is {record.status}")
     return problems
+
+
+def _completed_or_cancelled(session: Session) -> list[str]:
+    """A cancel and the last forward step race: one of them wins, so no saga's history holds both outcomes."""
+    both = (
+        select(AuditEvent.saga_id)
+        .where(
+            AuditEvent.step == saga_log.SAGA_EVENT,
+            AuditEvent.status.in_((SagaStatus.COMPLETED, SagaStatus.CANCELLED)),
+        )
+        .group_by(AuditEvent.saga_id)
+        .having(func.count(func.distinct(AuditEvent.status)) > 1)
+    )
+    return [f"saga {saga_id}: both COMPLETED and CANCELLED" for saga_id in session.scalars(both)]
 
 
 def _sum_by(session: Session, key: Any, amount: Any, *where: Any, join: tuple[Any, Any] | None = None) -> Counter[Any]:

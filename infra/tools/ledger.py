@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
 from chalicelib.adapters.payment_provider import Refund as ProviderRefund
 from chalicelib.adapters.tables import Payment, Refund, Saga
-from chalicelib.domain.contracts import SagaStatus
+from chalicelib.domain.contracts import UNDONE, SagaStatus
 from chalicelib.domain.purchase import ISSUED
 
 SETTLED_STATES = frozenset({"pending", "settled"})
@@ -44,7 +44,7 @@ def _purchase(session: Session, saga: Saga, charges: list[Charge]) -> list[str]:
     if len(charges) > 1:
         return [f"saga {saga.id}: {len(charges)} charges at the provider"]
     net = sum(charge.amount_cents - charge.refunded_cents for charge in charges)
-    if saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED) and net != 0:
+    if saga.status in UNDONE and net != 0:
         return [f"saga {saga.id}: {saga.status} but the provider still holds {net} cents"]
     if saga.status != SagaStatus.COMPLETED:
         return []
@@ -71,7 +71,7 @@ def _return(session: Session, saga: Saga, provider_refunds: dict[str, ProviderRe
             return [f"saga {saga.id}: COMPLETED return whose refund is not at the provider"]
         if at_provider.amount_cents != refund.amount_cents:
             return [f"saga {saga.id}: refunded {at_provider.amount_cents} at the provider, {refund.amount_cents} here"]
-    undone = saga.status in (SagaStatus.COMPENSATED, SagaStatus.REJECTED)
+    undone = saga.status in UNDONE
     if undone and at_provider is not None and at_provider.status != "cancelled":
         return [f"saga {saga.id}: {saga.status} return whose refund is {at_provider.status} at the provider"]
     return []

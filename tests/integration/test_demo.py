@@ -25,11 +25,12 @@ def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None
 
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line[:2].strip().isdigit()]
-    assert len(rows) == 9
+    assert len(rows) == 10
     assert all(" ok (" in row for row in rows)
+    assert "ProcessPaymentx2 > RefundPayment > ReleaseStock > Compensated" in done.stdout, "the cancelled purchase"
     assert "RefundPaymentx6 > CompensationFailed" in done.stdout
     assert "compensation refund_payment FAILED" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "all 9 scenarios ended as expected; no invariant broken."
+    assert done.stdout.strip().splitlines()[-1] == "all 10 scenarios ended as expected; no invariant broken."
 
 
 def test_demo_refuses_to_run_without_faults_allowed(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ the killed ones too) and the rows; then the invariants of docs/design.md §4.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -35,17 +34,8 @@ the runtime's doing, not the data layer's; that a retried step finds what an ear
 tested on every backend by test_idempotency.py (every handler delivered twice). So one backend: PostgreSQL,
 the deployed default."""
 
-FUNCTION_TIMEOUT = 1.0
 TIMED_OUT = "Sandbox.Timedout"
 EXITED = "Runtime.ExitError"
-
-
-@pytest.fixture
-def short_timeouts(engine: LocalEngine) -> Iterator[LocalEngine]:
-    """Every function times out after a second (a configuration update: the workers are replaced)."""
-    engine.function_timeout = FUNCTION_TIMEOUT
-    yield engine
-    engine.function_timeout = None
 
 
 def _count(model: type, **where: str) -> int:

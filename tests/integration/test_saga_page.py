@@ -9,7 +9,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib.adapters import step_functions
-from chalicelib.service import sagas
+from chalicelib.service import operator_actions, sagas
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import finish, give_back, purchase
@@ -60,6 +60,20 @@ def test_what_a_client_sent_is_shown_escaped(backend: Backend, engine: LocalEngi
 
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_resolved_saga_s_page_shows_its_failed_path_and_who_resolved_it_and_why(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    request = purchase(confirm_sale="fail", refund_payment="fail")
+    run = finish(engine, sagas.start_saga(request, step_functions.start_execution).id)
+    operator_actions.resolve(run.saga_id, "refunded <by hand>", "local")
+
+    _, _, html = _page(run.saga_id)
+
+    assert 'class="status RESOLVED"' in html
+    assert "failed" in _state(html, "CompensationFailed") and "failed" in _state(html, "Failed")
+    assert "<td>RESOLVED</td><td>1</td><td></td><td>resolve by local: refunded &lt;by hand&gt;</td>" in html
 
 
 def test_an_unknown_saga_has_no_page(backend: Backend) -> None:

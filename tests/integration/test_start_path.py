@@ -96,14 +96,6 @@ def _cut_after_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sagas, "_record_execution", dies)
 
 
-@pytest.fixture
-def short_timeouts(engine: LocalEngine) -> Iterator[LocalEngine]:
-    """Every function times out after a second, so that a `timeout:1` fault keeps an execution running that long."""
-    engine.function_timeout = 1.0
-    yield engine
-    engine.function_timeout = None
-
-
 @pytest.mark.parametrize("finished", [False, True], ids=["running", "finished"])
 def test_a_start_cut_before_its_arn_was_written_is_resumed_by_the_same_key_without_a_second_execution(
     backend: Backend, short_timeouts: LocalEngine, monkeypatch: pytest.MonkeyPatch, finished: bool

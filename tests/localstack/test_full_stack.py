@@ -1,7 +1,7 @@
 """The whole packaged stack on host-mode LocalStack, without Docker (docs/design.md §7.4).
 
 `make package`'s output is deployed by LocalStack's CloudFormation; LocalStack's Lambda runs every function from the
-zip in local_lambda worker processes (the runtime executor `local-lambda`); `make demo`'s nine scenarios go through
+zip in local_lambda worker processes (the runtime executor `local-lambda`); `make demo`'s scenarios go through
 API Gateway with SigV4-signed requests, to PostgreSQL, Redis and the payment provider. The tests run in file order:
 the last one stops the stack and checks that no worker outlives it.
 """
@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.deploy.localstack.demo import call_api, start_saga, wait_for_saga
+from infra.deploy.localstack.demo import call_api, run_through_api, start_saga, wait_for_saga
 from infra.deploy.localstack.deploy import REGION, STACK_FILE_NAME
 from infra.deploy.localstack.full_stack import FullStack, worker_processes
 from infra.deploy.localstack.host import DEFAULT_PYTHON
-from infra.tools.demo import SCENARIOS, execution_arn, run_scenarios
+from infra.tools.demo import SCENARIOS, execution_arn
 from tests.helpers import purchase
 
 
@@ -110,7 +110,7 @@ def test_every_scenario_of_make_demo_ends_as_expected_through_api_gateway(
 ) -> None:
     assert stack.deployment is not None
     api_url = stack.deployment.api_url
-    status = run_scenarios(lambda request: start_saga(api_url, request), lambda saga: wait_for_saga(api_url, saga))
+    status = run_through_api(api_url)
     table = capsys.readouterr().out
     assert status == 0, table
     assert f"all {len(SCENARIOS)} scenarios ended as expected; no invariant broken." in table

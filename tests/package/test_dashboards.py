@@ -34,6 +34,7 @@ ALLOWED_VALUES = {
     names.SAGA_TYPE_DIMENSION: set(STEPS_BY_SAGA),
     names.OUTCOME_DIMENSION: set(names.OUTCOMES),
     names.STEP_DIMENSION: STEPS,
+    names.ACTION_DIMENSION: set(names.OPERATOR_ACTION_NAMES),
 }
 
 
@@ -310,6 +311,11 @@ def test_golden_signals_cover_the_api_every_state_machine_and_every_step_functio
     assert gave_up == COMPENSATIONS
     reconciler = {q.name for q in _panel("Reconciler: stuck sagas found and resumed").queries}
     assert reconciler == {names.STUCK_SAGAS_FOUND, names.STUCK_SAGAS_RESUMED, "Errors"}
+    operators = _panel("Operators: sagas cancelled and resolved").queries
+    acted = {(dict(q.dimensions)["SagaType"], dict(q.dimensions)["Action"]) for q in operators}
+    assert acted == {(t, a) for t in STEPS_BY_SAGA for a in ("cancel", "resolve")}
+    outcomes = {v for q in _panel("Saga outcomes").queries for k, v in q.dimensions if k == "Outcome"}
+    assert {"CANCELLED", "RESOLVED"} <= outcomes
 
 
 def test_the_dashboards_are_what_make_dashboards_writes() -> None:

@@ -402,7 +402,7 @@ def test_clients_may_start_sagas_and_read_one_by_id_and_operators_may_use_every_
     assert routes > CLIENT_ROUTES
     assert {route for route in routes if _invocable(client, *route)} == CLIENT_ROUTES
     assert all(_invocable(operator, *route) for route in routes)
-    for below in ("/history", "/view", "/retry"):
+    for below in ("/history", "/view", "/retry", "/resolve", "/cancel"):
         assert not _invocable(client, "GET", "/sagas/{saga_id}" + below)
         assert not _invocable(client, "POST", "/sagas/{saga_id}" + below)
     client_arns = [

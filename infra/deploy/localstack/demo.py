@@ -1,4 +1,4 @@
-"""`make localstack-demo`: the nine scenarios of `make demo`, through the packaged stack on host-mode LocalStack.
+"""`make localstack-demo`: the scenarios of `make demo`, through the packaged stack on host-mode LocalStack.
 
 No Docker: LocalStack runs as a process, its Lambda service runs every function from the deployment zip in
 local_lambda worker processes (the runtime executor `local-lambda`), and the stack is deployed by its
@@ -30,7 +30,7 @@ from infra.deploy.localstack.full_stack import REDIS_DATABASE, FullStack, worker
 from infra.tools.demo import execution_arn, run_scenarios
 from infra.tools.signed_request import signed_request
 
-FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "REJECTED", "FAILED"})
+FINAL_STATUSES = frozenset({"COMPLETED", "COMPENSATED", "CANCELLED", "REJECTED", "FAILED", "RESOLVED"})
 SAGA_TIMEOUT_SECONDS = 300.0
 POLL_SECONDS = 0.5
 
@@ -68,6 +68,17 @@ def wait_for_saga(api_url: str, saga_id: str) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def run_through_api(api_url: str) -> int:
+    """`make demo`'s scenarios, each saga started, cancelled and followed through the API; the exit status."""
+    stepfunctions = boto3.client("stepfunctions")
+    return run_scenarios(
+        lambda request: start_saga(api_url, request),
+        lambda saga_id: wait_for_saga(api_url, saga_id),
+        lambda saga_id: call_api("POST", f"{api_url}/sagas/{saga_id}/cancel"),
+        lambda arn: list(stepfunctions.get_execution_history(executionArn=arn, maxResults=1000)["events"]),
+    )
+
+
 def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     telemetry.quiet()
@@ -89,9 +100,7 @@ def main() -> int:
                 f"Data: PostgreSQL database {stack.database_name}; cache: Redis database {REDIS_DATABASE}; "
                 "retry waits as deployed."
             )
-            status = run_scenarios(
-                lambda request: start_saga(api_url, request), lambda saga_id: wait_for_saga(api_url, saga_id)
-            )
+            status = run_through_api(api_url)
         leftover = worker_processes(workdir)
         if leftover:
             print(f"worker processes left running after LocalStack stopped: {leftover}")
