@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.entrypoints import cli
+from infra import samples
 from infra.local_engine import LocalEngine
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga
 
 
-def test_status_shows_the_saga_and_each_step_with_its_attempts(
+def test_status_shows_the_saga_and_each_step_with_its_attempts_as_docs_operations_shows(
     backend: Backend, engine: LocalEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = run_saga(engine, purchase(token="tok_flaky", confirm_sale="fail"))
@@ -28,6 +29,13 @@ def test_status_shows_the_saga_and_each_step_with_its_attempts(
         "refund_payment": ["compensate", "SUCCEEDED", "1"],
         "release_stock": ["compensate", "SUCCEEDED", "1"],
     }
+    assert cli.main(["history", run.saga_id]) == 0
+    fresh = {"cli_status": "\n".join(lines), "cli_history": capsys.readouterr().out}
+    for name, output in fresh.items():
+        recorded = samples.read(name).output
+        assert samples.normalised(name, output) == samples.normalised(name, recorded), (
+            f"docs/samples/{name}.txt is stale: run `make docs`"
+        )
 
 
 def test_history_lists_every_event_oldest_first(
