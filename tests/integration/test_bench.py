@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import findings
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,11 @@ def test_bench_writes_every_figure(store: str, tmp_path: Path, request: pytest.F
     assert concurrencies == {"1", "2"}
     assert results["throughput"]["hot product"]["n"] == 2
     assert done.stdout.strip().splitlines()[-1].startswith("written to")
+    assert all(run["arguments"]["calls"] == 3 for run in results["runs"].values())
+
+    said = findings.main_run(results_file) + findings.numbers_say(results_file)
+    said += findings.cold_start_load(results_file) + findings.cold_start_findings(results_file)
+    said += findings.snapstart_findings(results_file)
+    assert "3 warm calls per step" in said and "1 cold starts per step" in said
+    one, two = (results["throughput"][f"purchase COMPLETED, concurrency {n}"]["ours"] for n in (1, 2))
+    assert f"scale {two['sagas_per_second'] / one['sagas_per_second']:.2f} times from 1 to 2" in said
