@@ -29,7 +29,9 @@ def _span(values: Iterable[float], digits: int = 2, unit: str = "") -> str:
 
 
 def _count(met: int, total: int) -> str:
-    return "every step" if met == total else f"{met} steps of {total}"
+    if met == total:
+        return "every step"
+    return "no step" if met == 0 else f"{met} step{'s' if met > 1 else ''} of {total}"
 
 
 def _load(results: dict[str, Any], part: str) -> str:
@@ -84,7 +86,7 @@ def _hot_product(results: dict[str, Any]) -> str:
     verdict = "target met" if hot["not_completed"] == 0 else "target missed"
     return (
         f"- **Hot product**: {hot['racers']} clients racing for one SKU ended {outcomes}; "
-        f"{hot['not_completed']} compensated or failed for contention ({verdict}), at {hot['sagas_per_second']} "
+        f"{hot['not_completed']} compensated or failed for contention ({verdict}), at {hot['sagas_per_second']:.1f} "
         "sagas/s."
     )
 
@@ -102,13 +104,13 @@ def _throughput(results: dict[str, Any]) -> list[str]:
         f"the share of the floor {'met' if share >= FLOOR_SHARE_TARGET else 'missed'}"
     )
     warm = {step: results["lambda_runtime"]["first_invocation"][step]["warm_ms"] for step in STEPS_OF_A_PURCHASE}
-    steps = ", ".join(f"{step} {ms} ms" for step, ms in warm.items())
+    steps = ", ".join(f"{step} {ms:.1f} ms" for step, ms in warm.items())
     ours_ms, floor_ms = low["ours"]["p50_ms"], low["engine_floor"]["p50_ms"]
     floor_low, floor_high = low["engine_floor"]["sagas_per_second"], high["engine_floor"]["sagas_per_second"]
     memory = results["peak_rss_mb"]
     return [
-        f"- **Throughput targets: {verdicts}; the engine's floor says why.** The floor goes from {floor_low} "
-        f"sagas/s at concurrency {c_low} to {floor_high} at {c_high} ({floor_scale:.2f} times). moto's "
+        f"- **Throughput targets: {verdicts}; the engine's floor says why.** The floor goes from {floor_low:.1f} "
+        f"sagas/s at concurrency {c_low} to {floor_high:.1f} at {c_high} ({floor_scale:.2f} times). moto's "
         "interpreter runs every execution on a thread of one Python process and polls; on 2 cores its own work "
         "and the GIL cap it whatever the workers do. Our sagas follow that floor: at concurrency "
         f"{c_high} they run at {high['ours_to_floor_sagas_per_second']:.2f} of it, and scale {scale:.2f} times "
