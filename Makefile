@@ -7,7 +7,7 @@ LOCALSTACK_VENV := .localstack/venv
 DOC_PAGES := README.md $(wildcard docs/*.md)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test check test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench docs diagrams dashboards clean \
+.PHONY: demo test check test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench samples docs diagrams dashboards clean \
 	localstack-demo localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -88,8 +88,12 @@ saga-page: $(VENV)/.installed
 soak: $(VENV)/.installed
 	$(PY) -m infra.tools.soak $(SOAK_ARGS)
 
-## docs: rewrite the generated blocks of README.md and docs/*.md (cog; make test checks none is stale)
-docs: $(VENV)/.installed
+## samples: run the demo, a `make run` session and the CLI on fresh embedded data, record their output in docs/samples/
+samples: $(VENV)/.installed
+	$(PY) -m infra.tools.samples
+
+## docs: make samples, then rewrite the generated blocks of README.md and docs/*.md (cog; make test checks none is stale)
+docs: samples
 	$(VENV)/bin/cog -I . -r $(DOC_PAGES)
 
 ## diagrams: docs/<machine>.svg, drawn from each state machine's ASL file

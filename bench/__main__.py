@@ -138,7 +138,9 @@ def _run(args: argparse.Namespace, backend: str, command: str) -> int:
         print(f"{number}/{len(parts)} {part.replace('_', ' ')} ...", file=REPORT, flush=True)
         measured_at, load_before = datetime.now(UTC).isoformat(timespec="minutes"), os.getloadavg()[0]
         results |= _measure(part, args)
-        run = {"measured_at": measured_at, "command": command, "backend": backend, "machine": machine}
+        arguments = {name: value for name, value in vars(args).items() if name not in ("only", "results")}
+        run: dict[str, Any] = {"measured_at": measured_at, "command": command, "backend": backend, "machine": machine}
+        run["arguments"] = arguments
         results.setdefault("runs", {})[part] = run | {"load_average": [load_before, os.getloadavg()[0]]}
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results, parts), file=REPORT, flush=True)

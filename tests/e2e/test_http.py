@@ -16,6 +16,7 @@ import pytest
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import catalogue
+from infra.tools import samples
 from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
 from tests.helpers import ROOT, assert_consistent
@@ -54,6 +55,15 @@ def test_purchase_then_return_over_http(server: Server) -> None:
     assert returned["status"] == "COMPLETED"
     assert returned["result"]["refund_cents"] == 2_500
     assert api.call("GET", "/products/SKU-MOUSE")[1]["on_hand"] == 999
+
+
+def test_the_readme_session_prints_what_the_readme_shows(server: Server) -> None:
+    printed = samples.run_session(samples.README_SESSION, server.port, server.env)
+
+    recorded = samples.read("readme_session").output
+    assert samples.normalised("readme_session", printed) == samples.normalised("readme_session", recorded), (
+        "docs/samples/readme_session.txt is stale: run `make docs`"
+    )
 
 
 def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(

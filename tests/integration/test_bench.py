@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench import findings
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,3 +100,11 @@ def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path
     assert concurrencies == {"1", "2"}
     assert results["throughput"]["hot product"]["n"] == 2
     assert stdout.strip().splitlines()[-1].startswith("written to")
+    assert all(run["arguments"]["calls"] == 3 for run in results["runs"].values())
+
+    said = findings.main_run(results_file) + findings.numbers_say(results_file)
+    said += findings.cold_start_load(results_file) + findings.cold_start_findings(results_file)
+    said += findings.snapstart_findings(results_file)
+    assert "3 warm calls per step" in said and "1 cold starts per step" in said
+    one, two = (results["throughput"][f"purchase COMPLETED, concurrency {n}"]["ours"] for n in (1, 2))
+    assert f"scale {two['sagas_per_second'] / one['sagas_per_second']:.2f} times from 1 to 2" in said

@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.entrypoints import cli
 from infra.engine.local_engine import LocalEngine
+from infra.tools import samples
 from tests.conftest import Backend
 from tests.helpers import purchase, run_saga
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.backends("postgres")
 backend: PostgreSQL, the deployed default."""
 
 
-def test_status_shows_the_saga_and_each_step_with_its_attempts(
+def test_status_shows_the_saga_and_each_step_with_its_attempts_as_docs_operations_shows(
     backend: Backend, engine: LocalEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = run_saga(engine, purchase(token="tok_flaky", confirm_sale="fail"))
@@ -32,6 +33,13 @@ def test_status_shows_the_saga_and_each_step_with_its_attempts(
         "refund_payment": ["compensate", "SUCCEEDED", "1"],
         "release_stock": ["compensate", "SUCCEEDED", "1"],
     }
+    assert cli.main(["history", run.saga_id]) == 0
+    fresh = {"cli_status": "\n".join(lines), "cli_history": capsys.readouterr().out}
+    for name, output in fresh.items():
+        recorded = samples.read(name).output
+        assert samples.normalised(name, output) == samples.normalised(name, recorded), (
+            f"docs/samples/{name}.txt is stale: run `make docs`"
+        )
 
 
 def test_history_lists_every_event_oldest_first(

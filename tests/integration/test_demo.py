@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra.tools import samples
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,10 @@ def test_demo_runs_every_scenario_to_its_expected_status(tmp_path: Path) -> None
     assert "RefundPaymentx6 > CompensationFailed" in done.stdout
     assert "compensation refund_payment FAILED" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "all 10 scenarios ended as expected; no invariant broken."
+    recorded = samples.read("demo").output
+    assert samples.normalised("demo", done.stdout) == samples.normalised("demo", recorded), (
+        "docs/samples/demo.txt is stale: run `make docs`"
+    )
 
 
 def test_demo_refuses_to_run_without_faults_allowed(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from chalicelib.observability.metric_names import METRICS, NAMESPACE, SERVICE
 from chalicelib.service import sagas
 from functions import reserve_stock
 from infra.engine.local_engine import LocalEngine
+from infra.tools import samples
 from tests.conftest import Backend
 from tests.helpers import FunctionLogs, emf_records, finish, lambda_context, metric_counts, purchase, run_saga
 
@@ -93,6 +94,11 @@ def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlatio
         assert "function_request_id" in record
     failed = _records(log_lines, saga_id=saga_id, message="step failed")[0]
     assert failed["error_type"] == "PaymentProviderUnavailable"
+    fresh = samples.step_log_lines(log_lines.getvalue(), correlation_id="corr-42")
+    recorded = samples.read("log_lines").output
+    assert samples.normalised("log_lines", fresh) == samples.normalised("log_lines", recorded), (
+        "docs/samples/log_lines.txt is stale: run `make docs`"
+    )
     assert _records(log_lines, saga_id=saga_id, message="saga ended")[0]["outcome"] == "COMPLETED"
     answered = _records(log_lines, message="request answered", correlation_id="corr-42")
     assert [(r["method"], r["path"], r["status_code"], r["started_saga_id"]) for r in answered] == [
