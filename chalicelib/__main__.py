@@ -1,4 +1,4 @@
-"""`python -m chalicelib status|history SAGA_ID` (see chalicelib/entrypoints/cli.py)."""
+"""`python -m chalicelib status|history SAGA_ID`, `list [filters]`, `stats` (see chalicelib/entrypoints/cli.py)."""
 
 import sys
 

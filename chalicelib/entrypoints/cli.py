@@ -1,4 +1,5 @@
-"""`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal.
+"""`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal; `list
+[--status ...]` the sagas a search finds (the filters of `GET /sagas`), and `stats [--since ...]` their counts.
 
 Reads the data of DATABASE_URL/REDIS_URL, or the embedded default.
 """
@@ -10,7 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.service import sagas
+from pydantic import ValidationError
+
+from chalicelib.domain.saga_filter import SagaFilter
+from chalicelib.presentation.api_models import SagaStatsQuery
+from chalicelib.service import saga_search, sagas
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -56,15 +61,60 @@ def history(saga_id: str) -> str:
     return table(("time", "step", "action", "status", "attempt", "error", "message"), rows)
 
 
+def list_sagas(saga_filter: SagaFilter, limit: int, cursor: str | None) -> str:
+    items, next_cursor = saga_search.search(saga_filter, limit, cursor)
+    rows = [
+        (i["saga_id"], i["type"], i["status"], i["step"], i["customer_id"], i["order_id"], i["sku"], i["created_at"])
+        for i in items
+    ]
+    shown = table(("saga", "type", "status", "step", "customer", "order", "sku", "created"), rows)
+    return shown + (f"\nnext page: --cursor {next_cursor}" if next_cursor else "")
+
+
+def stats(since: str | None) -> str:
+    counts = saga_search.stats(SagaStatsQuery.model_validate({"since": since}).since if since else None)
+    age = counts["oldest_running_age_seconds"]
+    rows = [
+        *counts["by_status"].items(),
+        *counts["by_type"].items(),
+        ("total", counts["total"]),
+        ("stuck", counts["stuck"]),
+        ("oldest RUNNING, s", "-" if age is None else f"{age:.0f}"),
+    ]
+    return table(("sagas" + (f" since {counts['since']}" if since else ""), "count"), rows)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib", description=__doc__)
-    parser.add_argument("command", choices=("status", "history"))
-    parser.add_argument("saga_id")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "history"):
+        commands.add_parser(name, help=f"a saga's {name}").add_argument("saga_id")
+    listing = commands.add_parser("list", help="the sagas that match every filter given, newest first")
+    for key, field in SagaFilter.model_fields.items():
+        listing.add_argument(_option(key), dest=key, help=field.description)
+    listing.add_argument("--limit", type=int, default=20, help="sagas a page (20)")
+    listing.add_argument("--cursor", help="the page after the one that printed it")
+    commands.add_parser("stats", help="counts by status and type, stuck, oldest RUNNING").add_argument(
+        "--since", help="RFC 3339: count the sagas created at or after it"
+    )
     args = parser.parse_args(argv)
-    show = status if args.command == "status" else history
     try:
-        print(show(args.saga_id))
-    except LookupError as error:
+        if args.command == "list":
+            given = {key: getattr(args, key) for key in SagaFilter.model_fields if getattr(args, key) is not None}
+            print(list_sagas(SagaFilter.model_validate(given), args.limit, args.cursor))
+        elif args.command == "stats":
+            print(stats(args.since))
+        else:
+            print((status if args.command == "status" else history)(args.saga_id))
+    except ValidationError as error:
+        for problem in error.errors():
+            print(f"{_option(str(problem['loc'][0]))}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except (LookupError, saga_search.BadCursor) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

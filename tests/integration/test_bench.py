@@ -14,7 +14,7 @@ from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
-TINY += ("--hot-racers", "2")
+TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -50,7 +50,7 @@ def test_bench_writes_every_figure(store: str, tmp_path: Path, request: pytest.F
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(results_file.read_text())
 
-    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost"}
+    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing"}
     assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
     assert all(
         run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
@@ -83,3 +83,32 @@ def test_bench_writes_every_figure(store: str, tmp_path: Path, request: pytest.F
     assert concurrencies == {"1", "2"}
     assert results["throughput"]["hot product"]["n"] == 2
     assert done.stdout.strip().splitlines()[-1].startswith("written to")
+
+
+def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
+    postgres_url: str, real_redis_url: str, tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--only", "listing", "--listing-rows", "1000", "--listing-repeats", "3"]
+    done = subprocess.run(
+        [*command, "--results", str(results_file)],
+        cwd=ROOT,
+        env=child_env(postgres_url, real_redis_url),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listing = json.loads(results_file.read_text())["listing"]
+
+    assert (listing["rows"], listing["repeats"], listing["page"]) == (1000, 3, 20)
+    assert set(listing["engines"]) == {"PostgreSQL", "MySQL"}
+    # Of 1,000 sagas: n % 1000 in 990..994 are FAILED (refund_payment), a fifth are returns.
+    expected_found = {"no filter": 20, "status=FAILED": 5, "step=refund_payment": 5, "type=return": 20}
+    for engine in listing["engines"].values():
+        assert engine["load_seconds"] > 0 and engine["server"]
+        cases = engine["cases"]
+        assert len(cases) == 13
+        assert {case: cases[case]["found"] for case in expected_found} == expected_found
+        assert all(row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["plan"] for row in cases.values())
+    assert "Saga search at 1,000 sagas" in done.stdout
