@@ -214,6 +214,11 @@ def listing_lines(listing: dict[str, Any]) -> list[str]:
             timing = f"{measured['p50_ms']:.2f} / {measured['p99_ms']:.2f}"
             cells.append(f"{timing:>22}  {', '.join(measured['indexes']) or '-':<36}")
         lines.append((f"{case:<44}" + "".join(cells)).rstrip())
+    for scope in ("every saga", "since halfway"):
+        cells = [
+            f"{row['stats'][scope]['p50_ms']:.0f} / {row['stats'][scope]['p99_ms']:.0f}" for row in engines.values()
+        ]
+        lines.append(f"{'stats, ' + scope:<44}" + "".join(f"{cell:>22}  {'':<36}" for cell in cells).rstrip())
     return lines
 
 

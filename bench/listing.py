@@ -36,6 +36,8 @@ ADMIN_URLS = {
 CHUNK = 100_000
 """Rows an INSERT … SELECT writes."""
 PAGE = 20
+STATS_REPEATS = 5
+"""The counts read every saga created since `since`: fewer repeats than the pages."""
 MYSQL_PLAN_COLUMNS = ("table", "type", "key", "rows", "Extra")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STATUS = (
@@ -110,11 +112,25 @@ def _measure(url: str, rows: int, repeats: int) -> dict[str, Any]:
         settings.database_url = url
         database.reset_engine()
         measured = {name: _case(engine, given, after, repeats) for name, (given, after) in cases(rows).items()}
+        middle = START + timedelta(seconds=rows // 2)
+        stats = {"every saga": _stats(None, STATS_REPEATS), "since halfway": _stats(middle, STATS_REPEATS)}
     finally:
         settings.database_url = saved
         database.reset_engine()
         engine.dispose()
-    return {"server": version.split(" on ")[0].split(",")[0], "load_seconds": load_seconds, "cases": measured}
+    server = version.split(" on ")[0].split(",")[0]
+    return {"server": server, "load_seconds": load_seconds, "cases": measured, "stats": stats}
+
+
+def _stats(since: datetime | None, repeats: int) -> dict[str, float]:
+    """`GET /sagas/stats` through the service: it counts every saga created since `since`."""
+    saga_search.stats(since)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        saga_search.stats(since)
+        times.append(time.perf_counter() - began)
+    return summary_ms(times)
 
 
 def _load(connection: Connection, rows: int) -> None:

@@ -111,4 +111,5 @@ def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
         assert len(cases) == 13
         assert {case: cases[case]["found"] for case in expected_found} == expected_found
         assert all(row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["plan"] for row in cases.values())
+        assert {scope: row["n"] for scope, row in engine["stats"].items()} == {"every saga": 5, "since halfway": 5}
     assert "Saga search at 1,000 sagas" in done.stdout
