@@ -55,6 +55,11 @@ def list_sagas() -> dict[str, Any]:
     return http_api.list_sagas(current_request().query_params)
 
 
+@app.route("/sagas/stats", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
+def saga_stats() -> dict[str, Any]:
+    return http_api.saga_stats(current_request().query_params)
+
+
 @app.route("/sagas/{saga_id}", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def get_saga(saga_id: str) -> dict[str, Any]:
     return http_api.get_saga(saga_id)

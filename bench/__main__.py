@@ -38,7 +38,7 @@ LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
 IMPORT_FLOOR_TARGET, SNAPSTART_TARGET = 1.2, 0.2
-SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "cost")
+SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing")
 RUNTIME_ADDED_TARGET_MS, SCALE_TARGET, FLOOR_SHARE_TARGET = 2.0, 1.5, 0.7
 
 
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrencies", default="1,2,4,8", help="clients at once for the throughput runs (1,2,4,8)")
     parser.add_argument("--hot-racers", type=int, default=16, help="clients racing for one product (16)")
     parser.add_argument(
+        "--listing-rows", type=int, default=1_000_000, help="sagas loaded for the listing part (1,000,000)"
+    )
+    parser.add_argument("--listing-repeats", type=int, default=30, help="timed queries per listing case (30)")
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"the parts to run, comma-separated ({','.join(SECTIONS)}); the others keep their figures in "
@@ -150,7 +154,7 @@ def _run(args: argparse.Namespace, backend: str, command: str) -> int:
 
 
 def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
-    from bench import cold_start, lambda_runtime, step_overhead, throughput
+    from bench import cold_start, lambda_runtime, listing, step_overhead, throughput
 
     if part == "step_overhead":
         return {"step_overhead": step_overhead.run(args.calls)}
@@ -164,6 +168,8 @@ def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
                     "first_invocation": lambda_runtime.first_invocations(engine),
                 }
             }
+    if part == "listing":
+        return {"listing": listing.run(args.listing_rows, args.listing_repeats)}
     if part == "throughput":
         concurrencies = tuple(int(n) for n in args.concurrencies.split(","))
         load = throughput.run(args.sagas, concurrencies, args.hot_racers)
@@ -187,7 +193,35 @@ def render(results: dict[str, Any], parts: Sequence[str] = SECTIONS) -> str:
         lines += throughput_lines(results["throughput"], results["peak_rss_mb"])
     if "cost" in parts:
         lines += cost_lines(results)
+    if "listing" in parts:
+        lines += listing_lines(results["listing"])
     return "\n".join(lines)
+
+
+def listing_lines(listing: dict[str, Any]) -> list[str]:
+    engines = {name: row for name, row in listing["engines"].items() if "cases" in row}
+    lines = [
+        "",
+        f"Saga search at {listing['rows']:,} sagas: a page of {listing['page']} through the service, "
+        f"p50/p99 of {listing['repeats']} (ms), and the index its plan reads",
+        *(f"{name}: {row['server']}, loaded in {row['load_seconds']:.0f} s" for name, row in engines.items()),
+        *(f"{name}: not measured ({row['skipped']})" for name, row in listing["engines"].items() if "skipped" in row),
+        (f"{'case':<44}" + "".join(f"{name + ' p50/p99':>22}  {'index':<36}" for name in engines)).rstrip(),
+    ]
+    names = next(iter(engines.values()))["cases"] if engines else {}
+    for case in names:
+        cells = []
+        for row in engines.values():
+            measured = row["cases"][case]
+            timing = f"{measured['p50_ms']:.2f} / {measured['p99_ms']:.2f}"
+            cells.append(f"{timing:>22}  {', '.join(measured['indexes']) or '-':<36}")
+        lines.append((f"{case:<44}" + "".join(cells)).rstrip())
+    for scope in ("every saga", "since halfway"):
+        cells = [
+            f"{row['stats'][scope]['p50_ms']:.0f} / {row['stats'][scope]['p99_ms']:.0f}" for row in engines.values()
+        ]
+        lines.append(f"{'stats, ' + scope:<44}" + "".join(f"{cell:>22}  {'':<36}" for cell in cells).rstrip())
+    return lines
 
 
 def cost_lines(results: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from bench.__main__ import (
     RESULTS,
     cold_start_lines,
     cost_lines,
+    listing_lines,
     runtime_lines,
     snapstart_lines,
     step_overhead_lines,
@@ -27,6 +28,7 @@ TABLES: dict[str, tuple[str, Lines]] = {
     "cost": ("cost", cost_lines),
     "cold_start": ("cold_start", lambda results: cold_start_lines(results["cold_start"])),
     "snapstart": ("cold_start", lambda results: snapstart_lines(results["cold_start"])),
+    "listing": ("listing", lambda results: listing_lines(results["listing"])),
 }
 """A table of the page -> the bench part that measured it, and its lines as `make bench` prints them."""
 
@@ -66,3 +68,18 @@ def options_table(path: Path = RESULTS) -> str:
         kind, option = name.split(": ", 1)
         rows.append(f"| {kind} | {option} | {ms:.0f} |")
     return f"{provenance(results, ['cold_start'])}\n\n" + "\n".join(rows) + "\n"
+
+
+def listing_plans(path: Path = RESULTS) -> str:
+    """Each search case's plan on each engine, as the listing part explained it (docs/saga-search.md)."""
+    results = load(path)
+    listing = results["listing"]
+    sections = [provenance(results, ["listing"])]
+    for engine, measured in listing["engines"].items():
+        if "cases" not in measured:
+            continue
+        command = "EXPLAIN" if engine == "MySQL" else "EXPLAIN (COSTS OFF)"
+        sections.append(f"### {engine} ({measured['server']}): `{command}`")
+        for case, row in measured["cases"].items():
+            sections.append(f"`{case}` ({row['found']} found):\n\n```\n" + "\n".join(row["plan"]) + "\n```")
+    return "\n\n".join(sections) + "\n"

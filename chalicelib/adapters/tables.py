@@ -136,6 +136,10 @@ class Refund(Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
+SEARCHED_COLUMNS = ("type", "status", "customer_id", "order_id", "sku", "failed_step")
+"""The saga columns a search filters on, each with an index (type, created_at, id) and so on."""
+
+
 class Saga(Base):
     """A saga; its version moves with every change, step attempts included (the view cache keys on it)."""
 
@@ -144,11 +148,14 @@ class Saga(Base):
         Index("ix_sagas_created_at_id", "created_at", "id"),
         Index("ix_sagas_caller_idempotency_key", "caller", "idempotency_key", unique=True),
         Index("ix_sagas_status_updated_at", "status", "updated_at"),
+        # One per search filter, each ending as the listing's order does, so that a filtered page is read in order
+        # from its index (docs/design.md §4.1).
+        *(Index(f"ix_sagas_{column}_created_at_id", column, "created_at", "id") for column in SEARCHED_COLUMNS),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    type: Mapped[str] = mapped_column(String(16), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
     execution_arn: Mapped[str | None] = mapped_column(String(256))
     caller: Mapped[str] = mapped_column(String(64), default="", server_default="")
     """A digest of who started the saga (the IAM principal on AWS); its Idempotency-Key is unique per caller."""
@@ -164,6 +171,15 @@ class Saga(Base):
     """How many executions the saga has been given; the current one's name follows from it (service/executions.py)."""
     lease_until: Mapped[datetime | None]
     """Set while one process starts the saga's next execution; others leave the saga alone until then."""
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    """The customer of the request, kept beside it so that a search finds the customer's sagas by an index."""
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    """A return's order, from its request; a purchase's, once confirm_sale created it."""
+    sku: Mapped[str | None] = mapped_column(String(64))
+    """A purchase's product, from its request; a return's, once validate_return found its order."""
+    failed_step: Mapped[str | None] = mapped_column(String(32))
+    """The last step whose failure moved the saga: the forward step that sent it to COMPENSATING, then the
+    compensation that sent it to FAILED, if one did (docs/design.md §3.1, `step`)."""
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - read once by SQLAlchemy
 

@@ -111,6 +111,7 @@ def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
         )
         session.add(order)
         saga.result = {"order_id": order.id}
+        saga.order_id = order.id
     return {"order_id": order.id}
 
 

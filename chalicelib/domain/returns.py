@@ -44,6 +44,7 @@ def validate_return(session: Session, saga: Saga, attempt: int) -> dict[str, Any
             saga_id=saga.id, order_id=order.id, quantity=request.quantity, reason=request.reason, status=REQUESTED
         )
         session.add(record)
+        saga.sku = order.sku
         session.flush()
     return {"return_id": record.id, "order_id": record.order_id, "quantity": record.quantity}
 

@@ -47,6 +47,7 @@ def create_saga(
     correlation_id: str | None = None,
     caller: str = "",
 ) -> Saga:
+    fields = request.model_dump(mode="json")
     saga = Saga(
         id=new_saga_id(),
         caller=caller,
@@ -55,8 +56,12 @@ def create_saga(
         correlation_id=correlation_id,
         type=request.saga_type(),
         status=SagaStatus.RUNNING,
-        input=request.model_dump(mode="json"),
+        input=fields,
         result={},
+        # Searched by; a purchase's order and a return's product are known once its steps find them.
+        customer_id=fields.get("customer_id"),
+        sku=fields.get("sku"),
+        order_id=fields.get("order_id"),
     )
     session.add(saga)
     session.flush()  # the audit row's foreign key needs the saga row first
@@ -64,12 +69,21 @@ def create_saga(
     return saga
 
 
-def set_status(session: Session, saga: Saga, status: SagaStatus, by_operator: dict[str, str] | None = None) -> bool:
-    """Move the saga to `status` and log the change, if NEXT_STATUSES allows that move; else False.
-    `by_operator`: the operator's action that made the move (`operator_action`, `caller`, a `note`), logged with it."""
+def set_status(
+    session: Session,
+    saga: Saga,
+    status: SagaStatus,
+    failed_step: str | None = None,
+    by_operator: dict[str, str] | None = None,
+) -> bool:
+    """Move the saga to `status` and log the change, if NEXT_STATUSES allows that move; else False. A move caused by
+    a step's failure names it (`sagas.failed_step`, what a search's `step` finds). `by_operator`: the operator's
+    action that made the move (`operator_action`, `caller`, a `note`), logged with it."""
     if status not in NEXT_STATUSES[SagaStatus(saga.status)]:
         return False
     saga.status = status
+    if failed_step is not None:
+        saga.failed_step = failed_step
     session.add(_status_event(saga.id, status, by_operator))
     return True
 

@@ -1,4 +1,5 @@
-"""`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal.
+"""`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal; `list
+[--status ...]` the sagas a search finds (the filters of `GET /sagas`), and `stats [--since ...]` their counts.
 `resolve SAGA_ID --note TEXT` closes a FAILED saga fixed by hand; `cancel SAGA_ID` cancels a RUNNING one (its
 compensations undo what was done); each prints the saga as `status` does.
 
@@ -15,8 +16,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from chalicelib.domain.contracts import FreeText
+from chalicelib.domain.saga_filter import SagaFilter
 from chalicelib.presentation import saga_views
-from chalicelib.service import operator_actions, sagas
+from chalicelib.presentation.api_models import SagaStatsQuery
+from chalicelib.service import operator_actions, saga_search, sagas
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -80,19 +83,68 @@ def _acted_on(saga_id: str, saga: object | None) -> str:
     return status(saga_id)
 
 
+def list_sagas(saga_filter: SagaFilter, limit: int, cursor: str | None) -> str:
+    items, next_cursor = saga_search.search(saga_filter, limit, cursor)
+    rows = [
+        (i["saga_id"], i["type"], i["status"], i["step"], i["customer_id"], i["order_id"], i["sku"], i["created_at"])
+        for i in items
+    ]
+    shown = table(("saga", "type", "status", "step", "customer", "order", "sku", "created"), rows)
+    return shown + (f"\nnext page: --cursor {next_cursor}" if next_cursor else "")
+
+
+def stats(since: str | None) -> str:
+    counts = saga_search.stats(SagaStatsQuery.model_validate({"since": since}).since if since else None)
+    age = counts["oldest_running_age_seconds"]
+    rows = [
+        *counts["by_status"].items(),
+        *counts["by_type"].items(),
+        ("total", counts["total"]),
+        ("stuck", counts["stuck"]),
+        ("oldest RUNNING, s", "-" if age is None else f"{age:.0f}"),
+    ]
+    return table(("sagas" + (f" since {counts['since']}" if since else ""), "count"), rows)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("status", "history", "cancel"):
-        commands.add_parser(name).add_argument("saga_id")
-    resolving = commands.add_parser("resolve")
+        commands.add_parser(
+            name, help=f"a saga's {name}" if name != "cancel" else "cancel a RUNNING saga"
+        ).add_argument("saga_id")
+    resolving = commands.add_parser("resolve", help="close a FAILED saga fixed by hand")
     resolving.add_argument("saga_id")
     resolving.add_argument("--note", required=True, help="what was fixed by hand, for the saga's history")
+    listing = commands.add_parser("list", help="the sagas that match every filter given, newest first")
+    for key, field in SagaFilter.model_fields.items():
+        listing.add_argument(_option(key), dest=key, help=field.description)
+    listing.add_argument("--limit", type=int, default=20, help="sagas a page (20)")
+    listing.add_argument("--cursor", help="the page after the one that printed it")
+    commands.add_parser("stats", help="counts by status and type, stuck, oldest RUNNING").add_argument(
+        "--since", help="RFC 3339: count the sagas created at or after it"
+    )
     args = parser.parse_args(argv)
     shows = {"status": status, "history": history, "cancel": cancel}
     try:
-        print(resolve(args.saga_id, args.note) if args.command == "resolve" else shows[args.command](args.saga_id))
-    except (LookupError, ValueError) as error:
+        if args.command == "list":
+            given = {key: getattr(args, key) for key in SagaFilter.model_fields if getattr(args, key) is not None}
+            print(list_sagas(SagaFilter.model_validate(given), args.limit, args.cursor))
+        elif args.command == "stats":
+            print(stats(args.since))
+        elif args.command == "resolve":
+            print(resolve(args.saga_id, args.note))
+        else:
+            print(shows[args.command](args.saga_id))
+    except ValidationError as error:
+        for problem in error.errors():
+            print(f"{_option(str(problem['loc'][0]))}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except (LookupError, ValueError, saga_search.BadCursor) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

@@ -31,9 +31,11 @@ from chalicelib.presentation.api_models import (
     SagaHistory,
     SagaList,
     SagaListQuery,
+    SagaStats,
+    SagaStatsQuery,
     SagaView,
 )
-from chalicelib.service import operator_actions, products, recovery, sagas
+from chalicelib.service import operator_actions, products, recovery, saga_search, sagas
 from chalicelib.service.executions import boto3_step_functions
 
 MAX_BODY_BYTES = 256 * 1024
@@ -184,10 +186,16 @@ def get_history(saga_id: str) -> dict[str, Any]:
 def list_sagas(query_params: Mapping[str, str] | None) -> dict[str, Any]:
     query = _parse(SagaListQuery, dict(query_params or {}), location="query")
     try:
-        items, next_cursor = sagas.list_sagas(query.type, query.status, query.limit, query.cursor)
-    except sagas.BadCursor as error:
+        items, next_cursor = saga_search.search(query.saga_filter(), query.limit, query.cursor)
+    except saga_search.BadCursor as error:
         raise _bad("cursor", str(error)) from None
     return SagaList.model_validate({"items": items, "next_cursor": next_cursor}).model_dump(mode="json")
+
+
+@_unavailable_on_database_errors
+def saga_stats(query_params: Mapping[str, str] | None) -> dict[str, Any]:
+    query = _parse(SagaStatsQuery, dict(query_params or {}), location="query")
+    return SagaStats.model_validate(saga_search.stats(query.since)).model_dump(mode="json")
 
 
 @_unavailable_on_database_errors

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chalicelib.domain.contracts import Action, AttemptStatus, FreeText, SagaStatus, SagaType
+from chalicelib.domain.saga_filter import Moment, SagaFilter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
@@ -70,6 +71,12 @@ class SagaSummary(BaseModel):
     saga_id: str
     type: SagaType
     status: SagaStatus
+    customer_id: str | None
+    order_id: str | None = Field(description="A return's order; a purchase's, once confirmed")
+    sku: str | None = Field(description="A purchase's product; a return's, once its order was found")
+    step: str | None = Field(
+        description="The last step whose failure moved the saga: to compensation, or (a compensation) to FAILED"
+    )
     created_at: datetime
     updated_at: datetime
     links: SagaLinks
@@ -112,12 +119,33 @@ class ResolveRequest(BaseModel):
     note: FreeText = Field(description="What was fixed by hand, for the saga's history (1 to 500 characters)")
 
 
-class SagaListQuery(BaseModel):
-    """The query string of `GET /sagas`."""
+class SagaListQuery(SagaFilter):
+    """The query string of `GET /sagas`: a filter, and the page."""
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+    def saga_filter(self) -> SagaFilter:
+        return SagaFilter.model_validate(self.model_dump(include=set(SagaFilter.model_fields), exclude_none=True))
+
+
+class SagaStatsQuery(BaseModel):
+    """The query string of `GET /sagas/stats`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: SagaType | None = None
-    status: SagaStatus | None = None
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    since: Moment | None = Field(None, description="RFC 3339; count the sagas created at or after it (all without)")
+
+
+class SagaStats(BaseModel):
+    since: datetime | None
+    total: int = Field(description="Sagas created since `since`")
+    by_status: dict[SagaStatus, int] = Field(description="Of them, how many are in each status")
+    by_type: dict[SagaType, int] = Field(description="Of them, how many are of each type")
+    stuck: int = Field(
+        description="Of every saga, those RUNNING or COMPENSATING, quiet for the reconciler's grace period and leased "
+        "by nobody: what its next pass looks at, to resume those without a live execution (docs/design.md §7.2)"
+    )
+    oldest_running_age_seconds: float | None = Field(
+        description="Of every saga, how long ago the oldest RUNNING one was created; null when none runs"
+    )

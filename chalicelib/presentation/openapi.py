@@ -20,6 +20,8 @@ from chalicelib.presentation.api_models import (
     SagaHistory,
     SagaList,
     SagaListQuery,
+    SagaStats,
+    SagaStatsQuery,
     SagaView,
 )
 
@@ -35,6 +37,7 @@ class Operation:
     """The success status and its JSON model; None for an HTML page."""
     body: type[BaseModel] | None = None
     errors: dict[int, str] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
 
 
 _UNAVAILABLE = {503: "Step Functions could not start the execution now; send again after Retry-After seconds"}
@@ -46,6 +49,7 @@ _BODY_ERRORS = {
     **_UNAVAILABLE,
 }
 _NOT_FOUND = {404: "No such saga"}
+_BAD_QUERY = {400: "Invalid query; every bad key is named in `details`"}
 
 OPERATIONS = (
     Operation("post", "/purchases", "Start a purchase saga", (202, SagaAccepted), PurchaseRequest, _BODY_ERRORS),
@@ -88,7 +92,15 @@ OPERATIONS = (
             503: "The database could not serve the request now; send again after Retry-After seconds",
         },
     ),
-    Operation("get", "/sagas", "List sagas, newest first", (200, SagaList), errors={400: "Invalid query"}),
+    Operation("get", "/sagas", "Search sagas, newest first", (200, SagaList), errors=_BAD_QUERY, query=SagaListQuery),
+    Operation(
+        "get",
+        "/sagas/stats",
+        "Counts by status and by type, the stuck sagas, the age of the oldest RUNNING one",
+        (200, SagaStats),
+        errors=_BAD_QUERY,
+        query=SagaStatsQuery,
+    ),
     Operation("get", "/sagas/{saga_id}", "A saga's status, steps and result", (200, SagaView), errors=_NOT_FOUND),
     Operation("get", "/sagas/{saga_id}/history", "A saga's audit log", (200, SagaHistory), errors=_NOT_FOUND),
     Operation(
@@ -151,8 +163,8 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             }
         )
-    if op.path == "/sagas":
-        parameters += _query_parameters(SagaListQuery)
+    if op.query is not None:
+        parameters += _query_parameters(op.query)
     if parameters:
         operation["parameters"] = parameters
     return operation
@@ -160,10 +172,13 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     properties = model.model_json_schema(ref_template=REF)["properties"]
-    return [
-        {"name": name, "in": "query", "required": False, "schema": _without_null(schema)}
-        for name, schema in properties.items()
-    ]
+    parameters = []
+    for name, schema in properties.items():
+        parameter = {"name": name, "in": "query", "required": False, "schema": _without_null(schema)}
+        if parameter["schema"].get("type") == "array":  # `status=FAILED,RUNNING`
+            parameter |= {"style": "form", "explode": False}
+        parameters.append(parameter)
+    return parameters
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:

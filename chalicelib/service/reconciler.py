@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from chalicelib.adapters.database import UnitOfWork
@@ -108,10 +108,16 @@ def reconcile(
     return done
 
 
+def candidates(quiet_since: datetime, now: datetime) -> ColumnElement[bool]:
+    """The sagas a pass looks at: unfinished, quiet since `quiet_since`, and leased by nobody at `now`. Of them it
+    resumes those without a live execution; what operators are shown as stuck (`GET /sagas/stats`) is this."""
+    return and_(Saga.status.in_(UNFINISHED), Saga.updated_at <= quiet_since, lease_free(now))
+
+
 def _lease_page(quiet_since: datetime, after: Key | None, size: int) -> list[tuple[Saga, datetime]]:
     now = utcnow()
     until = now + timedelta(seconds=LEASE_SECONDS)
-    query = select(Saga).where(Saga.status.in_(UNFINISHED), Saga.updated_at <= quiet_since, lease_free(now))
+    query = select(Saga).where(candidates(quiet_since, now))
     if after is not None:
         updated_at, saga_id = after
         query = query.where(or_(Saga.updated_at > updated_at, and_(Saga.updated_at == updated_at, Saga.id > saga_id)))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from chalicelib.adapters import saga_cache
@@ -24,8 +21,6 @@ from chalicelib.presentation import saga_views
 from chalicelib.service.executions import UNREACHABLE, StartExecution, execution_name
 from chalicelib.settings import get_settings
 
-CURSOR_YEARS = (2000, 9000)
-"""Years a cursor may name: well inside what every database and driver converts without overflow."""
 LOCAL_CALLER = "local"
 """The one principal of a server that authenticates nobody (`make run`, the demo, the tools)."""
 NO_CALLER = ""
@@ -38,10 +33,6 @@ class FaultsNotAllowed(ValueError):
 
 class IdempotencyKeyReused(ValueError):
     """The idempotency key already started a saga with a different request."""
-
-
-class BadCursor(ValueError):
-    """A listing cursor that this service did not hand out."""
 
 
 class SagaNotStarted(RuntimeError):
@@ -157,37 +148,3 @@ def read_history(saga_id: str) -> list[dict[str, Any]] | None:
         if uow.session.get(Saga, saga_id) is None:
             return None
         return [saga_views.event_view(event) for event in saga_log.history(uow.session, saga_id)]
-
-
-def list_sagas(
-    saga_type: str | None, status: str | None, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Sagas newest first, filtered; with the cursor of the next page, if there is one."""
-    query = select(Saga).order_by(Saga.created_at.desc(), Saga.id.desc()).limit(limit + 1)
-    if saga_type:
-        query = query.where(Saga.type == saga_type)
-    if status:
-        query = query.where(Saga.status == status)
-    if cursor:
-        created_at, saga_id = _decode_cursor(cursor)
-        query = query.where(or_(Saga.created_at < created_at, and_(Saga.created_at == created_at, Saga.id < saga_id)))
-    with UnitOfWork() as uow:
-        page = list(uow.session.scalars(query))
-    next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
-    return [saga_views.summary(saga) for saga in page[:limit]], next_cursor
-
-
-def _encode_cursor(saga: Saga) -> str:
-    raw = json.dumps([saga.created_at.isoformat(), saga.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, saga_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(created_at)
-    except (ValueError, TypeError, binascii.Error) as error:
-        raise BadCursor("cursor is not one this API returned") from error
-    if moment.tzinfo is None or not isinstance(saga_id, str) or not CURSOR_YEARS[0] <= moment.year <= CURSOR_YEARS[1]:
-        raise BadCursor("cursor is not one this API returned")
-    return moment, saga_id

@@ -79,7 +79,7 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
         with UnitOfWork() as uow:
             saga = _load_saga(uow.session, event.saga_id)
             if name in COMPENSATIONS:
-                saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+                saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING, _forward_failure(event))
             elif saga.status in FORWARD_STEPS_REFUSED:
                 _refuse_forward_step(uow.session, saga, name)
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
@@ -133,12 +133,12 @@ def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict
         recorded: list[StepName] = []
         if saga.status == SagaStatus.RUNNING:  # no compensation attempt could record anything
             recorded = _record_caught_failures(uow.session, saga, event, but=compensation)
-            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING, _forward_failure(event))
         ended = saga.status == SagaStatus.COMPENSATING
         if ended:
             saga_log.record_caught_failure(uow.session, saga, compensation, error)
             recorded.append(compensation)
-            saga_log.set_status(uow.session, saga, SagaStatus.FAILED)
+            saga_log.set_status(uow.session, saga, SagaStatus.FAILED, failed_step=compensation)
             message = saga_log.message_of(error.Cause)
             saga.result = {"failed_compensation": compensation, "error": {"type": error.Error, "message": message}}
         uow.commit()
@@ -166,12 +166,17 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
             # The first compensation of this execution: the step whose failure led here is recorded together with
             # the move that failure causes, so that the compensations after it do not record it again.
             recorded = _record_caught_failures(uow.session, saga, event, but=name)
-            moved = saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            moved = saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING, _forward_failure(event))
         uow.commit()
     _count_caught_failures(saga, event, recorded)
     if moved:  # this attempt may be killed before it answers: readers must not go on seeing the old status
         saga_cache.write_through(saga.id, saga.status, saga.version)
     return dict(saga.input.get("faults", {}))
+
+
+def _forward_failure(event: StepEvent) -> StepName | None:
+    """The forward step whose failure a Catch led to the compensations: what sends the saga to COMPENSATING."""
+    return next((step for step in reversed(event.failures) if step not in COMPENSATIONS), None)
 
 
 def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but: str) -> list[StepName]:
@@ -231,7 +236,7 @@ def _record_failure_once(name: str, event: StepEvent, error: Exception, request_
         if isinstance(error, REJECTIONS):
             ended = saga_log.set_status(uow.session, saga, SagaStatus.REJECTED)
         elif name in COMPENSATIONS:
-            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING, _forward_failure(event))
         uow.commit()
     return saga, ended
 

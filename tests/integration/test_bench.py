@@ -16,7 +16,7 @@ from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
-TINY += ("--hot-racers", "2")
+TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -67,7 +67,7 @@ def _environment(store: str, directory: Path, request: pytest.FixtureRequest) ->
 
 
 def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path, stdout: str) -> None:
-    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost"}
+    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing"}
     assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
     assert all(
         run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
@@ -108,3 +108,33 @@ def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path
     assert "3 warm calls per step" in said and "1 cold starts per step" in said
     one, two = (results["throughput"][f"purchase COMPLETED, concurrency {n}"]["ours"] for n in (1, 2))
     assert f"scale {two['sagas_per_second'] / one['sagas_per_second']:.2f} times from 1 to 2" in said
+
+
+def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
+    postgres_url: str, real_redis_url: str, tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--only", "listing", "--listing-rows", "1000", "--listing-repeats", "3"]
+    done = subprocess.run(
+        [*command, "--results", str(results_file)],
+        cwd=ROOT,
+        env=child_env(postgres_url, real_redis_url),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listing = json.loads(results_file.read_text())["listing"]
+
+    assert (listing["rows"], listing["repeats"], listing["page"]) == (1000, 3, 20)
+    assert set(listing["engines"]) == {"PostgreSQL", "MySQL"}
+    # Of 1,000 sagas: n % 1000 in 990..994 are FAILED (refund_payment), a fifth are returns.
+    expected_found = {"no filter": 20, "status=FAILED": 5, "step=refund_payment": 5, "type=return": 20}
+    for engine in listing["engines"].values():
+        assert engine["load_seconds"] > 0 and engine["server"]
+        cases = engine["cases"]
+        assert len(cases) == 13
+        assert {case: cases[case]["found"] for case in expected_found} == expected_found
+        assert all(row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["plan"] for row in cases.values())
+        assert {scope: row["n"] for scope, row in engine["stats"].items()} == {"every saga": 5, "since halfway": 5}
+    assert "Saga search at 1,000 sagas" in done.stdout

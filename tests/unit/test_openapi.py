@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from app import app
-from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest
+from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaStatus
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
     ErrorBody,
@@ -24,6 +24,8 @@ from chalicelib.presentation.api_models import (
     SagaHistory,
     SagaList,
     SagaListQuery,
+    SagaStats,
+    SagaStatsQuery,
     SagaView,
 )
 from chalicelib.presentation.openapi import openapi_document
@@ -37,6 +39,7 @@ OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseMo
     ("POST", "/sagas/{saga_id}/resolve"): (202, SagaAccepted, ResolveRequest, {400, 404, 409, 413, 415, 503}),
     ("POST", "/sagas/{saga_id}/cancel"): (202, SagaAccepted, None, {404, 409, 503}),
     ("GET", "/sagas"): (200, SagaList, None, {400}),
+    ("GET", "/sagas/stats"): (200, SagaStats, None, {400}),
     ("GET", "/sagas/{saga_id}"): (200, SagaView, None, {404}),
     ("GET", "/sagas/{saga_id}/history"): (200, SagaHistory, None, {404}),
     ("GET", "/sagas/{saga_id}/view"): (200, None, None, {404}),
@@ -138,7 +141,8 @@ def test_operation_documents_its_path_query_and_header_parameters(method: str, p
 
     assert by_place["path"] == set(re.findall(r"{(\w+)}", path)) == set(view_args)
     assert all(p["required"] for p in parameters if p["in"] == "path")
-    assert by_place["query"] == (set(SagaListQuery.model_fields) if path == "/sagas" else set())
+    queries = {"/sagas": SagaListQuery, "/sagas/stats": SagaStatsQuery}
+    assert by_place["query"] == (set(queries[path].model_fields) if path in queries else set())
     assert by_place["header"] == ({IDEMPOTENCY_HEADER} if path in ("/purchases", "/returns") else set())
     assert not any(p["required"] for p in parameters if p["in"] != "path")
 
@@ -149,6 +153,16 @@ def test_list_query_parameters_carry_the_query_models_bounds() -> None:
     assert (parameters["limit"]["minimum"], parameters["limit"]["maximum"]) == (1, 100)
     assert parameters["type"]["enum"] == ["purchase", "return"]
     assert (parameters["cursor"]["minLength"], parameters["cursor"]["maxLength"]) == (1, 512)
+    assert parameters["created_after"]["format"] == parameters["created_before"]["format"] == "date-time"
+
+
+def test_the_status_filter_is_a_comma_separated_list_of_statuses() -> None:
+    document = _document()
+    status = next(p for p in _operation(document, "GET", "/sagas")["parameters"] if p["name"] == "status")
+
+    assert (status["style"], status["explode"]) == ("form", False)
+    items = _resolve(status["schema"]["items"], document["components"]["schemas"])
+    assert items["enum"] == [status.value for status in SagaStatus]
 
 
 def test_openapi_json_route_serves_the_same_document() -> None:
