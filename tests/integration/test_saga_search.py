@@ -218,6 +218,8 @@ def test_stats_count_by_status_and_type_since_a_time_and_the_stuck_and_oldest_ru
         "COMPENSATED": 2,
         "REJECTED": 1,
         "FAILED": 3,
+        "CANCELLED": 0,
+        "RESOLVED": 0,
     }
     assert everything["by_type"] == {"purchase": 7, "return": 4}
     assert everything["total"] == 11
@@ -231,6 +233,8 @@ def test_stats_count_by_status_and_type_since_a_time_and_the_stuck_and_oldest_ru
         "COMPENSATED": 1,
         "REJECTED": 1,
         "FAILED": 1,
+        "CANCELLED": 0,
+        "RESOLVED": 0,
     }
     assert since.json_body["by_type"] == {"purchase": 4, "return": 2}
     assert since.json_body["stuck"] == everything["stuck"], "stuck is counted over every saga"
