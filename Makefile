@@ -7,7 +7,7 @@ LOCALSTACK_VENV := .localstack/venv
 DOC_PAGES := README.md $(wildcard docs/*.md)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test check test-localstack lint migrate run reconcile recover retry saga-page soak package cost bench samples docs diagrams dashboards clean \
+.PHONY: demo test check test-localstack lint migrate run reconcile recover retry saga-page console soak package cost bench samples docs diagrams dashboards clean \
 	localstack-demo localstack-up localstack-deploy localstack-smoke localstack-down
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -83,6 +83,10 @@ retry: $(VENV)/.installed
 ## saga-page: the page of SAGA=<id> from the deployed API=<https://…/api>, signed with your AWS credentials (SigV4)
 saga-page: $(VENV)/.installed
 	$(PY) -m infra.tools.signed_request --api $(API) /sagas/$(SAGA)/view
+
+## console: the console of the deployed API=<https://…/api> on http://127.0.0.1:8765/console, each request SigV4-signed
+console: $(VENV)/.installed
+	$(PY) -m infra.tools.console_proxy --api $(API)
 
 ## soak: 1,000 sagas with faults, duplicates, a Redis restart and dropped connections (SOAK_ARGS to change)
 soak: $(VENV)/.installed

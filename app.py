@@ -13,7 +13,8 @@ from chalicelib.presentation.openapi import openapi_document
 app = Chalice(app_name="saga-orchestrator")
 SIGNED = IAMAuthorizer()
 """Every route needs a SigV4-signed request on API Gateway (IAM auth); `make run` serves them open on loopback, as
-chalice local does. Operators reach the saga page with `make saga-page` (infra/tools/signed_request.py)."""
+chalice local does. Operators reach the saga page with `make saga-page` and the console with `make console`
+(infra/tools), which sign their requests."""
 ANY_CONTENT = ["*/*"]
 """A GET has no body: its Content-Type, if a client sends one, is no reason to refuse it."""
 app.register_middleware(http_api.observe_requests, "http")
@@ -73,6 +74,11 @@ def get_saga_history(saga_id: str) -> dict[str, Any]:
 @app.route("/sagas/{saga_id}/view", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
 def view_saga(saga_id: str) -> Response:
     return http_api.view_page(saga_id)
+
+
+@app.route("/console", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
+def console() -> Response:
+    return http_api.console(current_request().query_params)
 
 
 @app.route("/products", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -115,6 +116,41 @@ def saga_executions(saga_id: str) -> list[str]:
         if execution["name"] == saga_id or execution["name"].startswith(f"{saga_id}-")
     ]
     return sorted(names, key=lambda name: (len(name), name))
+
+
+@dataclass(frozen=True)
+class SagaRow:
+    """A saga as the search sees it, written straight to the database: no execution is needed to list it."""
+
+    saga_id: str
+    type: str
+    status: str
+    customer_id: str
+    created_at: datetime
+    order_id: str | None = None
+    sku: str | None = None
+    step: str | None = None
+
+
+def write_sagas(rows: list[SagaRow]) -> None:
+    with database.UnitOfWork() as uow:
+        for row in rows:
+            uow.session.add(
+                Saga(
+                    id=row.saga_id,
+                    type=row.type,
+                    status=row.status,
+                    input={"customer_id": row.customer_id},
+                    result={},
+                    customer_id=row.customer_id,
+                    order_id=row.order_id,
+                    sku=row.sku,
+                    failed_step=row.step,
+                    created_at=row.created_at,
+                    updated_at=row.created_at,
+                )
+            )
+        uow.commit()
 
 
 def run_saga(engine: LocalEngine, request: SagaRequest) -> SagaRun:

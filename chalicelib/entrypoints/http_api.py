@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 from chalice.app import ChaliceUnhandledError, Request, Response
@@ -20,7 +21,7 @@ from chalicelib.adapters.database_errors import transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain.contracts import IDENTIFIER_PATTERN, SagaRequest
 from chalicelib.observability.telemetry import Stopwatch, current_keys, logger, saga_scope, traced
-from chalicelib.presentation import saga_page
+from chalicelib.presentation import console_page, saga_page
 from chalicelib.presentation.api_models import (
     CORRELATION_HEADER,
     IDEMPOTENCY_HEADER,
@@ -172,8 +173,26 @@ def view_page(saga_id: str) -> Response:
     events = sagas.read_history(saga_id) if view is not None else None
     if view is None or events is None:
         raise ApiError(404, "NotFound", f"no saga {saga_id!r}")
-    html = saga_page.render_page(view, events)
-    return Response(body=html, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    return _html(saga_page.render_page(view, events))
+
+
+def _html(page: str) -> Response:
+    return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@_unavailable_on_database_errors
+def console(query_params: Mapping[str, str] | None) -> Response:
+    # A search form sends its empty fields too: a key left empty is a key not given.
+    given = {key: value for key, value in (query_params or {}).items() if value}
+    query = _parse(SagaListQuery, given, location="query")
+    try:
+        items, next_cursor = saga_search.search(query.saga_filter(), query.limit, query.cursor)
+    except saga_search.BadCursor as error:
+        raise _bad("cursor", str(error)) from None
+    listed = SagaList.model_validate({"items": items, "next_cursor": next_cursor}).model_dump(mode="json")
+    stats = SagaStats.model_validate(saga_search.stats()).model_dump(mode="json")
+    html = console_page.render_console(given, stats, listed["items"], next_cursor, datetime.now(UTC))
+    return _html(html)
 
 
 @_unavailable_on_database_errors

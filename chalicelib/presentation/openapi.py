@@ -110,6 +110,15 @@ OPERATIONS = (
         (200, None),
         errors=_NOT_FOUND,
     ),
+    Operation(
+        "get",
+        "/console",
+        "The operators' page: counts by status, a search (the keys of GET /sagas, kept in the URL), the matching "
+        "sagas with their actions, a bulk retry",
+        (200, None),
+        errors=_BAD_QUERY,
+        query=SagaListQuery,
+    ),
     Operation("get", "/products", "The catalogue with stock", (200, ProductList)),
     Operation("get", "/products/{sku}", "One product with stock", (200, ProductView), errors={404: "No such product"}),
 )

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 SERVICE = "execute-api"
 TIMEOUT_SECONDS = 30
@@ -35,16 +36,39 @@ def signed_request(
     """`method` `url` (with `body`) signed for API Gateway with the caller's credentials: (status, content type,
     body). The region is `region`, else the URL's, else the session's."""
     session = boto3.Session()
+    return send_signed(method, url, credentials_of(session), region_for(url, session, region), body, headers)
+
+
+def credentials_of(session: boto3.Session) -> Credentials:
+    """The session's credentials (refreshed as they expire: SSO, an assumed role); exits when it has none."""
     credentials = session.get_credentials()
     if credentials is None:
         raise SystemExit("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    return credentials
+
+
+def region_for(url: str, session: boto3.Session, region: str | None = None) -> str:
+    """`region`, else the one in the API's URL, else the session's; exits when none is known."""
     region = region or _region_of(url) or session.region_name
     if not region:
         raise SystemExit("no AWS region: pass --region or set AWS_REGION")
-    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
-    SigV4Auth(credentials.get_frozen_credentials(), SERVICE, region).add_auth(request)
+    return region
+
+
+def send_signed(
+    method: str,
+    url: str,
+    credentials: Credentials,
+    region: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str, bytes]:
+    """`method` `url` (with `body`) signed with `credentials` for API Gateway in `region`: (status, content type,
+    body), an error status included."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("only http(s) URLs are fetched")
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    SigV4Auth(credentials.get_frozen_credentials(), SERVICE, region).add_auth(request)
     prepared = urllib.request.Request(url, data=body, headers=dict(request.headers.items()), method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(prepared, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310  # nosec B310

@@ -6,22 +6,17 @@ an artefact in the test's tmp dir (its path is printed: `pytest -s` or `-rA` sho
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image, ImageColor
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser
 
 from chalicelib.presentation.diagram import RING
-from tests.conftest import Backend
-from tests.e2e.server import Server, running_server
-from tests.helpers import IN_CI
+from tests.e2e.browser import confined_context
+from tests.e2e.server import Server
 
-TIMEOUT_MS = 15_000
 # A purchase whose payment fails once (retried), then whose sale fails (compensated): how it met each state.
 MET = {
     "ReserveStock": "succeeded",
@@ -49,28 +44,6 @@ STATES_DRAWN = """() => [...document.querySelectorAll("svg g.state")].map(group 
                  bounds.bottom + window.scrollY],
     };
 })"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        reason = "Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(f"{reason}: under CI=true the browser test must run", pytrace=False)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True, timeout=TIMEOUT_MS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
-    with running_server(backend, tmp_path / "server.log") as running:
-        yield running
 
 
 def test_the_page_of_a_compensated_purchase_draws_its_path_highlighted(
@@ -121,21 +94,8 @@ class OpenedPage:
 
 def _open(browser: Browser, url: str, server_url: str, screenshot: Path) -> OpenedPage:
     """Load `url` letting through only requests to the server; screenshot the whole page, read the drawn states."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    requested: list[str] = []
-    elsewhere: list[str] = []
-
-    def only_the_server(route: Route) -> None:
-        requested.append(route.request.url)
-        if route.request.url.startswith(server_url + "/"):
-            route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_server)
+    confined = confined_context(browser, server_url)
+    context = confined.context
     try:
         page = context.new_page()
         response = page.goto(url, wait_until="load")
@@ -144,8 +104,8 @@ def _open(browser: Browser, url: str, server_url: str, screenshot: Path) -> Open
         svg = page.locator("svg")
         return OpenedPage(
             status=response.status if response else None,
-            requested=requested,
-            elsewhere=elsewhere,
+            requested=confined.requested,
+            elsewhere=confined.elsewhere,
             svg=dict(svg.bounding_box() or {}) if svg.is_visible() else None,
             states={state["state"]: state for state in page.evaluate(STATES_DRAWN)},
             screenshot=screenshot,

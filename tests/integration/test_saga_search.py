@@ -25,7 +25,7 @@ from chalicelib.entrypoints import cli
 from chalicelib.settings import get_settings
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import ADMIN_DATABASE_URL, ADMIN_MYSQL_URL, Backend
-from tests.helpers import purchase, run_saga, throwaway_database
+from tests.helpers import SagaRow, purchase, run_saga, throwaway_database, write_sagas
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ROWS = [
@@ -78,25 +78,12 @@ def _expected(query: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def rows(backend: Backend) -> None:
-    with database.UnitOfWork() as uow:
-        for suffix, saga_type, status, customer, order, sku, step, minutes in ROWS:
-            created = T0 + timedelta(minutes=minutes)
-            uow.session.add(
-                Saga(
-                    id=_saga_id(suffix),
-                    type=saga_type,
-                    status=status,
-                    input={"customer_id": customer},
-                    result={},
-                    customer_id=customer,
-                    order_id=order,
-                    sku=sku,
-                    failed_step=step,
-                    created_at=created,
-                    updated_at=created,
-                )
-            )
-        uow.commit()
+    write_sagas(
+        [
+            SagaRow(_saga_id(suffix), saga_type, status, customer, T0 + timedelta(minutes=minutes), order, sku, step)
+            for suffix, saga_type, status, customer, order, sku, step, minutes in ROWS
+        ]
+    )
 
 
 @pytest.fixture

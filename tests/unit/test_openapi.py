@@ -43,6 +43,7 @@ OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseMo
     ("GET", "/sagas/{saga_id}"): (200, SagaView, None, {404}),
     ("GET", "/sagas/{saga_id}/history"): (200, SagaHistory, None, {404}),
     ("GET", "/sagas/{saga_id}/view"): (200, None, None, {404}),
+    ("GET", "/console"): (200, None, None, {400}),
     ("GET", "/products"): (200, ProductList, None, set()),
     ("GET", "/products/{sku}"): (200, ProductView, None, {404}),
 }
@@ -141,7 +142,7 @@ def test_operation_documents_its_path_query_and_header_parameters(method: str, p
 
     assert by_place["path"] == set(re.findall(r"{(\w+)}", path)) == set(view_args)
     assert all(p["required"] for p in parameters if p["in"] == "path")
-    queries = {"/sagas": SagaListQuery, "/sagas/stats": SagaStatsQuery}
+    queries = {"/sagas": SagaListQuery, "/sagas/stats": SagaStatsQuery, "/console": SagaListQuery}
     assert by_place["query"] == (set(queries[path].model_fields) if path in queries else set())
     assert by_place["header"] == ({IDEMPOTENCY_HEADER} if path in ("/purchases", "/returns") else set())
     assert not any(p["required"] for p in parameters if p["in"] != "path")
