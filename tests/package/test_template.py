@@ -85,8 +85,10 @@ def test_each_state_machine_may_invoke_only_its_own_steps() -> None:
         assert properties["Type"] == "STANDARD"
 
 
-@pytest.mark.parametrize("role", ["ApiHandlerRole", "ReconcilerRole"])
-def test_the_api_and_the_reconciler_may_start_and_describe_only_the_two_state_machines_executions(role: str) -> None:
+@pytest.mark.parametrize("role", ["ApiHandlerRole", "ReconcilerRole", "BulkRetryRole"])
+def test_the_api_the_reconciler_and_the_bulk_retries_may_start_and_describe_only_the_two_machines_executions(
+    role: str,
+) -> None:
     statements = RESOURCES[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     start = next(s for s in statements if s["Action"] == "states:StartExecution")
     describe = next(s for s in statements if s["Action"] == "states:DescribeExecution")
@@ -277,7 +279,7 @@ def test_the_state_machines_are_published_behind_an_alias_that_alarms_roll_back_
         assert preference["Type"] in ("CANARY", "LINEAR")
         assert 0 < preference["Percentage"] < 100 and preference["Interval"] >= 1
         assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "DefinitionFaultsAlarm")}]
-        for starter in ("APIHandler", "ReconcilerFunction"):
+        for starter in ("APIHandler", "ReconcilerFunction", "BulkRetryFunction"):
             variables = RESOURCES[starter]["Properties"]["Environment"]["Variables"]
             # SagasStartOnAlias=false only where state machine aliases cannot be made (LocalStack).
             assert {"Fn::If": ["StartsOnAlias", {"Ref": alias}, {"Ref": machine}]} in variables.values(), starter
