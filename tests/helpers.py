@@ -22,7 +22,14 @@ from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
 from chalicelib.adapters.tables import AuditEvent, Product, Saga
 from chalicelib.domain import saga_log
-from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, state_of_step, step_of_state
+from chalicelib.domain.contracts import (
+    PurchaseRequest,
+    ReturnRequest,
+    SagaRequest,
+    SagaStatus,
+    state_of_step,
+    step_of_state,
+)
 from chalicelib.service import recovery, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from infra.engine.local_engine import LocalEngine
@@ -92,6 +99,18 @@ def stuck_saga(request: SagaRequest) -> str:
     except sagas.SagaNotStarted as refused:
         return refused.saga.id
     raise AssertionError("the start did not fail")
+
+
+def moved_saga(request: SagaRequest, *statuses: str) -> str:
+    """A stuck saga (`stuck_saga`) moved through `statuses` in the database alone, as if its steps had moved it; a
+    FAILED one so has nothing to undo, and a retry's compensations find nothing and end it COMPENSATED."""
+    saga_id = stuck_saga(request)
+    with database.UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, saga_id)
+        for status in statuses:
+            assert saga_log.set_status(uow.session, saga, SagaStatus(status), failed_step="release_stock")
+        uow.commit()
+    return saga_id
 
 
 def end_first_execution(engine: LocalEngine, saga_id: str) -> None:

@@ -243,7 +243,8 @@ class Operation(Base):
 
 class OperationSaga(Base):
     """A saga an operation matched when it was asked for (the snapshot its count came from), and where it stands:
-    PENDING, STARTED (a worker took it up), DONE or FAILED (with the reason)."""
+    PENDING, STARTED (a worker took it up), DONE or FAILED (with the reason). Its execution count and ARN at that
+    moment tell whether a worker that died with it STARTED had started its next execution."""
 
     __tablename__ = "operation_sagas"
     __table_args__ = (Index("ix_operation_sagas_operation_id_state", "operation_id", "state"),)
@@ -252,3 +253,7 @@ class OperationSaga(Base):
     saga_id: Mapped[str] = mapped_column(ForeignKey("sagas.id"), primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
+    executions: Mapped[int] = mapped_column(Integer)
+    execution_arn: Mapped[str | None] = mapped_column(String(256))
+    taken_at: Mapped[datetime | None]
+    """When a worker took it up."""

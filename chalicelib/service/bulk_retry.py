@@ -32,7 +32,7 @@ from chalicelib.domain.saga_filter import SagaFilter
 from chalicelib.observability.telemetry import logger, saga_scope
 from chalicelib.presentation import saga_views
 from chalicelib.service import recovery
-from chalicelib.service.executions import StepFunctions, lease_free
+from chalicelib.service.executions import LEASE_SECONDS, StepFunctions, lease_free
 from chalicelib.service.pacing import Budget, BudgetSpent, Clock, SystemClock, TokenBucket
 from chalicelib.service.reconciler import LOCAL_PASS_SECONDS, candidates
 from chalicelib.service.saga_search import matching
@@ -94,15 +94,18 @@ def submit(saga_filter: SagaFilter, caller: str) -> Operation:
         )
         uow.session.add(operation)
         uow.session.flush()
-        snapshot = select(literal(operation_id), Saga.id, literal(PENDING)).where(
+        snapshot = select(literal(operation_id), Saga.id, literal(PENDING), Saga.executions, Saga.execution_arn).where(
             *matching(saga_filter), retryable(now)
         )
-        uow.session.execute(insert(OperationSaga).from_select(["operation_id", "saga_id", "state"], snapshot))
+        uow.session.execute(
+            insert(OperationSaga).from_select(
+                ["operation_id", "saga_id", "state", "executions", "execution_arn"], snapshot
+            )
+        )
         operation.matched = _count(uow, operation_id)
         if not operation.matched:
             operation.status = DONE
         uow.commit()
-    logger.info("bulk retry recorded", extra={"operation_id": operation_id, "matched": operation.matched})
     return operation
 
 
@@ -142,10 +145,10 @@ def work(sfn: StepFunctions, budget_seconds: float = LOCAL_PASS_SECONDS, clock: 
                 starts.take(budget)
             except BudgetSpent:
                 return taken
-            saga_id = _claim(operation_id)
-            if saga_id is None:
+            item = _claim(operation_id)
+            if item is None:
                 break
-            _retry_one(operation_id, saga_id, paced)
+            _retry_one(item, paced)
             taken += 1
     return taken
 
@@ -172,34 +175,59 @@ def _open_operations() -> list[str]:
         )
 
 
-def _claim(operation_id: str) -> str | None:
-    """Take up the next PENDING saga of the operation; its id, or None when none is left. The move to STARTED is
-    conditional, so of workers that pick the same saga (SQLite has no SKIP LOCKED) one takes it."""
+def _claim(operation_id: str) -> OperationSaga | None:
+    """Take up the next PENDING saga of the operation, or one a worker took up and died with (STARTED for longer
+    than a saga's lease lasts: whatever lease it held has lapsed); None when none is left. The move is a
+    compare-and-set on (state, taken_at), so of workers that pick the same saga (SQLite has no SKIP LOCKED) one
+    takes it."""
     while True:
+        now = utcnow()
+        abandoned = and_(
+            OperationSaga.state == STARTED, OperationSaga.taken_at < now - timedelta(seconds=LEASE_SECONDS)
+        )
         with UnitOfWork() as uow:
-            saga_id = uow.session.scalar(
-                select(OperationSaga.saga_id)
-                .where(OperationSaga.operation_id == operation_id, OperationSaga.state == PENDING)
+            item = uow.session.scalar(
+                select(OperationSaga)
+                .where(OperationSaga.operation_id == operation_id, or_(OperationSaga.state == PENDING, abandoned))
                 .order_by(OperationSaga.saga_id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
-            if saga_id is None:
+            if item is None:
                 return None
-            if _moved(uow, operation_id, saga_id, PENDING, STARTED):
-                uow.session.execute(
-                    update(Operation)
-                    .where(Operation.id == operation_id)
-                    .values(started=Operation.started + 1, status=RUNNING, updated_at=utcnow())
+            was, taken_at = item.state, item.taken_at
+            uow.session.expunge(item)
+            taken = uow.session.execute(
+                update(OperationSaga)
+                .where(
+                    OperationSaga.operation_id == operation_id,
+                    OperationSaga.saga_id == item.saga_id,
+                    OperationSaga.state == was,
+                    OperationSaga.taken_at.is_(None) if taken_at is None else OperationSaga.taken_at == taken_at,
                 )
+                .values(state=STARTED, taken_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if _rows(taken) == 1:
+                if was == PENDING:
+                    uow.session.execute(
+                        update(Operation)
+                        .where(Operation.id == operation_id)
+                        .values(started=Operation.started + 1, status=RUNNING, updated_at=now)
+                    )
                 uow.commit()
-                return saga_id
+                return item
 
 
-def _retry_one(operation_id: str, saga_id: str, sfn: StepFunctions) -> None:
+def _retry_one(item: OperationSaga, sfn: StepFunctions) -> None:
     """Retry the saga as `POST /sagas/{saga_id}/retry` would (its steps log the operation's id as their correlation
-    id), and count the outcome."""
+    id), and count the outcome. A saga taken over from a worker that died is counted done if that worker had got its
+    next execution recorded (its count or ARN moved since the operation's snapshot), else retried."""
+    operation_id, saga_id = item.operation_id, item.saga_id
     with saga_scope(saga_id=saga_id, correlation_id=operation_id):
+        if item.state == STARTED and _recorded_since(item):
+            _finish(operation_id, saga_id, DONE, None)
+            return
         try:
             saga = recovery.retry(saga_id, sfn, correlation_id=operation_id)
         except recovery.NotRetryable as error:
@@ -233,6 +261,12 @@ def _finish(operation_id: str, saga_id: str, state: str, error: str | None) -> N
         logger.info("bulk retry refused", extra={"operation_id": operation_id, "reason": error})
 
 
+def _recorded_since(item: OperationSaga) -> bool:
+    with UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, item.saga_id)
+        return saga.executions != item.executions or saga.execution_arn != item.execution_arn
+
+
 def _moved(uow: UnitOfWork, operation_id: str, saga_id: str, was: str, state: str, **values: Any) -> bool:
     moved = uow.session.execute(
         update(OperationSaga)
@@ -240,7 +274,12 @@ def _moved(uow: UnitOfWork, operation_id: str, saga_id: str, was: str, state: st
         .values(state=state, **values)
         .execution_options(synchronize_session=False)
     )
-    return int(cast(CursorResult[Any], moved).rowcount) == 1
+    return _rows(moved) == 1
+
+
+def _rows(result: Any) -> int:
+    """The rows an UPDATE matched (Session.execute types its result as a plain Result)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _count(uow: UnitOfWork, operation_id: str) -> int:

@@ -14,20 +14,20 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import app
 from chalicelib.adapters import database
-from chalicelib.adapters.tables import Operation, Saga
-from chalicelib.domain import saga_log
+from chalicelib.adapters.tables import Operation, OperationSaga, Saga, utcnow
 from chalicelib.domain.contracts import PurchaseRequest, SagaStatus
 from chalicelib.domain.saga_filter import SagaFilter
-from chalicelib.service import bulk_retry, operator_actions
-from chalicelib.service.executions import StepFunctions, boto3_step_functions
+from chalicelib.service import bulk_retry, operator_actions, recovery
+from chalicelib.service.executions import LEASE_SECONDS, StepFunctions, boto3_step_functions
 from chalicelib.settings import get_settings
 from functions import bulk_retry as bulk_retry_function
 from infra.engine.local_engine import LocalEngine
@@ -37,6 +37,7 @@ from tests.helpers import (
     assert_consistent,
     finish,
     lambda_context,
+    moved_saga,
     saga_executions,
     single_retry,
     slow_step_functions,
@@ -60,13 +61,7 @@ def _stuck(customer_id: str) -> str:
 
 
 def _moved(customer_id: str, *statuses: SagaStatus) -> str:
-    saga_id = _stuck(customer_id)
-    with database.UnitOfWork() as uow:
-        saga = uow.session.get_one(Saga, saga_id)
-        for status in statuses:
-            assert saga_log.set_status(uow.session, saga, status, failed_step="release_stock")
-        uow.commit()
-    return saga_id
+    return moved_saga(_request(customer_id), *statuses)
 
 
 def _failed(customer_id: str) -> str:
@@ -277,6 +272,33 @@ def test_workers_invoked_twice_on_one_operation_retry_each_saga_once(backend: Ba
     assert sum(taken) == len(sagas) and again == {"taken": 0}
     assert _operation(operation.id) == {"status": "DONE", "matched": 4, "started": 4, "done": 4, "failed": 0}
     for saga_id in sagas:
+        assert saga_executions(saga_id) == [f"{saga_id}-2"]
+        assert finish(engine, saga_id).status == "COMPENSATED"
+    assert_consistent()
+
+
+def test_a_saga_a_worker_died_with_is_taken_over_once_its_lease_lapsed_and_started_once(
+    backend: Backend, engine: LocalEngine
+) -> None:
+    """Two workers die with a saga taken up: one before its retry, one after it started the next execution. Once a
+    saga's lease would have lapsed, the next worker retries the first and counts the second done without a second
+    start."""
+    before, after = _failed("grace"), _failed("grace")
+    operation = bulk_retry.submit(SagaFilter.model_validate({"customer_id": "grace"}), "operator")
+    for _ in range(2):
+        taken = bulk_retry._claim(operation.id)
+        assert taken is not None
+        if taken.saga_id == after:
+            recovery.retry(after, boto3_step_functions())
+    assert bulk_retry.work(boto3_step_functions()) == 0  # too early: they may still be at work
+    with database.UnitOfWork() as uow:
+        uow.session.execute(update(OperationSaga).values(taken_at=utcnow() - timedelta(seconds=LEASE_SECONDS + 1)))
+        uow.commit()
+
+    assert bulk_retry.work(boto3_step_functions()) == 2
+
+    assert _operation(operation.id) == {"status": "DONE", "matched": 2, "started": 2, "done": 2, "failed": 0}
+    for saga_id in (before, after):
         assert saga_executions(saga_id) == [f"{saga_id}-2"]
         assert finish(engine, saga_id).status == "COMPENSATED"
     assert_consistent()
