@@ -247,7 +247,8 @@ class OperationSaga(Base):
     moment tell whether a worker that died with it STARTED had started its next execution."""
 
     __tablename__ = "operation_sagas"
-    __table_args__ = (Index("ix_operation_sagas_operation_id_state", "operation_id", "state"),)
+    # The next saga of an operation in a state is the first of this index's range.
+    __table_args__ = (Index("ix_operation_sagas_operation_id_state_saga_id", "operation_id", "state", "saga_id"),)
 
     operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), primary_key=True)
     saga_id: Mapped[str] = mapped_column(ForeignKey("sagas.id"), primary_key=True)

@@ -186,13 +186,8 @@ def _claim(operation_id: str) -> OperationSaga | None:
             OperationSaga.state == STARTED, OperationSaga.taken_at < now - timedelta(seconds=LEASE_SECONDS)
         )
         with UnitOfWork() as uow:
-            item = uow.session.scalar(
-                select(OperationSaga)
-                .where(OperationSaga.operation_id == operation_id, or_(OperationSaga.state == PENDING, abandoned))
-                .order_by(OperationSaga.saga_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
+            # One state at a time, so that each is read in order from the (operation_id, state, saga_id) index.
+            item = _first(uow, operation_id, OperationSaga.state == PENDING) or _first(uow, operation_id, abandoned)
             if item is None:
                 return None
             was, taken_at = item.state, item.taken_at
@@ -217,6 +212,16 @@ def _claim(operation_id: str) -> OperationSaga | None:
                     )
                 uow.commit()
                 return item
+
+
+def _first(uow: UnitOfWork, operation_id: str, condition: ColumnElement[bool]) -> OperationSaga | None:
+    return uow.session.scalar(
+        select(OperationSaga)
+        .where(OperationSaga.operation_id == operation_id, condition)
+        .order_by(OperationSaga.saga_id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def _retry_one(item: OperationSaga, sfn: StepFunctions) -> None:

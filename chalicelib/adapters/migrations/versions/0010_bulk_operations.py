@@ -50,11 +50,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["saga_id"], ["sagas.id"]),
         sa.PrimaryKeyConstraint("operation_id", "saga_id"),
     )
-    op.create_index("ix_operation_sagas_operation_id_state", "operation_sagas", ["operation_id", "state"])
+    op.create_index(
+        "ix_operation_sagas_operation_id_state_saga_id", "operation_sagas", ["operation_id", "state", "saga_id"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_operation_sagas_operation_id_state", table_name="operation_sagas")
+    op.drop_index("ix_operation_sagas_operation_id_state_saga_id", table_name="operation_sagas")
     op.drop_table("operation_sagas")
     op.drop_index("ix_operations_status_created_at", table_name="operations")
     op.drop_table("operations")
