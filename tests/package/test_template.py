@@ -26,6 +26,8 @@ PYENV_ROOT = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
 TEMPLATE = load_template(ROOT / "template.yaml")
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+SMALLEST_START_REFILL = 150
+"""StartExecution calls a second Step Functions refills outside us-east-1, us-west-2 and eu-west-1 (design §7.2)."""
 
 UNSCOPABLE_ACTIONS = {
     # CloudWatch Logs delivery for Step Functions and X-Ray accept no resource but "*" (AWS documents this).
@@ -352,6 +354,28 @@ def test_the_reconciler_runs_on_a_schedule_one_pass_at_a_time_with_an_alarm_when
     variables = reconciler["Environment"]["Variables"]
     assert variables["RECONCILER_START_RATE"] == {"Ref": "ReconcilerStartRate"}
     assert variables["RECONCILER_DESCRIBE_RATE"] == {"Ref": "ReconcilerDescribeRate"}
+
+
+def test_the_bulk_retries_worker_polls_every_minute_one_at_a_time_within_its_rate_and_alarms_when_it_fails() -> None:
+    worker = RESOURCES["BulkRetryFunction"]["Properties"]
+    [schedule] = worker["Events"].values()
+    alarm = RESOURCES["BulkRetryErrorsAlarm"]["Properties"]
+    rate = TEMPLATE["Parameters"]["BulkRetryStartRate"]
+
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert worker["Handler"] == "functions.bulk_retry.lambda_handler"
+    assert worker["ReservedConcurrentExecutions"] == 1
+    # A busy worker's next invocation is dropped within a minute, not queued for Lambda's default 6 hours.
+    assert worker["EventInvokeConfig"] == {"MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0}
+    assert scheduled.MARGIN_SECONDS < worker["Timeout"] <= LAMBDA_MAX_TIMEOUT_SECONDS
+    variables = worker["Environment"]["Variables"]
+    assert variables["BULK_RETRY_START_RATE"] == {"Ref": "BulkRetryStartRate"}
+    # Which stuck sagas it retries depends on the grace period the reconciler keeps.
+    assert variables["RECONCILER_GRACE_SECONDS"] == {"Ref": "ReconcilerGraceSeconds"}
+    assert rate["Default"] == Settings.model_fields["bulk_retry_start_rate"].default
+    assert rate["Default"] + TEMPLATE["Parameters"]["ReconcilerStartRate"]["Default"] <= SMALLEST_START_REFILL / 2
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "BulkRetryFunction"}}]
 
 
 def test_a_custom_resource_migrates_the_database_before_any_other_function_takes_its_new_code(packaged: Path) -> None:
