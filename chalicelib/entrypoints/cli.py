@@ -116,7 +116,14 @@ def operation(operation_id: str) -> str:
     if found is None:
         raise LookupError(f"no operation {operation_id}")
     keys = ("operation_id", "kind", "status", "filter", "matched", "started", "done", "failed", "created_at")
-    return table(("operation", ""), [(key.removesuffix("_id"), found[key]) for key in keys])
+    shown = {**found, "filter": _as_options(found["filter"])}
+    return table(("operation", ""), [(key.removesuffix("_id"), shown[key]) for key in keys])
+
+
+def _as_options(given: dict[str, Any]) -> str:
+    """A filter as the options that give it, in the order `list --help` shows them."""
+    values = {key: ",".join(value) if isinstance(value, list) else value for key, value in given.items()}
+    return " ".join(f"{_option(key)} {values[key]}" for key in SagaFilter.model_fields if key in values) or "(none)"
 
 
 def stats(since: str | None) -> str:

@@ -85,5 +85,5 @@ def test_retry_counts_in_a_dry_run_records_the_operation_and_operation_shows_it(
     assert dry[0] == "1 saga(s) to retry (dry run: nothing changed)"
     assert dry[3].split()[:3] == [failed, "purchase", "FAILED"] and len(dry) == 4
     assert (recorded["matched"], recorded["status"], recorded["started"]) == ("1", "PENDING", "0")
-    assert shown["filter"] == "{'customer_id': 'c-1', 'status': ['FAILED', 'REJECTED']}"
+    assert shown["filter"] == "--status FAILED,REJECTED --customer-id c-1"
     assert refused.startswith("--status: ")

@@ -21,6 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    table_options = _mysql_table(bind) if bind.dialect.name in ("mysql", "mariadb") else {}
     op.create_table(
         "operations",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -35,7 +37,12 @@ def upgrade() -> None:
         sa.Column("failed", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        **table_options,
     )
+    if table_options:
+        # MariaDB makes a JSON column utf8mb4_bin whatever the table says; 0008 converted the older ones. Before any
+        # foreign key refers to the table, which would forbid it.
+        op.execute(f"ALTER TABLE operations CONVERT TO CHARACTER SET utf8mb4 COLLATE {table_options['mysql_collate']}")
     op.create_index("ix_operations_status_created_at", "operations", ["status", "created_at"])
     op.create_table(
         "operation_sagas",
@@ -49,10 +56,18 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["operation_id"], ["operations.id"]),
         sa.ForeignKeyConstraint(["saga_id"], ["sagas.id"]),
         sa.PrimaryKeyConstraint("operation_id", "saga_id"),
+        **table_options,
     )
     op.create_index(
         "ix_operation_sagas_operation_id_state_saga_id", "operation_sagas", ["operation_id", "state", "saga_id"]
     )
+
+
+def _mysql_table(bind: sa.engine.Connection) -> dict[str, str]:
+    """The binary NO PAD collation of revision 0008, named: a session that ran 0008's ALTER DATABASE (a fresh
+    database migrated in one go) still makes tables in the database's earlier default."""
+    collation = "utf8mb4_nopad_bin" if getattr(bind.dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+    return {"mysql_charset": "utf8mb4", "mysql_collate": collation}
 
 
 def downgrade() -> None:
