@@ -41,6 +41,16 @@ def retry_saga(saga_id: str) -> Response:
     return http_api.retry_saga(saga_id)
 
 
+@app.route("/sagas/retry", methods=["POST"], authorizer=SIGNED)
+def retry_sagas() -> Response:
+    return http_api.retry_sagas(current_request())
+
+
+@app.route("/operations/{operation_id}", methods=["GET"], authorizer=SIGNED, content_types=ANY_CONTENT)
+def get_operation(operation_id: str) -> dict[str, Any]:
+    return http_api.get_operation(operation_id)
+
+
 @app.route("/sagas/{saga_id}/resolve", methods=["POST"], authorizer=SIGNED)
 def resolve_saga(saga_id: str) -> Response:
     return http_api.resolve_saga(current_request(), saga_id)

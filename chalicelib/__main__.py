@@ -1,5 +1,5 @@
-"""`python -m chalicelib status|history|resolve|cancel SAGA_ID`, `list [filters]`, `stats` (see
-chalicelib/entrypoints/cli.py)."""
+"""`python -m chalicelib status|history|resolve|cancel SAGA_ID`, `list [filters]`, `stats`, `retry [filters]
+[--dry-run]`, `operation OPERATION_ID` (see chalicelib/entrypoints/cli.py)."""
 
 import sys
 

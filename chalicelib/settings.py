@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     """DescribeExecution calls a reconciler pass makes a second at most: Step Functions refills that bucket at
     10 a second (15 in us-east-1, us-west-2, eu-west-1), and a retry of a stuck saga asks too."""
 
+    bulk_retry_start_rate: float = Field(default=25, gt=0, alias="BULK_RETRY_START_RATE")
+    """StartExecution calls a second a bulk retry's worker makes at most: with the reconciler's 50, half the smallest
+    refill (150 a second), leaving the other half to the API's starts of new sagas."""
+
     @property
     def effective_database_url(self) -> str:
         """DATABASE_URL; else DATABASE_HOST with the credentials of DATABASE_SECRET_ARN; else the SQLite file."""

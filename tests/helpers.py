@@ -23,8 +23,16 @@ from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
 from chalicelib.adapters.tables import AuditEvent, Product, Saga
 from chalicelib.domain import saga_log
-from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, state_of_step, step_of_state
-from chalicelib.service import sagas
+from chalicelib.domain.contracts import (
+    PurchaseRequest,
+    ReturnRequest,
+    SagaRequest,
+    SagaStatus,
+    state_of_step,
+    step_of_state,
+)
+from chalicelib.service import recovery, sagas
+from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from infra.engine.local_engine import LocalEngine
 from infra.tools import invariants
 
@@ -92,6 +100,18 @@ def stuck_saga(request: SagaRequest) -> str:
     except sagas.SagaNotStarted as refused:
         return refused.saga.id
     raise AssertionError("the start did not fail")
+
+
+def moved_saga(request: SagaRequest, *statuses: str) -> str:
+    """A stuck saga (`stuck_saga`) moved through `statuses` in the database alone, as if its steps had moved it; a
+    FAILED one so has nothing to undo, and a retry's compensations find nothing and end it COMPENSATED."""
+    saga_id = stuck_saga(request)
+    with database.UnitOfWork() as uow:
+        saga = uow.session.get_one(Saga, saga_id)
+        for status in statuses:
+            assert saga_log.set_status(uow.session, saga, SagaStatus(status), failed_step="release_stock")
+        uow.commit()
+    return saga_id
 
 
 def end_first_execution(engine: LocalEngine, saga_id: str) -> None:
@@ -330,3 +350,37 @@ def throwaway_database(admin_url: str, prefix: str, *dropped_after: str) -> Iter
             for dropped in (name, *(name + suffix for suffix in dropped_after)):
                 connection.execute(text(f"DROP DATABASE IF EXISTS {quote}{dropped}{quote}{force}"))
         admin.dispose()
+
+
+class FakeClock:
+    """A clock that moves only when what runs on it waits (a reconciler pass, the bulk retries' worker)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def slow_step_functions(delay: float = 0.05) -> StepFunctions:
+    """The real Step Functions, each StartExecution slowed down, so that racing retries overlap."""
+    real = boto3_step_functions()
+
+    def slow_start(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
+        threading.Event().wait(delay)
+        return real.start(saga_type, name, execution_input)
+
+    return StepFunctions(start=slow_start, status=real.status, arn_for=real.arn_for)
+
+
+def single_retry(saga_id: str, sfn: StepFunctions, barrier: threading.Barrier) -> str:
+    """`POST /sagas/{saga_id}/retry`'s service, once every racer is ready: `retried` or `refused`."""
+    barrier.wait()
+    try:
+        recovery.retry(saga_id, sfn)
+    except recovery.NotRetryable:
+        return "refused"
+    return "retried"

@@ -213,3 +213,48 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     request_id: Mapped[str | None] = mapped_column(String(64))
     """The Lambda request of the attempt; a timeout or a crash names it in its error."""
+
+
+class Operation(Base):
+    """An operator's action on many sagas (a bulk retry, docs/design.md §3.1): the filter as given, who asked, and
+    how far a worker has got through the sagas it matched. The counters move one saga at a time, each by an UPDATE of
+    its own (`started = started + 1`), so that workers at once never lose a count."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_status_created_at", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    filter: Mapped[dict[str, Any]]
+    caller: Mapped[str] = mapped_column(String(256))
+    """The IAM principal API Gateway verified (`local` on `make run` and the command line)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    matched: Mapped[int] = mapped_column(Integer)
+    started: Mapped[int] = mapped_column(Integer, default=0)
+    """Sagas a worker has taken up."""
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    """Of them, those whose retry started their next execution."""
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    """Of them, those that could not be retried (the reason is on the saga's row of `operation_sagas`)."""
+    status: Mapped[str] = mapped_column(String(16))
+    """PENDING, RUNNING once a worker took up a saga, DONE once every saga is done or failed."""
+
+
+class OperationSaga(Base):
+    """A saga an operation matched when it was asked for (the snapshot its count came from), and where it stands:
+    PENDING, STARTED (a worker took it up), DONE or FAILED (with the reason). Its execution count and ARN at that
+    moment tell whether a worker that died with it STARTED had started its next execution."""
+
+    __tablename__ = "operation_sagas"
+    # The next saga of an operation in a state is the first of this index's range.
+    __table_args__ = (Index("ix_operation_sagas_operation_id_state_saga_id", "operation_id", "state", "saga_id"),)
+
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id"), primary_key=True)
+    saga_id: Mapped[str] = mapped_column(ForeignKey("sagas.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(500))
+    executions: Mapped[int] = mapped_column(Integer)
+    execution_arn: Mapped[str | None] = mapped_column(String(256))
+    taken_at: Mapped[datetime | None]
+    """When a worker took it up."""

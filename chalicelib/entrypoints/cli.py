@@ -1,7 +1,9 @@
 """`python -m chalicelib status SAGA_ID` / `history SAGA_ID`: a saga as readable tables in a terminal; `list
 [--status ...]` the sagas a search finds (the filters of `GET /sagas`), and `stats [--since ...]` their counts.
 `resolve SAGA_ID --note TEXT` closes a FAILED saga fixed by hand; `cancel SAGA_ID` cancels a RUNNING one (its
-compensations undo what was done); each prints the saga as `status` does.
+compensations undo what was done); each prints the saga as `status` does. `retry [--status ...] --dry-run` counts the
+sagas a bulk retry of that filter would retry, and without --dry-run records it for the worker (`make run`'s, or the
+deployed BulkRetryFunction); `operation OPERATION_ID` shows how far it has got.
 
 Reads and writes the data of DATABASE_URL/REDIS_URL, or the embedded default.
 """
@@ -19,7 +21,7 @@ from chalicelib.domain.contracts import FreeText
 from chalicelib.domain.saga_filter import SagaFilter
 from chalicelib.presentation import saga_views
 from chalicelib.presentation.api_models import SagaStatsQuery
-from chalicelib.service import operator_actions, saga_search, sagas
+from chalicelib.service import bulk_retry, operator_actions, saga_search, sagas
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -85,12 +87,43 @@ def _acted_on(saga_id: str, saga: object | None) -> str:
 
 def list_sagas(saga_filter: SagaFilter, limit: int, cursor: str | None) -> str:
     items, next_cursor = saga_search.search(saga_filter, limit, cursor)
+    return _sagas(items) + (f"\nnext page: --cursor {next_cursor}" if next_cursor else "")
+
+
+def _sagas(items: Sequence[dict[str, Any]]) -> str:
     rows = [
         (i["saga_id"], i["type"], i["status"], i["step"], i["customer_id"], i["order_id"], i["sku"], i["created_at"])
         for i in items
     ]
-    shown = table(("saga", "type", "status", "step", "customer", "order", "sku", "created"), rows)
-    return shown + (f"\nnext page: --cursor {next_cursor}" if next_cursor else "")
+    return table(("saga", "type", "status", "step", "customer", "order", "sku", "created"), rows)
+
+
+def retry(saga_filter: SagaFilter, dry_run: bool) -> str:
+    """A bulk retry of the filter's retryable sagas: counted and shown (`dry_run`), or recorded for the worker."""
+    if dry_run:
+        found = bulk_retry.preview(saga_filter)
+        more = f", the newest {len(found.sagas)} shown" if found.matched > len(found.sagas) else ""
+        return f"{found.matched} saga(s) to retry (dry run: nothing changed{more})\n" + _sagas(found.sagas)
+    recorded = bulk_retry.submit(saga_filter, sagas.LOCAL_CALLER)
+    return operation(recorded.id) + (
+        "\n\nthe worker retries them (make run's, or the deployed BulkRetryFunction); follow it with "
+        f"`python -m chalicelib operation {recorded.id}`"
+    )
+
+
+def operation(operation_id: str) -> str:
+    found = bulk_retry.read(operation_id)
+    if found is None:
+        raise LookupError(f"no operation {operation_id}")
+    keys = ("operation_id", "kind", "status", "filter", "matched", "started", "done", "failed", "created_at")
+    shown = {**found, "filter": _as_options(found["filter"])}
+    return table(("operation", ""), [(key.removesuffix("_id"), shown[key]) for key in keys])
+
+
+def _as_options(given: dict[str, Any]) -> str:
+    """A filter as the options that give it, in the order `list --help` shows them."""
+    values = {key: ",".join(value) if isinstance(value, list) else value for key, value in given.items()}
+    return " ".join(f"{_option(key)} {values[key]}" for key in SagaFilter.model_fields if key in values) or "(none)"
 
 
 def stats(since: str | None) -> str:
@@ -121,19 +154,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolving.add_argument("saga_id")
     resolving.add_argument("--note", required=True, help="what was fixed by hand, for the saga's history")
     listing = commands.add_parser("list", help="the sagas that match every filter given, newest first")
-    for key, field in SagaFilter.model_fields.items():
-        listing.add_argument(_option(key), dest=key, help=field.description)
+    retrying = commands.add_parser("retry", help="retry the sagas of a filter that a retry would take (FAILED, stuck)")
+    for filtered in (listing, retrying):
+        for key, field in SagaFilter.model_fields.items():
+            filtered.add_argument(_option(key), dest=key, help=field.description)
     listing.add_argument("--limit", type=int, default=20, help="sagas a page (20)")
     listing.add_argument("--cursor", help="the page after the one that printed it")
+    retrying.add_argument("--dry-run", action="store_true", help="count and show them; change nothing")
+    commands.add_parser("operation", help="how far a bulk retry has got").add_argument("operation_id")
     commands.add_parser("stats", help="counts by status and type, stuck, oldest RUNNING").add_argument(
         "--since", help="RFC 3339: count the sagas created at or after it"
     )
     args = parser.parse_args(argv)
     shows = {"status": status, "history": history, "cancel": cancel}
     try:
-        if args.command == "list":
+        if args.command in ("list", "retry"):
             given = {key: getattr(args, key) for key in SagaFilter.model_fields if getattr(args, key) is not None}
-            print(list_sagas(SagaFilter.model_validate(given), args.limit, args.cursor))
+            saga_filter = SagaFilter.model_validate(given)
+            if args.command == "list":
+                print(list_sagas(saga_filter, args.limit, args.cursor))
+            else:
+                print(retry(saga_filter, args.dry_run))
+        elif args.command == "operation":
+            print(operation(args.operation_id))
         elif args.command == "stats":
             print(stats(args.since))
         elif args.command == "resolve":

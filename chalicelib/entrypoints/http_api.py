@@ -25,6 +25,10 @@ from chalicelib.presentation import console_page, saga_page
 from chalicelib.presentation.api_models import (
     CORRELATION_HEADER,
     IDEMPOTENCY_HEADER,
+    BulkRetryAccepted,
+    BulkRetryPreview,
+    BulkRetryRequest,
+    OperationView,
     ProductList,
     ProductView,
     ResolveRequest,
@@ -36,7 +40,7 @@ from chalicelib.presentation.api_models import (
     SagaStatsQuery,
     SagaView,
 )
-from chalicelib.service import operator_actions, products, recovery, saga_search, sagas
+from chalicelib.service import bulk_retry, operator_actions, products, recovery, saga_search, sagas
 from chalicelib.service.executions import boto3_step_functions
 
 MAX_BODY_BYTES = 256 * 1024
@@ -44,7 +48,7 @@ MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_SECONDS = 5
 """How long a client waits before it sends again what Step Functions could not start (a 503)."""
 
-SAGA_ID = re.compile(r"[0-9a-f]{32}")
+SAGA_ID = OPERATION_ID = re.compile(r"[0-9a-f]{32}")
 IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 """Path parameters that cannot name anything are 404 before any query (PostgreSQL refuses NUL bytes)."""
 ASSUMED_ROLE = re.compile(r"arn:(?P<partition>[\w-]+):sts::(?P<account>\d+):assumed-role/(?P<role>[^/]+)/[^/]+")
@@ -139,6 +143,27 @@ def retry_saga(saga_id: str) -> Response:
         logger.warning("retry not started", exc_info=True)
         raise _unavailable(f"saga {saga_id} could not be retried now; try again") from None
     return _acted_on(saga, saga_id)
+
+
+@_unavailable_on_database_errors
+def retry_sagas(request: Request) -> Response:
+    """A bulk retry: with `dry_run`, how many sagas it would retry; else the operation recorded for the worker."""
+    body = parse_body(request, BulkRetryRequest)
+    if body.dry_run:
+        found = bulk_retry.preview(body.filter)
+        preview = BulkRetryPreview(matched=found.matched, saga_ids=[saga["saga_id"] for saga in found.sagas])
+        return Response(body=preview.model_dump(mode="json"), status_code=200)
+    operation = bulk_retry.submit(body.filter, caller_of(request))
+    accepted = BulkRetryAccepted.model_validate(
+        {"operation_id": operation.id, "matched": operation.matched, "links": {"self": f"/operations/{operation.id}"}}
+    )
+    return Response(body=accepted.model_dump(mode="json"), status_code=202)
+
+
+@_unavailable_on_database_errors
+def get_operation(operation_id: str) -> dict[str, Any]:
+    operation = bulk_retry.read(operation_id) if OPERATION_ID.fullmatch(operation_id) else None
+    return _found(OperationView, operation, f"no operation {operation_id!r}")
 
 
 @_unavailable_on_database_errors

@@ -1,11 +1,13 @@
-"""The reconciler's Lambda (docs/design.md §7.2): a schedule invokes it, and each invocation is one pass."""
+"""The scheduled Lambdas: the reconciler (docs/design.md §7.2), each invocation one pass; and the bulk retries'
+worker (§3.1), each invocation working through the operators' open bulk retries until they are done or its time is
+nearly up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from chalicelib.observability.telemetry import traced
-from chalicelib.service import reconciler
+from chalicelib.service import bulk_retry, reconciler
 from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
 
@@ -22,3 +24,12 @@ def reconcile(event: Any, context: Any) -> dict[str, int]:
     with traced("## reconcile"):
         done = reconciler.reconcile(boto3_step_functions(), get_settings().reconciler_grace_seconds, budget)
     return {"found": len(done.found), "resumed": len(done.resumed)}
+
+
+def work_bulk_retries(event: Any, context: Any) -> dict[str, int]:
+    """Retry the sagas of the open bulk retries, within BULK_RETRY_START_RATE, until none is left or the invocation's
+    time is nearly up (the next invocation goes on); how many sagas it took up."""
+    budget = context.get_remaining_time_in_millis() / 1000 - MARGIN_SECONDS
+    with traced("## bulk retries"):
+        taken = bulk_retry.work(boto3_step_functions(), budget)
+    return {"taken": taken}

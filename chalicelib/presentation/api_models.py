@@ -149,3 +149,48 @@ class SagaStats(BaseModel):
     oldest_running_age_seconds: float | None = Field(
         description="Of every saga, how long ago the oldest RUNNING one was created; null when none runs"
     )
+
+
+class BulkRetryRequest(BaseModel):
+    """The body of `POST /sagas/retry`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: SagaFilter = Field(
+        SagaFilter.model_validate({}),
+        description="The keys of `GET /sagas` (a JSON list or a comma-separated string for `status`); of the sagas "
+        "they match, those a retry would take now: FAILED, or stuck as the reconciler sees them",
+    )
+    dry_run: bool = Field(False, description="Count the sagas and show the first 100; change nothing")
+
+
+class BulkRetryPreview(BaseModel):
+    matched: int = Field(description="The sagas a real run would retry now")
+    saga_ids: list[str] = Field(description="The newest 100 of them")
+
+
+class OperationLinks(BaseModel):
+    self: str = Field(description="Where to follow the operation")
+
+
+class BulkRetryAccepted(BaseModel):
+    operation_id: str
+    matched: int = Field(description="The sagas recorded for the worker to retry: what a dry run counted")
+    links: OperationLinks
+
+
+class OperationView(BaseModel):
+    operation_id: str
+    kind: Literal["retry"]
+    status: Literal["PENDING", "RUNNING", "DONE"] = Field(
+        description="PENDING until the worker takes up a saga; DONE once every saga is done or failed"
+    )
+    filter: dict[str, Any] = Field(description="The filter as it was given")
+    matched: int = Field(description="The sagas the filter matched when the operation was asked for")
+    started: int = Field(description="Of them, those the worker has taken up")
+    done: int = Field(description="Of those, the ones whose retry started their next execution")
+    failed: int = Field(
+        description="Of those, the ones a retry refused: ended, retried or resolved meanwhile, or their execution runs"
+    )
+    created_at: datetime
+    updated_at: datetime

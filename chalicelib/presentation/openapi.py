@@ -12,7 +12,11 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
+    BulkRetryAccepted,
+    BulkRetryPreview,
+    BulkRetryRequest,
     ErrorBody,
+    OperationView,
     ProductList,
     ProductView,
     ResolveRequest,
@@ -38,6 +42,8 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: dict[int, str] = field(default_factory=dict)
     query: type[BaseModel] | None = None
+    also: tuple[tuple[int, type[BaseModel], str], ...] = ()
+    """Other successes: (status, JSON model, when)."""
 
 
 _UNAVAILABLE = {503: "Step Functions could not start the execution now; send again after Retry-After seconds"}
@@ -64,6 +70,35 @@ OPERATIONS = (
             409: "The saga is final, its execution runs, or another retry (or the reconciler) is starting one",
             **_UNAVAILABLE,
         },
+    ),
+    Operation(
+        "post",
+        "/sagas/retry",
+        "Retry every saga a search's filter matches that a retry would take now (FAILED, or stuck without a live "
+        "execution): the operation is recorded and a worker works through it within its StartExecution rate",
+        (202, BulkRetryAccepted),
+        BulkRetryRequest,
+        errors={
+            400: "A bad filter key or value, or a key that is not one of `GET /sagas`'s; every one is named in "
+            "`details`",
+            413: "Body over 256 KB",
+            415: "Body not JSON",
+            503: "The database could not serve the request now; send again after Retry-After seconds",
+        },
+        also=(
+            (
+                200,
+                BulkRetryPreview,
+                "With `dry_run`: how many sagas it would retry, and the first 100; nothing changes",
+            ),
+        ),
+    ),
+    Operation(
+        "get",
+        "/operations/{operation_id}",
+        "A bulk retry's progress: the sagas it matched, started, done and failed",
+        (200, OperationView),
+        errors={404: "No such operation"},
     ),
     Operation(
         "post",
@@ -127,7 +162,10 @@ OPERATIONS = (
 @cache
 def openapi_document() -> dict[str, Any]:
     requests = {op.body for op in OPERATIONS if op.body}
-    answers = {op.answer[1] for op in OPERATIONS if op.answer[1]} | {ErrorBody}
+    answers = {op.answer[1] for op in OPERATIONS if op.answer[1]} | {
+        model for op in OPERATIONS for _, model, _ in op.also
+    }
+    answers |= {ErrorBody}
     keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [(model, "validation") for model in requests]
     keyed += [(model, "serialization") for model in answers]
     _, schemas = models_json_schema(sorted(keyed, key=lambda pair: pair[0].__name__), ref_template=REF)
@@ -154,6 +192,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         else {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
     )
     responses: dict[str, Any] = {str(status): success}
+    responses |= {str(code): _json(model, when) for code, model, when in op.also}
     responses |= {str(code): _json(ErrorBody, text) for code, text in op.errors.items()}
     if "503" in responses:
         retry_after = {"description": "Seconds to wait before sending again", "schema": {"type": "integer"}}

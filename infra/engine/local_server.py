@@ -4,7 +4,9 @@ Sagas started with curl run on moto's interpreter, each step in a worker process
 execution environment (LOCAL_LAMBDA_TIMEOUT shortens every function's timeout), against the embedded default or
 DATABASE_URL / REDIS_URL; the functions' log lines (START, JSON lines, END, REPORT) are printed as they come. At
 start, sagas a killed earlier run left unfinished are run to a final status. Ctrl-C (or SIGTERM) stops the
-server, the endpoint and the workers; the workers also die with the server if it is killed.
+server, the endpoint and the workers; the workers also die with the server if it is killed. A thread works
+through the operators' bulk retries (`POST /sagas/retry`) as the deployed BulkRetryFunction does, polling every
+BULK_RETRY_POLL_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -21,7 +24,7 @@ from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, Thre
 
 from chalicelib.adapters import database
 from chalicelib.domain import catalogue
-from chalicelib.service import reconciler
+from chalicelib.service import bulk_retry, reconciler
 from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
 from infra.engine import preflight
@@ -32,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 PORTS = (("PORT", "8000"), ("LOCAL_AWS_PORT", "0"), ("PROVIDER_PORT", "8010"))
 """The API's, the local AWS endpoint's (0: a free one) and the payment provider's."""
+BULK_RETRY_POLL_SECONDS = 1.0
+"""How often the local worker looks for open bulk retries (the deployed one: every minute, on its schedule)."""
 
 
 class _QueuedHTTPServer(ThreadedHTTPServer):
@@ -79,13 +84,29 @@ def main() -> int:
             f"worker process, function timeouts {timeouts} (LOCAL_LAMBDA_TIMEOUT); Ctrl-C stops."
         )
         sys.stdout.flush()
+        stopping = threading.Event()
+        worker = threading.Thread(target=_work_bulk_retries, args=(stopping,), name="bulk-retries", daemon=True)
+        worker.start()
         try:
             server.server.serve_forever()
         except KeyboardInterrupt:
             print("stopping")
         finally:
+            stopping.set()
             server.server.server_close()
     return 0
+
+
+def _work_bulk_retries(stopping: threading.Event) -> None:
+    """The bulk retries' worker, as the deployed function runs it, until the server stops."""
+    while not stopping.wait(BULK_RETRY_POLL_SECONDS):
+        try:
+            taken = bulk_retry.work(boto3_step_functions())
+        except Exception:
+            logging.getLogger(__name__).exception("the bulk retries' worker failed; it tries again")
+            continue
+        if taken:
+            print(f"bulk retry: took up {taken} saga(s)", flush=True)
 
 
 def _port(name: str, default: str) -> int:

@@ -6,20 +6,23 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import catalogue
+from chalicelib.domain.contracts import PurchaseRequest
 from infra.tools import samples
 from tests.conftest import Backend
 from tests.e2e.server import Server, running_server
-from tests.helpers import ROOT, assert_consistent
+from tests.helpers import ROOT, assert_consistent, moved_saga
 
 LIMITED_SKU = "SKU-LIMITED"
 
@@ -112,6 +115,40 @@ def test_sagas_cut_by_a_killed_server_are_finished_when_it_restarts(server: Serv
     product = server.api.call("GET", f"/products/{LIMITED_SKU}")[1]
     assert (product["on_hand"], product["reserved"]) == (2, 0)
     assert_consistent(server.provider())
+
+
+@pytest.mark.backends("postgres")  # the worker's thread in make run; the bulk retry's data has tests of its own
+def test_make_run_works_a_bulk_retry_through_in_the_background(server: Server) -> None:
+    request = PurchaseRequest(customer_id="c-bulk", sku=LIMITED_SKU, quantity=1, payment_token="tok_visa")
+    failed = {moved_saga(request, "COMPENSATING", "FAILED") for _ in range(3)}
+    body = {"filter": {"customer_id": "c-bulk", "status": "FAILED"}}
+
+    dry = server.api.call("POST", "/sagas/retry", {**body, "dry_run": True})
+    status, accepted = server.api.call("POST", "/sagas/retry", body)
+    operation = _operation_done(server, accepted["operation_id"])
+
+    assert (dry[0], dry[1]["matched"], set(dry[1]["saga_ids"])) == (200, 3, failed)
+    assert (status, accepted["matched"]) == (202, 3)
+    assert {key: operation[key] for key in ("matched", "started", "done", "failed")} == {
+        "matched": 3,
+        "started": 3,
+        "done": 3,
+        "failed": 0,
+    }
+    assert {server.api.final(saga_id)["status"] for saga_id in failed} == {"COMPENSATED"}
+    assert "bulk retry: took up" in server.log.read_text()
+    assert_consistent(server.provider())
+
+
+def _operation_done(server: Server, operation_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, operation = server.api.call("GET", f"/operations/{operation_id}")
+        assert status == 200, operation
+        if operation["status"] == "DONE":
+            return operation
+        time.sleep(0.1)
+    raise AssertionError(f"operation {operation_id} not done in {timeout} s")
 
 
 @pytest.mark.backends("postgres")  # HTTP and process handling; the database decides nothing here

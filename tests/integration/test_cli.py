@@ -1,4 +1,5 @@
-"""`python -m chalicelib status|history`: what a saga did, as tables in a terminal."""
+"""`python -m chalicelib status|history`: what a saga did, as tables in a terminal; `retry` and `operation`: a bulk
+retry from the terminal."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from chalicelib.entrypoints import cli
 from infra.engine.local_engine import LocalEngine
 from infra.tools import samples
 from tests.conftest import Backend
-from tests.helpers import purchase, run_saga
+from tests.helpers import moved_saga, purchase, run_saga
 
 pytestmark = pytest.mark.backends("postgres")
 """The tables render what the saga views read; reading them is tested on every backend (test_api.py). So one
@@ -64,3 +65,25 @@ def test_history_lists_every_event_oldest_first(
 def test_an_unknown_saga_is_an_error(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", "0" * 32]) == 1
     assert "no saga" in capsys.readouterr().err
+
+
+def test_retry_counts_in_a_dry_run_records_the_operation_and_operation_shows_it(
+    backend: Backend, engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = moved_saga(purchase(), "COMPENSATING", "FAILED")
+    moved_saga(purchase(), "REJECTED")
+
+    assert cli.main(["retry", "--customer-id", "c-1", "--status", "FAILED,REJECTED", "--dry-run"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert cli.main(["retry", "--customer-id", "c-1", "--status", "FAILED,REJECTED"]) == 0
+    recorded = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines()[2:] if line.strip())
+    assert cli.main(["operation", recorded["operation"]]) == 0
+    shown = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines()[2:])
+    assert cli.main(["retry", "--status", "DONE", "--dry-run"]) == 2
+    refused = capsys.readouterr().err
+
+    assert dry[0] == "1 saga(s) to retry (dry run: nothing changed)"
+    assert dry[3].split()[:3] == [failed, "purchase", "FAILED"] and len(dry) == 4
+    assert (recorded["matched"], recorded["status"], recorded["started"]) == ("1", "PENDING", "0")
+    assert shown["filter"] == "--status FAILED,REJECTED --customer-id c-1"
+    assert refused.startswith("--status: ")

@@ -30,7 +30,15 @@ from chalicelib.settings import get_settings
 from functions import reconcile
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, end_first_execution, finish, lambda_context, purchase, saga_executions
+from tests.helpers import (
+    FakeClock,
+    assert_consistent,
+    end_first_execution,
+    finish,
+    lambda_context,
+    purchase,
+    saga_executions,
+)
 
 BACKLOG = 1000
 BACKLOG_SKU = "SKU-NOT-SOLD-HERE"
@@ -44,19 +52,6 @@ INVOCATION_MS = 900_000
 WAIT_SECONDS = 1800.0
 """How long the backlog's executions may take to end on a loaded machine."""
 FOREVER = 3600.0
-
-
-class FakeClock:
-    """A clock that moves only when the pass waits on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _stuck_sagas(count: int, sku: str = "SKU-MOUSE") -> list[str]:

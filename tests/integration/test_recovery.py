@@ -39,6 +39,8 @@ from tests.helpers import (
     lambda_context,
     purchase,
     saga_executions,
+    single_retry,
+    slow_step_functions,
     status_history,
     stuck_saga,
 )
@@ -196,22 +198,8 @@ def test_a_lease_that_cannot_be_given_back_does_not_hide_why_the_retry_stopped(
 def test_a_retry_and_a_reconciler_pass_at_once_start_one_execution(backend: Backend, engine: LocalEngine) -> None:
     """Each round races a retry against a pass over a stuck saga whose execution ended; whoever wins, the saga
     gets exactly one new execution (the start is slowed down so that the two overlap)."""
-    real = boto3_step_functions()
+    slow = slow_step_functions()
     barrier = threading.Barrier(2)
-
-    def slow_start(saga_type: str, name: str, execution_input: dict[str, Any]) -> str:
-        threading.Event().wait(0.05)
-        return real.start(saga_type, name, execution_input)
-
-    slow = StepFunctions(start=slow_start, status=real.status, arn_for=real.arn_for)
-
-    def retry(saga_id: str) -> str:
-        barrier.wait()
-        try:
-            recovery.retry(saga_id, slow)
-        except recovery.NotRetryable:
-            return "refused"
-        return "retried"
 
     def reconcile() -> str:
         barrier.wait()
@@ -222,7 +210,7 @@ def test_a_retry_and_a_reconciler_pass_at_once_start_one_execution(backend: Back
         saga_id = stuck_saga(purchase())
         end_first_execution(engine, saga_id)
         with ThreadPoolExecutor(2) as pool:
-            retried = pool.submit(retry, saga_id)
+            retried = pool.submit(single_retry, saga_id, slow, barrier)
             passed = pool.submit(reconcile)
             outcomes.append({retried.result(), passed.result()})
         assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]

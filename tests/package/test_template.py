@@ -26,6 +26,8 @@ PYENV_ROOT = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
 TEMPLATE = load_template(ROOT / "template.yaml")
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+SMALLEST_START_REFILL = 150
+"""StartExecution calls a second Step Functions refills outside us-east-1, us-west-2 and eu-west-1 (design §7.2)."""
 
 UNSCOPABLE_ACTIONS = {
     # CloudWatch Logs delivery for Step Functions and X-Ray accept no resource but "*" (AWS documents this).
@@ -85,8 +87,10 @@ def test_each_state_machine_may_invoke_only_its_own_steps() -> None:
         assert properties["Type"] == "STANDARD"
 
 
-@pytest.mark.parametrize("role", ["ApiHandlerRole", "ReconcilerRole"])
-def test_the_api_and_the_reconciler_may_start_and_describe_only_the_two_state_machines_executions(role: str) -> None:
+@pytest.mark.parametrize("role", ["ApiHandlerRole", "ReconcilerRole", "BulkRetryRole"])
+def test_the_api_the_reconciler_and_the_bulk_retries_may_start_and_describe_only_the_two_machines_executions(
+    role: str,
+) -> None:
     statements = RESOURCES[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     start = next(s for s in statements if s["Action"] == "states:StartExecution")
     describe = next(s for s in statements if s["Action"] == "states:DescribeExecution")
@@ -229,7 +233,10 @@ def test_every_handler_of_the_package_imports_from_the_artifact_alone_on_the_lam
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith(f"imported {len(handlers)} on {runtime.removeprefix('python')}.")
-    assert len(handlers) == 13
+    # Every function of template.yaml (the API's among them), each with a handler of its own.
+    assert (
+        len(set(handlers)) == len(handlers) == sum(r["Type"] == "AWS::Serverless::Function" for r in RESOURCES.values())
+    )
 
 
 def test_every_function_of_the_packaged_stack_logs_to_a_group_that_keeps_log_retention_days(packaged: Path) -> None:
@@ -277,7 +284,7 @@ def test_the_state_machines_are_published_behind_an_alias_that_alarms_roll_back_
         assert preference["Type"] in ("CANARY", "LINEAR")
         assert 0 < preference["Percentage"] < 100 and preference["Interval"] >= 1
         assert preference["Alarms"] == [{"Ref": machine.replace("StateMachine", "DefinitionFaultsAlarm")}]
-        for starter in ("APIHandler", "ReconcilerFunction"):
+        for starter in ("APIHandler", "ReconcilerFunction", "BulkRetryFunction"):
             variables = RESOURCES[starter]["Properties"]["Environment"]["Variables"]
             # SagasStartOnAlias=false only where state machine aliases cannot be made (LocalStack).
             assert {"Fn::If": ["StartsOnAlias", {"Ref": alias}, {"Ref": machine}]} in variables.values(), starter
@@ -350,6 +357,28 @@ def test_the_reconciler_runs_on_a_schedule_one_pass_at_a_time_with_an_alarm_when
     variables = reconciler["Environment"]["Variables"]
     assert variables["RECONCILER_START_RATE"] == {"Ref": "ReconcilerStartRate"}
     assert variables["RECONCILER_DESCRIBE_RATE"] == {"Ref": "ReconcilerDescribeRate"}
+
+
+def test_the_bulk_retries_worker_polls_every_minute_one_at_a_time_within_its_rate_and_alarms_when_it_fails() -> None:
+    worker = RESOURCES["BulkRetryFunction"]["Properties"]
+    [schedule] = worker["Events"].values()
+    alarm = RESOURCES["BulkRetryErrorsAlarm"]["Properties"]
+    rate = TEMPLATE["Parameters"]["BulkRetryStartRate"]
+
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert worker["Handler"] == "functions.bulk_retry.lambda_handler"
+    assert worker["ReservedConcurrentExecutions"] == 1
+    # A busy worker's next invocation is dropped within a minute, not queued for Lambda's default 6 hours.
+    assert worker["EventInvokeConfig"] == {"MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0}
+    assert scheduled.MARGIN_SECONDS < worker["Timeout"] <= LAMBDA_MAX_TIMEOUT_SECONDS
+    variables = worker["Environment"]["Variables"]
+    assert variables["BULK_RETRY_START_RATE"] == {"Ref": "BulkRetryStartRate"}
+    # Which stuck sagas it retries depends on the grace period the reconciler keeps.
+    assert variables["RECONCILER_GRACE_SECONDS"] == {"Ref": "ReconcilerGraceSeconds"}
+    assert rate["Default"] == Settings.model_fields["bulk_retry_start_rate"].default
+    assert rate["Default"] + TEMPLATE["Parameters"]["ReconcilerStartRate"]["Default"] <= SMALLEST_START_REFILL / 2
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "BulkRetryFunction"}}]
 
 
 def test_a_custom_resource_migrates_the_database_before_any_other_function_takes_its_new_code(packaged: Path) -> None:

@@ -16,7 +16,11 @@ from app import app
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaStatus
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
+    BulkRetryAccepted,
+    BulkRetryPreview,
+    BulkRetryRequest,
     ErrorBody,
+    OperationView,
     ProductList,
     ProductView,
     ResolveRequest,
@@ -36,6 +40,8 @@ OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseMo
     ("POST", "/purchases"): (202, SagaAccepted, PurchaseRequest, BODY_ERRORS),
     ("POST", "/returns"): (202, SagaAccepted, ReturnRequest, BODY_ERRORS),
     ("POST", "/sagas/{saga_id}/retry"): (202, SagaAccepted, None, {404, 409, 503}),
+    ("POST", "/sagas/retry"): (202, BulkRetryAccepted, BulkRetryRequest, {400, 413, 415, 503}),
+    ("GET", "/operations/{operation_id}"): (200, OperationView, None, {404}),
     ("POST", "/sagas/{saga_id}/resolve"): (202, SagaAccepted, ResolveRequest, {400, 404, 409, 413, 415, 503}),
     ("POST", "/sagas/{saga_id}/cancel"): (202, SagaAccepted, None, {404, 409, 503}),
     ("GET", "/sagas"): (200, SagaList, None, {400}),
@@ -48,6 +54,8 @@ OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseMo
     ("GET", "/products/{sku}"): (200, ProductView, None, {404}),
 }
 """Per route: its success status and answer model, its request model, and every error status it can return."""
+OTHER_SUCCESSES: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("POST", "/sagas/retry"): {200: BulkRetryPreview}}
+"""A bulk retry's dry run answers 200 with its count."""
 
 
 def _document() -> dict[str, Any]:
@@ -124,11 +132,14 @@ def test_operation_documents_its_success_and_every_error_status_it_can_return(me
     success, answer, _, errors = OPERATIONS[(method, path)]
     responses = _operation(document, method, path)["responses"]
 
-    assert set(responses) == {str(status) for status in {success, *errors}}
+    others = OTHER_SUCCESSES.get((method, path), {})
+    assert set(responses) == {str(status) for status in {success, *others, *errors}}
     if answer is None:  # an HTML page
         assert responses[str(success)]["content"] == {"text/html": {"schema": {"type": "string"}}}
     else:
         assert _json_schema(document, responses[str(success)]) == _model_schema(answer, "serialization")
+    for status, model in others.items():
+        assert _json_schema(document, responses[str(status)]) == _model_schema(model, "serialization")
     for status in errors:
         assert responses[str(status)]["description"]
         assert _json_schema(document, responses[str(status)]) == _model_schema(ErrorBody, "serialization")
