@@ -41,7 +41,7 @@ OPERATOR_ACTIONS = "OperatorActions"
 
 OUTCOMES = ("COMPLETED", "REJECTED", "COMPENSATED", "CANCELLED", "FAILED", "RESOLVED")
 """The values of `Outcome`: the final saga statuses (FAILED is final until an operator retries or resolves it)."""
-OPERATOR_ACTION_NAMES = ("cancel", "resolve")
+OPERATOR_ACTION_NAMES = ("cancel", "resolve", "bulk_retry")
 """The values of `Action`."""
 
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {

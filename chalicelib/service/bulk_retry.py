@@ -29,7 +29,8 @@ from chalicelib.adapters.tables import Operation, OperationSaga, Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.domain.errors import safe_message
 from chalicelib.domain.saga_filter import SagaFilter
-from chalicelib.observability.telemetry import logger, saga_scope
+from chalicelib.observability.metric_names import OPERATOR_ACTIONS
+from chalicelib.observability.telemetry import emit, logger, saga_scope
 from chalicelib.presentation import saga_views
 from chalicelib.service import recovery
 from chalicelib.service.executions import LEASE_SECONDS, StepFunctions, lease_free
@@ -39,6 +40,8 @@ from chalicelib.service.saga_search import matching
 from chalicelib.settings import get_settings
 
 RETRY = "retry"
+BULK_RETRY = "bulk_retry"
+"""The `Action` of the OperatorActions metric a bulk retry counts for each saga whose next execution it started."""
 SHOWN = 100
 """Saga ids a dry run shows."""
 DESCRIBE_RATE = 2.0
@@ -244,6 +247,8 @@ def _retry_one(item: OperationSaga, sfn: StepFunctions) -> None:
             raise
         else:
             _finish(operation_id, saga_id, DONE if saga is not None else FAILED, None if saga else "no such saga")
+            if saga is not None:
+                emit(OPERATOR_ACTIONS, SagaType=saga.type, Action=BULK_RETRY)
 
 
 def _finish(operation_id: str, saga_id: str, state: str, error: str | None) -> None:

@@ -252,7 +252,7 @@ def sections() -> tuple[Section, ...]:
                     ),
                 ),
                 Panel(
-                    "Operators: sagas cancelled and resolved",
+                    "Operators: sagas cancelled, resolved and bulk-retried",
                     "count",
                     tuple(
                         _ours(

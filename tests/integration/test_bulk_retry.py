@@ -26,6 +26,7 @@ from chalicelib.adapters import database
 from chalicelib.adapters.tables import Operation, OperationSaga, Saga, utcnow
 from chalicelib.domain.contracts import PurchaseRequest, SagaStatus
 from chalicelib.domain.saga_filter import SagaFilter
+from chalicelib.observability.metric_names import OPERATOR_ACTIONS
 from chalicelib.service import bulk_retry, operator_actions, recovery
 from chalicelib.service.executions import LEASE_SECONDS, StepFunctions, boto3_step_functions
 from chalicelib.settings import get_settings
@@ -35,8 +36,10 @@ from tests.conftest import Backend
 from tests.helpers import (
     FakeClock,
     assert_consistent,
+    emf_records,
     finish,
     lambda_context,
+    metric_counts,
     moved_saga,
     saga_executions,
     single_retry,
@@ -302,3 +305,19 @@ def test_a_saga_a_worker_died_with_is_taken_over_once_its_lease_lapsed_and_start
         assert saga_executions(saga_id) == [f"{saga_id}-2"]
         assert finish(engine, saga_id).status == "COMPENSATED"
     assert_consistent()
+
+
+def test_each_saga_a_bulk_retry_starts_again_is_counted_as_an_operator_action(
+    backend: Backend, engine: LocalEngine, metrics_on: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    retried, refused = _failed("dave"), _failed("dave")
+    bulk_retry.submit(SagaFilter.model_validate({"customer_id": "dave"}), "operator")
+    operator_actions.resolve(refused, "refunded by hand", "operator")  # counted failed by the worker, not an action
+    capsys.readouterr()
+
+    bulk_retry.work(boto3_step_functions())
+    records = emf_records(capsys.readouterr().out)
+
+    assert metric_counts(records, retried)[(OPERATOR_ACTIONS, "purchase", bulk_retry.BULK_RETRY)] == 1
+    assert not [key for key in metric_counts(records, refused) if key[0] == OPERATOR_ACTIONS]
+    finish(engine, retried)

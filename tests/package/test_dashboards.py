@@ -311,9 +311,9 @@ def test_golden_signals_cover_the_api_every_state_machine_and_every_step_functio
     assert gave_up == COMPENSATIONS
     reconciler = {q.name for q in _panel("Reconciler: stuck sagas found and resumed").queries}
     assert reconciler == {names.STUCK_SAGAS_FOUND, names.STUCK_SAGAS_RESUMED, "Errors"}
-    operators = _panel("Operators: sagas cancelled and resolved").queries
+    operators = _panel("Operators: sagas cancelled, resolved and bulk-retried").queries
     acted = {(dict(q.dimensions)["SagaType"], dict(q.dimensions)["Action"]) for q in operators}
-    assert acted == {(t, a) for t in STEPS_BY_SAGA for a in ("cancel", "resolve")}
+    assert acted == {(t, a) for t in STEPS_BY_SAGA for a in ("cancel", "resolve", "bulk_retry")}
     outcomes = {v for q in _panel("Saga outcomes").queries for k, v in q.dimensions if k == "Outcome"}
     assert {"CANCELLED", "RESOLVED"} <= outcomes
 
