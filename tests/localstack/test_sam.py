@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.deploy.localstack.host import DEFAULT_PYTHON
+from infra.engine.local_engine import load_template
 from tests.helpers import ROOT
 from tests.template_refs import function_substitutions
 
@@ -36,13 +37,15 @@ def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
     return {name: resource for name, resource in resources.items() if resource["Type"] == resource_type}
 
 
-def test_every_function_is_published_as_a_version_behind_the_alias_live(resources: dict[str, Any]) -> None:
+def test_every_function_is_published_as_a_version_behind_the_alias_live(
+    resources: dict[str, Any], packaged: Path
+) -> None:
     functions = _of_type(resources, "AWS::Lambda::Function")
     aliases = _of_type(resources, "AWS::Lambda::Alias")
 
     assert {alias["Properties"]["FunctionName"]["Ref"] for alias in aliases.values()} == set(functions)
     assert {alias["Properties"]["Name"] for alias in aliases.values()} == {"live"}
-    assert len(_of_type(resources, "AWS::Lambda::Version")) == len(functions) == 13
+    assert len(_of_type(resources, "AWS::Lambda::Version")) == len(functions) == len(_packaged_functions(packaged))
     assert {f["Properties"]["Runtime"] for f in functions.values()} == {"python3.12"}
 
 
@@ -74,11 +77,20 @@ def test_the_state_machines_invoke_the_aliases_and_are_deployed_gradually_behind
 
 def test_the_api_the_schedule_and_the_migration_invoke_aliases(resources: dict[str, Any]) -> None:
     alias: Callable[[str], dict[str, str]] = lambda function: {"Ref": f"{function}Aliaslive"}  # noqa: E731
-    [schedule] = _of_type(resources, "AWS::Scheduler::Schedule").values()
+    schedules = _of_type(resources, "AWS::Scheduler::Schedule").values()
+    targets = {
+        schedule["Properties"]["Target"]["Arn"]["Ref"]: schedule["Properties"]["Target"] for schedule in schedules
+    }
 
     assert resources["APIHandlerInvokePermission"]["Properties"]["FunctionName"] == alias("APIHandler")
-    assert schedule["Properties"]["Target"]["Arn"] == alias("ReconcilerFunction")
-    assert schedule["Properties"]["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    assert set(targets) == {alias("ReconcilerFunction")["Ref"], alias("BulkRetryFunction")["Ref"]}
+    assert targets[alias("ReconcilerFunction")["Ref"]]["RetryPolicy"] == {"MaximumRetryAttempts": 0}
     assert resources["DatabaseMigration"]["Properties"]["ServiceToken"] == alias("MigrateFunction")
     for function in ("ReserveStockFunction", "APIHandler", "ReconcilerFunction"):
         assert resources[function]["DependsOn"] in ("DatabaseMigration", ["DatabaseMigration"]), function
+
+
+def _packaged_functions(packaged: Path) -> list[str]:
+    """The functions `make package` writes into the template: the template's and chalice's API handler."""
+    template = load_template(packaged / "sam.yaml")
+    return [name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
