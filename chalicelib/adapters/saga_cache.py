@@ -2,13 +2,17 @@
 
 Two keys per saga: its status with the saga's version, written through on every change; and its full view,
 stored under that version. A view is served only when its version is the current one, so it is never stale.
+Each write that moves the status to a newer version also publishes it on the saga's channel, in the same
+transaction, for a request that waits for the saga's outcome (`Prefer: wait`, docs/design.md §3.1).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -25,6 +29,9 @@ T = TypeVar("T")
 
 STATUS_KEY = "saga:{saga_id}:status"
 VIEW_KEY = "saga:{saga_id}:view:{version}"
+STATUS_CHANNEL = "saga:{saga_id}:moved"
+SUBSCRIBE_TIMEOUT_SECONDS = 1.0
+"""As the client's socket timeout: an outage must fail fast."""
 
 
 class SecretAuthToken(CredentialProvider):
@@ -114,11 +121,14 @@ def cache_status(saga_id: str, status: str, version: int) -> None:
             try:
                 pipeline.watch(key)  # type: ignore[no-untyped-call]
                 current = pipeline.get(key)
-                if current is not None and json.loads(current)["version"] > version:
+                cached_version = json.loads(current)["version"] if current is not None else None
+                if cached_version is not None and cached_version > version:
                     pipeline.unwatch()
                     return
                 pipeline.multi()
                 pipeline.set(key, value, ex=get_settings().status_ttl_seconds)
+                if cached_version != version:  # a reader caching what it read moves nothing
+                    pipeline.publish(STATUS_CHANNEL.format(saga_id=saga_id), value)
                 pipeline.execute()
                 return
             except redis.WatchError:
@@ -186,3 +196,53 @@ def store_view(saga_id: str, status: str, version: int, view: dict[str, Any]) ->
             client.set(key, json.dumps(view), ex=get_settings().status_ttl_seconds)
     except redis.RedisError:
         logger.warning("could not cache the view of saga %s", saga_id, exc_info=True)
+
+
+class StatusMoves:
+    """The status moves of one saga, as its channel announces them, from the moment of subscribing."""
+
+    def __init__(self, pubsub: redis.client.PubSub) -> None:
+        self._pubsub = pubsub
+
+    def next_move(self, timeout: float) -> dict[str, Any] | None:
+        """The next status published (`{"status", "version"}`), or None when `timeout` seconds pass first or Redis
+        is lost meanwhile. It blocks on the subscription's socket: no command is sent while it waits."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                with traced("redis", namespace="remote", operation="wait for a status move"):
+                    message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            except redis.RedisError:
+                logger.warning("lost the status channel while waiting; answering with what is known", exc_info=True)
+                return None
+            if message is not None and message["type"] == "message":
+                moved: dict[str, Any] = json.loads(message["data"])
+                return moved
+        return None
+
+
+@contextmanager
+def status_moves(saga_id: str) -> Iterator[StatusMoves | None]:
+    """Subscribed to the saga's status channel for the block; None when there is no Redis, or it cannot be reached
+    (then nobody can be told of a move, and the caller must not wait)."""
+    client = get_redis()
+    if client is None:
+        yield None
+        return
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    try:
+        with traced("redis", namespace="remote", operation="subscribe to status moves"):
+            pubsub.subscribe(STATUS_CHANNEL.format(saga_id=saga_id))
+            # Once Redis confirms, every later move reaches us; until then one could slip past the caller's check.
+            confirmed = pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_SECONDS)
+        if confirmed is None or confirmed["type"] != "subscribe":
+            raise redis.TimeoutError("the subscription was not confirmed")
+    except redis.RedisError:
+        logger.warning("status channel unreachable; saga %s is not waited for", saga_id, exc_info=True)
+        pubsub.close()
+        yield None
+        return
+    try:
+        yield StatusMoves(pubsub)
+    finally:
+        pubsub.close()

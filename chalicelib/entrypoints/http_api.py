@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,11 +21,14 @@ from chalicelib.adapters import step_functions
 from chalicelib.adapters.database_errors import transience
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain.contracts import IDENTIFIER_PATTERN, SagaRequest
+from chalicelib.entrypoints import preferences
 from chalicelib.observability.telemetry import Stopwatch, current_keys, logger, saga_scope, traced
 from chalicelib.presentation import console_page, saga_page
 from chalicelib.presentation.api_models import (
     CORRELATION_HEADER,
     IDEMPOTENCY_HEADER,
+    PREFER_HEADER,
+    PREFERENCE_APPLIED_HEADER,
     BulkRetryAccepted,
     BulkRetryPreview,
     BulkRetryRequest,
@@ -41,7 +45,7 @@ from chalicelib.presentation.api_models import (
     SagaView,
 )
 from chalicelib.service import bulk_retry, operator_actions, products, recovery, saga_search, sagas
-from chalicelib.service.executions import boto3_step_functions
+from chalicelib.service.executions import UNFINISHED, boto3_step_functions
 
 MAX_BODY_BYTES = 256 * 1024
 """Step Functions' limit on an execution's input."""
@@ -103,7 +107,9 @@ def _unavailable_on_database_errors(route: Callable[Params, Answer]) -> Callable
 
 @_unavailable_on_database_errors
 def start_saga(request: Request, model: type[SagaRequest]) -> Response:
+    received = time.monotonic()
     saga_request, key = _parse_both(lambda: parse_body(request, model), lambda: idempotency_key(request.headers))
+    wait = preferences.requested_wait(request.headers)
     try:
         saga = sagas.start_saga(saga_request, step_functions.start_execution, key, correlation_id(), caller_of(request))
     except sagas.FaultsNotAllowed as error:
@@ -116,14 +122,27 @@ def start_saga(request: Request, model: type[SagaRequest]) -> Response:
         raise _unavailable(
             f"saga {error.saga.id} is recorded but could not be started now; {again} (GET /sagas/{error.saga.id})"
         ) from None
-    return _accepted(saga)
+    # The answer varies with Prefer whether or not this request sent it (RFC 7240 §2).
+    varies: dict[str, str | list[str]] = {"Vary": PREFER_HEADER}
+    view = None if wait is None else sagas.await_outcome(saga.id, wait - (time.monotonic() - received))
+    if view is None:  # no wait asked for, or no Redis to wait on: the preference is not applied
+        return _accepted(saga, varies)
+    applied = varies | {PREFERENCE_APPLIED_HEADER: f"wait={wait}"}
+    if view["status"] in UNFINISHED:
+        return _accepted(saga, applied, status=view["status"])
+    return Response(body=SagaView.model_validate(view).model_dump(mode="json"), status_code=200, headers=applied)
 
 
-def _accepted(saga: Saga) -> Response:
+def _accepted(saga: Saga, headers: dict[str, str | list[str]] | None = None, status: str | None = None) -> Response:
     accepted = SagaAccepted.model_validate(
-        {"saga_id": saga.id, "type": saga.type, "status": saga.status, "links": {"self": f"/sagas/{saga.id}"}}
+        {
+            "saga_id": saga.id,
+            "type": saga.type,
+            "status": status or saga.status,
+            "links": {"self": f"/sagas/{saga.id}"},
+        }
     )
-    return Response(body=accepted.model_dump(mode="json"), status_code=202)
+    return Response(body=accepted.model_dump(mode="json"), status_code=202, headers=headers)
 
 
 @_unavailable_on_database_errors
@@ -370,10 +389,15 @@ def observe_requests(request: Request, get_response: Callable[[Request], Respons
                 "path": request.path,
                 "status_code": response.status_code,
                 "latency_ms": watch.milliseconds,
-                **({"started_saga_id": body["saga_id"]} if response.status_code == 202 and "saga_id" in body else {}),
+                **({"started_saga_id": body["saga_id"]} if _started(request, response) and "saga_id" in body else {}),
             },
         )
     return response
+
+
+def _started(request: Request, response: Response) -> bool:
+    """A POST that started (or acted on) a saga: 202, or 200 when it waited for the outcome (Prefer: wait)."""
+    return response.status_code == 202 or (request.method == "POST" and response.status_code == 200)
 
 
 def answer_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -> Response:

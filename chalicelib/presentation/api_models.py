@@ -12,6 +12,11 @@ from chalicelib.domain.saga_filter import Moment, SagaFilter
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
+PREFER_HEADER = "Prefer"
+PREFERENCE_APPLIED_HEADER = "Preference-Applied"
+MAX_WAIT_SECONDS = 20
+"""`Prefer: wait` asks for at most this (more is cut to it): with the saga's start, the answer stays inside API
+Gateway's 29-second integration timeout (and the API function's 30-second one)."""
 
 
 class SagaLinks(BaseModel):

@@ -12,6 +12,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
+    MAX_WAIT_SECONDS,
+    PREFER_HEADER,
+    PREFERENCE_APPLIED_HEADER,
     BulkRetryAccepted,
     BulkRetryPreview,
     BulkRetryRequest,
@@ -57,9 +60,22 @@ _BODY_ERRORS = {
 _NOT_FOUND = {404: "No such saga"}
 _BAD_QUERY = {400: "Invalid query; every bad key is named in `details`"}
 
+_OUTCOME = (
+    (
+        200,
+        SagaView,
+        "With `Prefer: wait=N`: the saga had its outcome within N seconds; it is shown as `GET /sagas/{saga_id}` "
+        "shows it",
+    ),
+)
+
 OPERATIONS = (
-    Operation("post", "/purchases", "Start a purchase saga", (202, SagaAccepted), PurchaseRequest, _BODY_ERRORS),
-    Operation("post", "/returns", "Start a return saga", (202, SagaAccepted), ReturnRequest, _BODY_ERRORS),
+    Operation(
+        "post", "/purchases", "Start a purchase saga", (202, SagaAccepted), PurchaseRequest, _BODY_ERRORS, also=_OUTCOME
+    ),
+    Operation(
+        "post", "/returns", "Start a return saga", (202, SagaAccepted), ReturnRequest, _BODY_ERRORS, also=_OUTCOME
+    ),
     Operation(
         "post",
         "/sagas/{saga_id}/retry",
@@ -194,6 +210,16 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): success}
     responses |= {str(code): _json(model, when) for code, model, when in op.also}
     responses |= {str(code): _json(ErrorBody, text) for code, text in op.errors.items()}
+    if op.body is not None and issubclass(op.body, SagaRequest):
+        for code in ("200", "202"):
+            responses[code]["headers"] = {
+                PREFERENCE_APPLIED_HEADER: {
+                    "description": "`wait=N` when the answer waited up to N seconds (N at most "
+                    f"{MAX_WAIT_SECONDS}) for the outcome; absent when it did not wait",
+                    "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+                },
+                "Vary": {"description": "`Prefer`: the answer depends on it", "schema": {"type": "string"}},
+            }
     if "503" in responses:
         retry_after = {"description": "Seconds to wait before sending again", "schema": {"type": "integer"}}
         responses["503"]["headers"] = {"Retry-After": retry_after}
@@ -209,6 +235,17 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "required": False,
                 "description": "The same key with the same body starts the saga once; with another body: 409",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        )
+        parameters.append(
+            {
+                "name": PREFER_HEADER,
+                "in": "header",
+                "required": False,
+                "description": f"RFC 7240. `wait=N`: answer `200` with the saga if it has its outcome within N seconds "
+                f"(at most {MAX_WAIT_SECONDS}; more is cut to {MAX_WAIT_SECONDS}), else `202` as without it. Other "
+                "preferences, and a `wait` that is not a whole number of seconds, are ignored",
+                "schema": {"type": "string"},
             }
         )
     if op.query is not None:

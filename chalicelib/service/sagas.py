@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from sqlalchemy import select, update
@@ -18,7 +19,7 @@ from chalicelib.domain.contracts import SagaRequest
 from chalicelib.observability.metric_names import SAGAS_STARTED
 from chalicelib.observability.telemetry import emit, logger, saga_scope
 from chalicelib.presentation import saga_views
-from chalicelib.service.executions import UNREACHABLE, StartExecution, execution_name
+from chalicelib.service.executions import UNFINISHED, UNREACHABLE, StartExecution, execution_name
 from chalicelib.settings import get_settings
 
 LOCAL_CALLER = "local"
@@ -148,3 +149,26 @@ def read_history(saga_id: str) -> list[dict[str, Any]] | None:
         if uow.session.get(Saga, saga_id) is None:
             return None
         return [saga_views.event_view(event) for event in saga_log.history(uow.session, saga_id)]
+
+
+def await_outcome(saga_id: str, seconds: float) -> dict[str, Any] | None:
+    """The saga's view once it has an outcome (any status but RUNNING and COMPENSATING: FAILED too, which only an
+    operator moves on), or as it stands after `seconds`; None without waiting when there is no Redis to be told
+    through (docs/design.md §3.1).
+
+    No polling: it subscribes to the saga's status moves first, then checks the cached status (a move after the
+    check is announced, one before it is seen), sleeps on the subscription, and reads the saga once at the end.
+    """
+    deadline = time.monotonic() + seconds
+    with saga_cache.status_moves(saga_id) as moves:
+        if moves is None:
+            return None
+        status = saga_cache.cached_status(saga_id)
+        if status is None:  # not cached (expired, or written while Redis was out): the database says
+            view = read_saga(saga_id)
+            if view is None or view["status"] not in UNFINISHED:
+                return view
+            status = view
+        while status is not None and status["status"] in UNFINISHED:
+            status = moves.next_move(deadline - time.monotonic())
+    return read_saga(saga_id)

@@ -48,16 +48,15 @@ README_SESSION = (
     "curl -s localhost:8000/sagas/$SAGA | python3 -m json.tool",
     "ORDER=$(curl -s localhost:8000/sagas/$SAGA | python3 -c 'import json, sys; "
     'print(json.load(sys.stdin)["result"]["order_id"])\')',
-    "curl -s -X POST localhost:8000/returns -H 'Content-Type: application/json' -d "
+    "curl -s -X POST localhost:8000/returns -H 'Content-Type: application/json' -H 'Prefer: wait=20' -d "
     '"{\\"customer_id\\": \\"alice\\", \\"order_id\\": \\"$ORDER\\", \\"quantity\\": 1, \\"reason\\": \\"too small\\"}"'
-    " | tee /tmp/saga.json",
-    'RETURN=$(python3 -c \'import json; print(json.load(open("/tmp/saga.json"))["saga_id"])\')',
-    "curl -s localhost:8000/sagas/$RETURN",
+    " -w '\\n%{http_code} Preference-Applied: %header{preference-applied}\\n'",
     "curl -s localhost:8000/products/SKU-MOUSE",
     "curl -s -X POST localhost:8000/purchases -H 'Content-Type: application/json' -d "
     '\'{"sku": "SKU-MOUSE", "quantity": 0}\'',
 )
-"""The README's session, as typed: a purchase, a return of part of it, the stock, a bad request."""
+"""The README's session, as typed: a purchase, a return of part of it that waits for its outcome (Prefer: wait),
+the stock, a bad request."""
 
 CORRELATION_ID = "readme-1"
 FLAKY_PURCHASE = (
@@ -73,8 +72,8 @@ CLI_SESSION = (
     ".venv/bin/python -m chalicelib status $SAGA",
     ".venv/bin/python -m chalicelib history $SAGA",
 )
-STARTS_A_SAGA = {README_SESSION[1]: "SAGA", README_SESSION[5]: "RETURN"}
-"""After these commands, wait until the saga in that variable has ended."""
+STARTS_A_SAGA = {README_SESSION[1]: "SAGA"}
+"""After these commands, wait until the saga in that variable has ended (the return waits in its own call)."""
 SEPARATOR = "\x1e"
 SHOWN_FILE = "/tmp/saga.json"  # noqa: S108  # nosec B108 - the file the shown commands name; they run on a private one
 

@@ -16,6 +16,8 @@ from app import app
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaStatus
 from chalicelib.presentation.api_models import (
     IDEMPOTENCY_HEADER,
+    PREFER_HEADER,
+    PREFERENCE_APPLIED_HEADER,
     BulkRetryAccepted,
     BulkRetryPreview,
     BulkRetryRequest,
@@ -54,8 +56,13 @@ OPERATIONS: dict[tuple[str, str], tuple[int, type[BaseModel] | None, type[BaseMo
     ("GET", "/products/{sku}"): (200, ProductView, None, {404}),
 }
 """Per route: its success status and answer model, its request model, and every error status it can return."""
-OTHER_SUCCESSES: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("POST", "/sagas/retry"): {200: BulkRetryPreview}}
-"""A bulk retry's dry run answers 200 with its count."""
+OTHER_SUCCESSES: dict[tuple[str, str], dict[int, type[BaseModel]]] = {
+    ("POST", "/sagas/retry"): {200: BulkRetryPreview},
+    ("POST", "/purchases"): {200: SagaView},
+    ("POST", "/returns"): {200: SagaView},
+}
+"""A bulk retry's dry run answers 200 with its count; a saga that has its outcome within `Prefer: wait`, 200 with
+the saga."""
 
 
 def _document() -> dict[str, Any]:
@@ -155,7 +162,7 @@ def test_operation_documents_its_path_query_and_header_parameters(method: str, p
     assert all(p["required"] for p in parameters if p["in"] == "path")
     queries = {"/sagas": SagaListQuery, "/sagas/stats": SagaStatsQuery, "/console": SagaListQuery}
     assert by_place["query"] == (set(queries[path].model_fields) if path in queries else set())
-    assert by_place["header"] == ({IDEMPOTENCY_HEADER} if path in ("/purchases", "/returns") else set())
+    assert by_place["header"] == ({IDEMPOTENCY_HEADER, PREFER_HEADER} if path in ("/purchases", "/returns") else set())
     assert not any(p["required"] for p in parameters if p["in"] != "path")
 
 
@@ -190,3 +197,15 @@ def test_a_503_tells_the_client_when_to_send_again() -> None:
     for method, path in (("POST", "/purchases"), ("POST", "/returns"), ("POST", "/sagas/{saga_id}/retry")):
         answer = _operation(document, method, path)["responses"]["503"]
         assert answer["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+
+
+@pytest.mark.parametrize("path", ["/purchases", "/returns"])
+def test_starting_a_saga_documents_prefer_wait_and_what_its_answers_say_of_it(path: str) -> None:
+    operation = _operation(_document(), "POST", path)
+    prefer = next(p for p in operation["parameters"] if p["name"] == PREFER_HEADER)
+
+    assert "wait=N" in prefer["description"] and not prefer["required"]
+    for status in ("200", "202"):
+        headers = operation["responses"][status]["headers"]
+        assert set(headers) == {PREFERENCE_APPLIED_HEADER, "Vary"}
+        assert headers[PREFERENCE_APPLIED_HEADER]["schema"]["pattern"] == "^wait=[0-9]+$"
