@@ -106,6 +106,19 @@ def test_every_step_logs_one_json_line_with_the_saga_keys_and_the_api_correlatio
     ]
 
 
+def test_a_start_that_waited_for_its_outcome_logs_the_saga_it_started(
+    backend: Backend, engine: LocalEngine, log_lines: LogLines
+) -> None:
+    body = {"customer_id": "c-log", "sku": "SKU-MOUSE", "quantity": 1, "payment_token": "tok_visa"}
+    with Client(app) as client:
+        headers = JSON | {"X-Correlation-Id": "corr-wait", "Prefer": "wait=20"}
+        response = client.http.post("/purchases", headers=headers, body=json.dumps(body))
+
+    assert response.status_code == 200
+    answered = _records(log_lines, message="request answered", correlation_id="corr-wait")
+    assert [(r["status_code"], r["started_saga_id"]) for r in answered] == [(200, response.json_body["saga_id"])]
+
+
 def test_a_retried_saga_s_steps_carry_the_retry_request_s_correlation_id(
     backend: Backend, engine: LocalEngine, log_lines: LogLines
 ) -> None:
