@@ -1,7 +1,8 @@
 """`make bench`: step overhead against its floor, cold start against two references, throughput against the
-engine's floor, transitions and cost per saga path, peak memory. Writes bench/results/latest.json (each part with
-when, by which command, on which machine and under which load it was measured), prints a table; `make docs` renders
-docs/performance.md's tables from that file.
+engine's floor, what one saga asks of the database, Redis and the provider (footprint), transitions and cost per
+saga path, peak memory. Writes bench/results/latest.json (each part with when, by which command, on which machine
+and under which load it was measured), prints a table; `make docs` renders docs/performance.md's and
+docs/capacity.md's tables from that file.
 
 Uses DATABASE_URL/REDIS_URL when set (PostgreSQL or MySQL); else PostgreSQL and Redis on 127.0.0.1 when they
 answer (a `saga_bench` database, Redis db 14); else the embedded default, and says which it used.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ def run(count: int) -> dict[str, Any]:
     if database_engine(url) != "postgresql":
         return {"skipped": "counts transactions with pg_stat_database: needs DATABASE_URL on PostgreSQL"}
     with ExitStack() as stack:
-        own_url = stack.enter_context(_fresh_database(url, "saga_footprint"))
-        provider_url = stack.enter_context(_fresh_database(url, "saga_footprint_provider"))
+        suffix = uuid.uuid4().hex[:8]  # runs at once on one server count apart
+        own_url = stack.enter_context(_fresh_database(url, f"saga_footprint_{suffix}"))
+        provider_url = stack.enter_context(_fresh_database(url, f"saga_footprint_provider_{suffix}"))
         server = PrivateRedis(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         server.start()
         stack.callback(server.stop)
