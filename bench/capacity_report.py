@@ -61,21 +61,33 @@ def per_saga(path: Path = RESULTS) -> str:
 
 
 def database_tier(path: Path = RESULTS) -> str:
-    """The database tier's throughput per core, from the capacity part, or why it is missing."""
+    """The database tier's throughput per core on each engine the capacity part ran on, or why it is missing."""
     results = load(path)
-    tier = capacity_model.database_tier(results)
-    if tier is None:
+    engines = results.get("capacity", {}).get("db", {})
+    tiers = {engine: capacity_model.database_tier(results, engine) for engine in engines}
+    if capacity_model.database_tier(results) is None:
         return f"Database tier: {NOT_MEASURED}.\n"
-    one_row = (
-        f" With one row per product, a flash sale tops out at {tier.one_row_sagas_per_second:,.0f} sagas/s "
-        "whatever the instance: every reservation waits for the row's lock."
-        if tier.one_row_sagas_per_second is not None
-        else ""
-    )
+    table = [
+        "| engine | sagas/s per core, 1,000 SKUs | per core, one hot SKU | one row per product, all cores "
+        "| hot over spread, 64 workers |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for engine, tier in tiers.items():
+        if tier is None:
+            continue
+        one_row = "-" if tier.one_row_sagas_per_second is None else f"{tier.one_row_sagas_per_second:,.1f}"
+        ratio = engines[engine].get("hot_over_spread")
+        table.append(
+            f"| {engine} | {tier.spread_per_core:,.1f} | {tier.hot_per_core:,.1f} | {one_row} "
+            f"| {'-' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    cores = next(tier.cores for tier in tiers.values() if tier is not None)
     return (
-        f"{provenance(results, ['capacity'])}\n\nDatabase tier ({capacity_model.DATABASE_ENGINE}, the best of the "
-        f"worker counts, over the machine's {tier.cores} cores): {tier.spread_per_core:,.1f} sagas/s per core over "
-        f"1,000 SKUs, {tier.hot_per_core:,.1f} per core on one hot SKU.{one_row}\n"
+        f"{provenance(results, ['capacity'])}\n\n"
+        + "\n".join(table)
+        + f"\n\nThe best of the worker counts, over the machine's {cores} cores; the model uses "
+        f"{capacity_model.DATABASE_ENGINE}'s. With one row per product, a flash sale cannot pass the one-row figure "
+        "whatever the instance: every reservation waits for the row's lock.\n"
     )
 
 

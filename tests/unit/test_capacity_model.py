@@ -148,3 +148,13 @@ def _written(directory: Path, results: dict[str, Any]) -> Path:
     path = directory / "with-capacity.json"
     path.write_text(json.dumps(results))
     return path
+
+
+def test_the_database_tier_table_has_a_row_per_engine_measured(tmp_path: Path) -> None:
+    results = synthetic()
+    results["capacity"]["db"]["mysql"] = {"workers": results["capacity"]["db"]["postgres"]["workers"]}
+
+    page = capacity_report.database_tier(_written(tmp_path, results))
+
+    assert "| postgres | 50.0 | 5.0 | 4.0 | 0.10 |" in page
+    assert "| mysql | 50.0 | 5.0 | 4.0 | - |" in page
