@@ -118,7 +118,7 @@ COUNT ?= 20
 cost: $(VENV)/.installed
 	$(PY) -m infra.reports.cost --count $(COUNT)
 
-## bench: step overhead, cold start, throughput, transitions and cost, memory -> bench/results/latest.json
+## bench: step overhead, cold start, throughput, per-saga footprint, transitions and cost, memory -> bench/results/latest.json
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 

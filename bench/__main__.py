@@ -1,7 +1,8 @@
 """`make bench`: step overhead against its floor, cold start against two references, throughput against the
-engine's floor, transitions and cost per saga path, peak memory. Writes bench/results/latest.json (each part with
-when, by which command, on which machine and under which load it was measured), prints a table; `make docs` renders
-docs/performance.md's tables from that file.
+engine's floor, what one saga asks of the database, Redis and the provider (footprint), transitions and cost per
+saga path, peak memory. Writes bench/results/latest.json (each part with when, by which command, on which machine
+and under which load it was measured), prints a table; `make docs` renders docs/performance.md's and
+docs/capacity.md's tables from that file.
 
 Uses DATABASE_URL/REDIS_URL when set (PostgreSQL or MySQL); else PostgreSQL and Redis on 127.0.0.1 when they
 answer (a `saga_bench` database, Redis db 14); else the embedded default, and says which it used.
@@ -38,7 +39,7 @@ LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
 IMPORT_FLOOR_TARGET, SNAPSTART_TARGET = 1.2, 0.2
-SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing")
+SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost", "listing")
 RUNTIME_ADDED_TARGET_MS, SCALE_TARGET, FLOOR_SHARE_TARGET = 2.0, 1.5, 0.7
 
 
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sagas", type=int, default=40, help="sagas per throughput run (40)")
     parser.add_argument("--cost-count", type=int, default=10, help="sagas per path for transitions (10)")
     parser.add_argument("--concurrencies", default="1,2,4,8", help="clients at once for the throughput runs (1,2,4,8)")
+    parser.add_argument(
+        "--footprint-count", type=int, default=10, help="sagas per path for the per-saga footprint (10)"
+    )
     parser.add_argument("--hot-racers", type=int, default=16, help="clients racing for one product (16)")
     parser.add_argument(
         "--listing-rows", type=int, default=1_000_000, help="sagas loaded for the listing part (1,000,000)"
@@ -154,7 +158,7 @@ def _run(args: argparse.Namespace, backend: str, command: str) -> int:
 
 
 def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
-    from bench import cold_start, lambda_runtime, listing, step_overhead, throughput
+    from bench import cold_start, footprint, lambda_runtime, listing, step_overhead, throughput
 
     if part == "step_overhead":
         return {"step_overhead": step_overhead.run(args.calls)}
@@ -170,6 +174,8 @@ def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
             }
     if part == "listing":
         return {"listing": listing.run(args.listing_rows, args.listing_repeats)}
+    if part == "footprint":
+        return {"footprint": footprint.run(args.footprint_count)}
     if part == "throughput":
         concurrencies = tuple(int(n) for n in args.concurrencies.split(","))
         load = throughput.run(args.sagas, concurrencies, args.hot_racers)
@@ -191,6 +197,8 @@ def render(results: dict[str, Any], parts: Sequence[str] = SECTIONS) -> str:
         lines += runtime_lines(results["lambda_runtime"])
     if "throughput" in parts:
         lines += throughput_lines(results["throughput"], results["peak_rss_mb"])
+    if "footprint" in parts:
+        lines += footprint_lines(results["footprint"])
     if "cost" in parts:
         lines += cost_lines(results)
     if "listing" in parts:
@@ -221,6 +229,24 @@ def listing_lines(listing: dict[str, Any]) -> list[str]:
             f"{row['stats'][scope]['p50_ms']:.0f} / {row['stats'][scope]['p99_ms']:.0f}" for row in engines.values()
         ]
         lines.append(f"{'stats, ' + scope:<44}" + "".join(f"{cell:>22}  {'':<36}" for cell in cells).rstrip())
+    return lines
+
+
+def footprint_lines(footprint: dict[str, Any]) -> list[str]:
+    if "skipped" in footprint:
+        return ["", f"Per-saga footprint: not measured ({footprint['skipped']})"]
+    lines = [
+        "",
+        f"Per-saga footprint ({footprint['sagas_per_path']} sagas per path, counted at the servers)",
+        f"{'path':<20}{'DB transactions':>16}{'DB active ms':>13}{'Redis commands':>15}{'Redis ms':>9}"
+        f"{'provider calls':>15}",
+    ]
+    for path in ("purchase COMPLETED", "return COMPLETED"):
+        row = footprint[path]
+        lines.append(
+            f"{path:<20}{row['db_transactions']:>16.1f}{row['db_active_ms']:>13.1f}{row['redis_commands']:>15.1f}"
+            f"{row['redis_server_ms']:>9.2f}{row['provider_calls']:>15.1f}"
+        )
     return lines
 
 

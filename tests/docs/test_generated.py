@@ -23,3 +23,9 @@ def test_no_generated_block_is_stale() -> None:
 def test_the_performance_page_is_generated_from_the_results_file() -> None:
     page = (ROOT / "docs" / "performance.md").read_text()
     assert page.count("[[[cog") >= 4 and "report.tables(" in page
+
+
+def test_the_capacity_page_is_generated_from_the_results_file_and_the_quotas() -> None:
+    page = (ROOT / "docs" / "capacity.md").read_text()
+    for table in ("per_saga", "database_tier", "quotas", "ceilings", "rates", "findings"):
+        assert f"capacity_report.{table}()" in page

@@ -16,7 +16,7 @@ from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
-TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2")
+TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2", "--footprint-count", "1")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -66,8 +66,22 @@ def _environment(store: str, directory: Path, request: pytest.FixtureRequest) ->
     return child_env(request.getfixturevalue(f"{store}_url"), request.getfixturevalue("real_redis_url"))
 
 
+def _assert_footprint(store: str, footprint: dict[str, Any]) -> None:
+    """Counted at the servers: on PostgreSQL only (pg_stat_database); a saga of each path calls the provider once."""
+    if store != "postgres":
+        assert "pg_stat_database" in footprint["skipped"]
+        return
+    assert footprint["sagas_per_path"] == 1
+    for path in ("purchase COMPLETED", "return COMPLETED"):
+        row = footprint[path]
+        assert row["db_transactions"] >= 3 and row["db_active_ms"] > 0  # at least one per step
+        assert row["redis_commands"] == sum(row["redis_commands_by_name"].values()) > 0
+        assert row["provider_calls"] == 1
+
+
 def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path, stdout: str) -> None:
-    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing"}
+    parts = {"step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost", "listing"}
+    assert set(results["runs"]) == parts
     assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
     assert all(
         run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
@@ -91,6 +105,7 @@ def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path
     assert all(ms > 0 for ms in results["cold_start"]["options_ms"].values())
     assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
     assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
+    _assert_footprint(store, results["footprint"])
     assert results["peak_rss_mb"]["engine"] > 0 and results["peak_rss_mb"]["workers"] > 0
     runtime = results["lambda_runtime"]
     assert runtime["warm_invocation"]["worker"]["n"] == runtime["warm_invocation"]["in_process"]["n"] == 6
