@@ -229,6 +229,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.definition.add_marker(pytest.mark.parametrize("backend_name", marker.args, scope="session"))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by backend (its fixtures' reordering)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`--backends=embedded` (make check) deselects the other backends' runs, and says so in pytest's summary."""
     wanted = config.getoption("--backends").split(",")
@@ -237,12 +238,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     kept, deselected = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend_name") if callspec else None
+        backend = _backend_of(item)
         (deselected if backend is not None and backend not in wanted else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+    _order_by_function_timeout(items)
+
+
+def _order_by_function_timeout(items: list[pytest.Item]) -> None:
+    """Within each backend's run, the tests that shorten the functions' timeouts go last: each change of timeout is
+    a configuration update that replaces every function's workers, and each replaced worker pays a cold start."""
+    groups: list[list[pytest.Item]] = []
+    for item in items:
+        backend = _backend_of(item)
+        if not groups or _backend_of(groups[-1][0]) != backend:
+            groups.append([])
+        groups[-1].append(item)
+    items[:] = [item for group in groups for item in sorted(group, key=_shortens_timeouts)]
+
+
+def _shortens_timeouts(item: pytest.Item) -> bool:
+    return "short_timeouts" in getattr(item, "fixturenames", ())
+
+
+def _backend_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("backend_name") if callspec else None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

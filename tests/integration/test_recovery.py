@@ -29,7 +29,7 @@ from chalicelib.service import reconciler, recovery, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from functions import reserve_stock
 from infra.engine.local_engine import LocalEngine
-from tests.conftest import Backend
+from tests.conftest import TEST_RETRY_WAIT_SCALE, Backend
 from tests.helpers import (
     assert_consistent,
     child_env,
@@ -248,7 +248,11 @@ def test_the_operator_commands_retry_and_reconcile(backend: Backend, engine: Loc
     cut = stuck_saga(purchase())
     assert engine.provider is not None
     env = child_env(
-        backend.database_url, backend.tool_redis_url, SAGA_ALLOW_FAULTS="true", PAYMENT_PROVIDER_URL=engine.provider.url
+        backend.database_url,
+        backend.tool_redis_url,
+        SAGA_ALLOW_FAULTS="true",
+        PAYMENT_PROVIDER_URL=engine.provider.url,
+        LOCAL_TIME_SCALE=str(TEST_RETRY_WAIT_SCALE),
     )
 
     retried = operate(env, "retry", failed)
