@@ -45,6 +45,8 @@ class _Function:
     idle: list[WorkerProcess] = field(default_factory=list)
     """Warm workers, the most recently used last (reused first, as the warmest)."""
     in_flight: int = 0
+    earlier: list[tuple[FunctionConfig, list[WorkerProcess]]] = field(default_factory=list)
+    """Earlier configurations with the workers idle when each was replaced, the most recent last."""
 
 
 class LambdaRuntime:
@@ -58,7 +60,12 @@ class LambdaRuntime:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         init_timeout_seconds: float = INIT_TIMEOUT_SECONDS,
         log_sink: LogSink = write_to_stderr,
+        earlier_configurations_kept: int = 0,
     ) -> None:
+        """``earlier_configurations_kept``: how many replaced configurations of a function keep their idle workers,
+        as published versions keep their warm environments: registering one of them again brings its workers back
+        instead of starting new ones (a local engine switching a setting back and forth pays no cold starts)."""
+        self._earlier_kept = earlier_configurations_kept
         self._max_concurrency = max_concurrency
         self._idle_seconds = idle_seconds
         self._init_timeout_seconds = init_timeout_seconds
@@ -86,14 +93,22 @@ class LambdaRuntime:
         self.shutdown()
 
     def register(self, config: FunctionConfig) -> None:
-        """Add a function, or replace one of the same name (its idle workers, running the old code, are stopped)."""
+        """Add a function, or replace one of the same name: its idle workers, running the old code or settings, are
+        stopped, or kept aside with their configuration (``earlier_configurations_kept``)."""
         with self._lock:
             function = self._functions.get(config.name)
             if function is None:
                 self._functions[config.name] = _Function(config)
                 return
+            stale = function.idle
+            if self._earlier_kept and function.config != config:
+                function.earlier.append((function.config, stale))
+                stale = []
             function.config = config
-            stale, function.idle = function.idle, []
+            function.idle = next((kept for earlier, kept in function.earlier if earlier == config), [])
+            function.earlier = [(earlier, kept) for earlier, kept in function.earlier if earlier != config]
+            while len(function.earlier) > self._earlier_kept:
+                stale += function.earlier.pop(0)[1]
             self._workers.difference_update(stale)
         self._close_all(stale)
 
@@ -124,11 +139,12 @@ class LambdaRuntime:
             if self._closed.is_set():
                 return
             self._closed.set()
-            idle = [worker for function in self._functions.values() for worker in function.idle]
+            idle = [worker for function in self._functions.values() for worker in _all_idle(function)]
             busy = self._workers.difference(idle)
             self._workers.clear()
             for function in self._functions.values():
                 function.idle.clear()
+                function.earlier.clear()
         self._close_all(idle)
         # A busy worker's socket and pipe belong to the thread waiting on them, which closes them when it sees the
         # worker die.
@@ -204,9 +220,12 @@ class LambdaRuntime:
         while not self._closed.wait(interval):
             cutoff = time.monotonic() - self._idle_seconds
             with self._lock:
-                expired = [w for f in self._functions.values() for w in f.idle if w.last_used < cutoff]
+                expired = [w for f in self._functions.values() for w in _all_idle(f) if w.last_used < cutoff]
                 for function in self._functions.values():
                     function.idle = [w for w in function.idle if w.last_used >= cutoff]
+                    function.earlier = [
+                        (config, [w for w in kept if w.last_used >= cutoff]) for config, kept in function.earlier
+                    ]
                 self._workers.difference_update(expired)
             self._close_all(expired)
 
@@ -214,6 +233,10 @@ class LambdaRuntime:
     def _close_all(workers: Iterable[WorkerProcess]) -> None:
         for worker in workers:
             worker.close()
+
+
+def _all_idle(function: _Function) -> list[WorkerProcess]:
+    return function.idle + [worker for _, kept in function.earlier for worker in kept]
 
 
 def _function_name(name_or_arn: str) -> str:

@@ -26,6 +26,8 @@ from moto.core.exceptions import JsonRESTError
 from local_lambda import FunctionConfig, Invocation, LambdaRuntime, TooManyRequests
 
 ROOT_MARKER = "functions"
+EARLIER_CONFIGURATIONS_KEPT = 1
+"""A test that changes a setting (a timeout, a reserved concurrency) and changes it back finds the workers it had."""
 LOCAL_ENVIRONMENT = {
     # The local PostgreSQL and Redis speak plain TCP; deployed, RDS Proxy requires TLS.
     "DATABASE_TLS": "false",
@@ -168,7 +170,8 @@ class Configuration:
 class LocalFunctions:
     """The template's functions on worker processes. `configuration()` is read before every invocation, and a
     change (another database, faults allowed or not, another timeout) replaces the functions' workers, as a
-    configuration update does on Lambda."""
+    configuration update does on Lambda. The workers of the configuration before are kept aside, as a published
+    version's warm environments are, and serve again if it comes back."""
 
     def __init__(
         self,
@@ -191,7 +194,7 @@ class LocalFunctions:
             for logical_id, resource in template["Resources"].items()
             if resource["Type"] == "AWS::Serverless::Function" and _runs_locally(resource)
         ]
-        self.runtime = LambdaRuntime(log_sink=log_sink)
+        self.runtime = LambdaRuntime(log_sink=log_sink, earlier_configurations_kept=EARLIER_CONFIGURATIONS_KEPT)
 
     def close(self) -> None:
         self.runtime.shutdown()

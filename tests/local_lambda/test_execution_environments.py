@@ -147,3 +147,37 @@ def test_idle_environments_are_reaped(function: Callable[..., FunctionConfig]) -
 
     assert again.cold_start
     assert again.worker_pid != first.worker_pid
+
+
+def test_a_configuration_update_replaces_the_environments(
+    runtime: RecordingRuntime, function: Callable[..., FunctionConfig]
+) -> None:
+    runtime.register(function("basic.echo", memory_mb=256))
+    first = runtime.invoke("basic-echo", b"{}")
+    runtime.register(function("basic.echo", memory_mb=512))
+    runtime.register(function("basic.echo", memory_mb=256))
+
+    again = runtime.invoke("basic-echo", b"{}")
+
+    assert again.cold_start and again.worker_pid != first.worker_pid
+
+
+def test_kept_earlier_configurations_serve_again_with_their_warm_environments(
+    function: Callable[..., FunctionConfig],
+) -> None:
+    small, large, largest = (function("basic.echo", memory_mb=size) for size in (256, 512, 1024))
+    with RecordingRuntime(earlier_configurations_kept=1) as runtime:
+        runtime.register(small)
+        first = runtime.invoke("basic-echo", b"{}")
+        runtime.register(large)
+        on_large = runtime.invoke("basic-echo", b"{}")
+        runtime.register(small)
+        back = runtime.invoke("basic-echo", b"{}")
+        runtime.register(large)
+        runtime.register(largest)  # `small` is now two configurations back: its environment is stopped
+        runtime.register(small)
+        beyond = runtime.invoke("basic-echo", b"{}")
+
+    assert on_large.cold_start and on_large.worker_pid != first.worker_pid
+    assert not back.cold_start and back.worker_pid == first.worker_pid
+    assert beyond.cold_start and beyond.worker_pid not in (first.worker_pid, on_large.worker_pid)
