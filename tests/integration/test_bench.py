@@ -17,6 +17,7 @@ from tests.helpers import child_env
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
 TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2")
+TINY += ("--capacity-sagas", "2", "--capacity-workers", "1,2")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -67,7 +68,15 @@ def _environment(store: str, directory: Path, request: pytest.FixtureRequest) ->
 
 
 def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path, stdout: str) -> None:
-    assert set(results["runs"]) == {"step_overhead", "cold_start", "lambda_runtime", "throughput", "cost", "listing"}
+    assert set(results["runs"]) == {
+        "step_overhead",
+        "cold_start",
+        "lambda_runtime",
+        "throughput",
+        "cost",
+        "listing",
+        "capacity",
+    }
     assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
     assert all(
         run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
@@ -138,3 +147,54 @@ def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
         assert all(row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["plan"] for row in cases.values())
         assert {scope: row["n"] for scope, row in engine["stats"].items()} == {"every saga": 5, "since halfway": 5}
     assert "Saga search at 1,000 sagas" in done.stdout
+
+
+def test_the_capacity_part_runs_each_layout_on_both_databases_and_the_invariants_hold(
+    postgres_url: str, real_redis_url: str, tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--only",
+        "capacity",
+        "--capacity-sagas",
+        "8",
+        "--capacity-workers",
+        "1,4",
+    ]
+    done = subprocess.run(
+        [*command, "--results", str(results_file)],
+        cwd=ROOT,
+        env=child_env(postgres_url, real_redis_url),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    capacity = json.loads(results_file.read_text())["capacity"]
+
+    assert set(capacity["db"]) == {"postgres", "mysql"}
+    assert capacity["machine"]["cores"] >= 1
+    assert capacity["transactions_per_saga"] == {
+        "reserve_stock": 1,
+        "process_payment": 2,
+        "confirm_sale": 1,
+        "total": 4,
+    }
+    for engine in capacity["db"].values():
+        assert set(engine["workers"]) == {"1", "4"}
+        for layouts in engine["workers"].values():
+            assert set(layouts) == {"spread", "hot", "hot_one_row"}
+            for row in layouts.values():
+                assert (row["sagas"], row["failed"], row["violations"]) == (16, 0, []), "two runs of 8, all done"
+                assert row["sagas_per_second"] > 0
+                assert set(row["steps"]) == {"reserve_stock", "process_payment", "confirm_sale"}
+                assert all(t["p99_ms"] >= t["p50_ms"] > 0 for t in row["steps"].values())
+        at_four = engine["workers"]["4"]
+        assert engine["hot_over_spread"] == at_four["hot"]["sagas_per_second"] / at_four["spread"]["sagas_per_second"]
+        assert engine["hot_one_row_over_spread"] == (
+            at_four["hot_one_row"]["sagas_per_second"] / at_four["spread"]["sagas_per_second"]
+        )
+    assert done.stdout.count("invariants held") == 2 * 2 * 3
