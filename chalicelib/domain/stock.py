@@ -34,8 +34,6 @@ def new_buckets(sku: str, stock: int, buckets: int = BUCKETS) -> list[StockBucke
 def reserve(session: Session, sku: str, quantity: int, first: int) -> int | None:
     """Hold `quantity` units in one bucket, trying `first` before the others; the bucket, or None when the
     product has fewer units available than that."""
-    if _change(session, sku, first, reserved=quantity, needs_available=quantity):
-        return first
     return _draw(session, sku, quantity, first, reserved=quantity)
 
 
@@ -62,8 +60,6 @@ def put_back(session: Session, sku: str, bucket: int, quantity: int) -> None:
 def take_back(session: Session, sku: str, bucket: int, quantity: int) -> None:
     """Units put back leave again (a cancelled return): from `bucket` if it has them available, else from any
     bucket that has; if none has, `bucket`'s constraint refuses it (the units were sold meanwhile)."""
-    if _change(session, sku, bucket, on_hand=-quantity, needs_available=quantity):
-        return
     if _draw(session, sku, quantity, bucket, on_hand=-quantity) is None:
         _change(session, sku, bucket, on_hand=-quantity)
 
@@ -75,22 +71,29 @@ def available(session: Session, sku: str) -> int:
     return int(total or 0)
 
 
-def _draw(session: Session, sku: str, quantity: int, tried: int, **change: int) -> int | None:
-    """Apply `change` to another bucket with `quantity` available, or to one the available units are gathered
-    into; None when the product has fewer available."""
-    others = list(
-        session.scalars(
-            select(StockBucket.bucket).where(
-                StockBucket.sku == sku,
-                StockBucket.bucket != tried,
-                StockBucket.on_hand - StockBucket.reserved >= quantity,
-            )
-        )
+def _draw(session: Session, sku: str, quantity: int, first: int, **change: int) -> int | None:
+    """Apply `change` to a bucket with `quantity` available, `first` if it can, or to one the available units are
+    gathered into; None when the product has fewer available.
+
+    A bucket another transaction holds is passed over (SKIP LOCKED), so a draw waits for no row while it holds
+    one; only when every bucket with the units is held does it wait, for one of them. What waits while holding
+    rows is the gathering, which locks in bucket order: two draws never wait on each other in a cycle, bar one
+    whose wait ended with the bucket emptied, then gathering (a deadlock, retried as ConcurrentUpdate)."""
+    has_units = [StockBucket.sku == sku, StockBucket.on_hand - StockBucket.reserved >= quantity]
+    free = session.scalar(
+        select(StockBucket.bucket)
+        .where(*has_units)
+        .order_by(StockBucket.bucket < first, StockBucket.bucket)
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
-    _pick.shuffle(others)
-    for bucket in others:
+    if free is not None and _change(session, sku, free, needs_available=quantity, **change):
+        return int(free)
+    held = list(session.scalars(select(StockBucket.bucket).where(*has_units)))
+    if held:
+        bucket = _pick.choice(held)
         if _change(session, sku, bucket, needs_available=quantity, **change):
-            return bucket
+            return int(bucket)
     target = _gather(session, sku, quantity)
     if target is not None:
         _change(session, sku, target, **change)

@@ -7,8 +7,10 @@ import threading
 from collections import Counter
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from chalicelib.adapters import database, step_functions
+from chalicelib.adapters.database_errors import Transience, transience
 from chalicelib.adapters.tables import Reservation
 from chalicelib.domain import stock
 from chalicelib.service import sagas
@@ -60,10 +62,16 @@ def test_concurrent_reservations_of_one_product_never_oversell_it(backend: Backe
     lock = threading.Lock()
 
     def reserve(quantity: int) -> None:
-        with database.UnitOfWork() as uow:
-            bucket = stock.reserve(uow.session, SKU, quantity, stock.first_bucket(8))
-            if bucket is not None:
-                uow.commit()
+        for _ in range(5):  # as the step's Retry does for a deadlock (ConcurrentUpdate)
+            try:
+                with database.UnitOfWork() as uow:
+                    bucket = stock.reserve(uow.session, SKU, quantity, stock.first_bucket(8))
+                    if bucket is not None:
+                        uow.commit()
+                break
+            except DBAPIError as error:
+                if transience(error) is not Transience.CONFLICT:
+                    raise
         with lock:
             (granted if bucket is not None else refused).append(quantity)
 
