@@ -48,7 +48,8 @@ from payment_provider import tokens
 ENGINES = {"postgres": ADMIN_URLS["PostgreSQL"], "mysql": ADMIN_URLS["MySQL"]}
 STEPS = (purchase.reserve_stock, purchase.process_payment, purchase.confirm_sale)
 SPREAD_PRODUCTS = 1_000
-SPREAD_STOCK = 1_000_000
+STOCK = 1_000_000
+"""Each product's: enough for every run."""
 LAYOUTS = ("spread", "hot", "hot_one_row")
 HOT_SKU, HOT_ONE_ROW_SKU = "CAP-HOT", "CAP-HOT-ONE-ROW"
 RETRIES = 6
@@ -94,7 +95,7 @@ def _engine(
     charge, payments.charge = payments.charge, _charged
     try:
         database.migrate(url)
-        _seed(sagas)
+        _seed()
         with database.get_engine().connect() as connection:
             server = str(connection.exec_driver_sql("SELECT VERSION()").scalar()).split(" on ")[0].split(",")[0]
         _warm_up()
@@ -135,11 +136,10 @@ def _warm_up() -> None:
     _clear()
 
 
-def _seed(sagas: int) -> None:
+def _seed() -> None:
     """1,000 products for the spread runs, and the hot product twice: in buckets, and in one row."""
-    hot_stock = 2 * sagas + 100
-    products = [(f"CAP-{n:04d}", SPREAD_STOCK, stock.BUCKETS) for n in range(SPREAD_PRODUCTS)]
-    products += [(HOT_SKU, hot_stock, stock.BUCKETS), (HOT_ONE_ROW_SKU, hot_stock, 1)]
+    products = [(f"CAP-{n:04d}", STOCK, stock.BUCKETS) for n in range(SPREAD_PRODUCTS)]
+    products += [(HOT_SKU, STOCK, stock.BUCKETS), (HOT_ONE_ROW_SKU, STOCK, 1)]
     with database.UnitOfWork() as uow:
         uow.session.execute(
             insert(Product),
