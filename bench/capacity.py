@@ -242,7 +242,8 @@ def _per_saga_counts(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _record_sagas(layout: str, sagas: int) -> list[str]:
     """`sagas` purchases of one unit, RUNNING, as the API records them before their execution starts."""
-    pick = random.Random(sagas)  # noqa: S311  # nosec B311 - which product, not a secret
+    # Which product a saga buys, the same each run: no secret.
+    pick = random.Random(sagas)  # noqa: S311  # nosec B311
     with database.UnitOfWork() as uow:
         ids = []
         for number in range(sagas):
