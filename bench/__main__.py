@@ -39,8 +39,9 @@ LOCAL_POSTGRES = "postgresql+pg8000://postgres@127.0.0.1:5432/"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 STEP_TARGET, COLD_TARGET = 1.3, 0.5
 IMPORT_FLOOR_TARGET, SNAPSTART_TARGET = 1.2, 0.2
-SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost", "listing")
+SECTIONS = ("step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost", "listing", "capacity")
 RUNTIME_ADDED_TARGET_MS, SCALE_TARGET, FLOOR_SHARE_TARGET = 2.0, 1.5, 0.7
+HOT_OVER_SPREAD_TARGET, CAPACITY_SAGAS = 0.7, 100
 
 
 def choose_backend(stack: ExitStack) -> str:
@@ -104,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--listing-repeats", type=int, default=30, help="timed queries per listing case (30)")
     parser.add_argument(
+        "--capacity-sagas", type=int, default=CAPACITY_SAGAS, help=f"sagas per capacity run ({CAPACITY_SAGAS})"
+    )
+    parser.add_argument(
+        "--capacity-workers", default="1,4,16,64", help="worker processes of the capacity runs (1,4,16,64)"
+    )
+    parser.add_argument(
+        "--capacity-engines", default="postgres,mysql", help="databases the capacity part runs on (postgres,mysql)"
+    )
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"the parts to run, comma-separated ({','.join(SECTIONS)}); the others keep their figures in "
@@ -158,7 +168,7 @@ def _run(args: argparse.Namespace, backend: str, command: str) -> int:
 
 
 def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
-    from bench import cold_start, footprint, lambda_runtime, listing, step_overhead, throughput
+    from bench import capacity, cold_start, footprint, lambda_runtime, listing, step_overhead, throughput
 
     if part == "step_overhead":
         return {"step_overhead": step_overhead.run(args.calls)}
@@ -176,6 +186,10 @@ def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
         return {"listing": listing.run(args.listing_rows, args.listing_repeats)}
     if part == "footprint":
         return {"footprint": footprint.run(args.footprint_count)}
+    if part == "capacity":
+        workers = [int(n) for n in args.capacity_workers.split(",")]
+        engines = [name.strip() for name in args.capacity_engines.split(",")]
+        return {"capacity": capacity.run(args.capacity_sagas, workers, engines, _progress)}
     if part == "throughput":
         concurrencies = tuple(int(n) for n in args.concurrencies.split(","))
         load = throughput.run(args.sagas, concurrencies, args.hot_racers)
@@ -203,7 +217,38 @@ def render(results: dict[str, Any], parts: Sequence[str] = SECTIONS) -> str:
         lines += cost_lines(results)
     if "listing" in parts:
         lines += listing_lines(results["listing"])
+    if "capacity" in parts:
+        lines += capacity_lines(results["capacity"])
     return "\n".join(lines)
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", file=REPORT, flush=True)
+
+
+def capacity_lines(capacity: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"Database tier under load: the purchase steps' transactions from worker processes, "
+        f"{capacity['sagas_per_run']} sagas a run ({capacity['payment_provider']})",
+        f"{'engine':<10}{'workers':>8}{'layout':>13}{'sagas/s':>9}"
+        + "".join(f"{step + ' p50/p99 ms':>32}" for step in ("reserve_stock", "process_payment", "confirm_sale")),
+    ]
+    for engine, row in capacity["db"].items():
+        if "skipped" in row:
+            lines.append(f"{engine:<10}not measured ({row['skipped']})")
+            continue
+        for workers, layouts in row["workers"].items():
+            for layout, measured in layouts.items():
+                timings = "".join(f"{t['p50_ms']:>21.1f} /{t['p99_ms']:>8.1f}" for t in measured["steps"].values())
+                lines.append(f"{engine:<10}{workers:>8}{layout:>13}{measured['sagas_per_second']:>9.1f}{timings}")
+        lines.append(
+            f"{engine} ({row['server']}) at {row['at_workers']} workers: hot / spread {row['hot_over_spread']:.2f} "
+            f"(target >= {HOT_OVER_SPREAD_TARGET}, {_verdict(row['hot_over_spread'] >= HOT_OVER_SPREAD_TARGET)}), "
+            f"one row per product {row['hot_one_row_over_spread']:.2f}"
+        )
+    lines.append(f"transactions per saga: {capacity['transactions_per_saga']}")
+    return lines
 
 
 def listing_lines(listing: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 from bench.__main__ import (
     COLD_TARGET,
     FLOOR_SHARE_TARGET,
+    HOT_OVER_SPREAD_TARGET,
     IMPORT_FLOOR_TARGET,
     RESULTS,
     RUNTIME_ADDED_TARGET_MS,
@@ -175,3 +176,44 @@ def snapstart_findings(path: Path = RESULTS) -> str:
         f"{_span(ratios)} of the full cold path ({_span((s['restored_first_invocation_ms'] for s in snaps), 0)} ms "
         f"against {_span((s['full_cold_path_ms'] for s in snaps), 0)} ms, under the load above).\n"
     )
+
+
+def capacity_findings(path: Path = RESULTS) -> str:
+    """What the capacity part's run says: each engine's ratio against its target, before and after buckets, and
+    where the hot product's cost shows on this machine."""
+    results = load(path)
+    capacity = results["capacity"]
+    sentences = []
+    for engine, row in capacity["db"].items():
+        if "skipped" in row:
+            sentences.append(f"{engine} was not measured ({row['skipped']}).")
+            continue
+        top = str(row["at_workers"])
+        layouts = row["workers"][top]
+        reserve = {layout: layouts[layout]["steps"]["reserve_stock"]["p50_ms"] for layout in layouts}
+        verdict = "met" if row["hot_over_spread"] >= HOT_OVER_SPREAD_TARGET else "missed"
+        sentences.append(
+            f"On {engine} ({row['server']}) at {top} workers, one hot product in buckets ran at "
+            f"{row['hot_over_spread']:.2f} of the spread rate (target {HOT_OVER_SPREAD_TARGET}: {verdict}), "
+            f"in one row at {row['hot_one_row_over_spread']:.2f}; the spread rate was "
+            f"{layouts['spread']['sagas_per_second']:.1f} sagas/s, and reserve_stock's p50 was "
+            f"{reserve['spread']:.0f} ms spread, {reserve['hot']:.0f} ms hot in buckets and "
+            f"{reserve['hot_one_row']:.0f} ms hot in one row."
+        )
+    broken = [
+        f"{engine} {workers} {layout}"
+        for engine, row in capacity["db"].items()
+        for workers, layouts in row.get("workers", {}).items()
+        for layout, measured in layouts.items()
+        if measured["violations"]
+    ]
+    sentences.append(
+        "The invariants held after every run." if not broken else f"Invariants broke in: {', '.join(broken)}."
+    )
+    transactions = capacity["transactions_per_saga"]
+    sentences.append(
+        f"A saga's three steps took {transactions['total']} database transactions "
+        f"({', '.join(f'{step} {n}' for step, n in transactions.items() if step != 'total')}), measured on "
+        f"{capacity['machine']['cores']} cores, load average {_load(results, 'capacity')}."
+    )
+    return "\n".join(sentences) + "\n"

@@ -61,7 +61,7 @@ def run(rows: int, repeats: int) -> dict[str, Any]:
     engines: dict[str, Any] = {}
     for name, admin_url in ADMIN_URLS.items():
         try:
-            with _throwaway_database(admin_url) as url:
+            with throwaway_database(admin_url, "saga_bench_listing") as url:
                 engines[name] = _measure(url, rows, repeats)
         except ConnectionError as error:
             engines[name] = {"skipped": str(error)}
@@ -210,8 +210,9 @@ def _indexes(plan: list[str]) -> list[str]:
 
 
 @contextmanager
-def _throwaway_database(admin_url: str) -> Iterator[str]:
-    name = f"saga_bench_listing_{uuid.uuid4().hex[:8]}"
+def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the server of `admin_url`, dropped afterwards; ConnectionError if it does not answer."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     mysql = admin_url.startswith("mysql")
     quote = "`" if mysql else '"'
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", hide_parameters=True)

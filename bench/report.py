@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.__main__ import (
     RESULTS,
+    capacity_lines,
     cold_start_lines,
     cost_lines,
     listing_lines,
@@ -29,6 +30,7 @@ TABLES: dict[str, tuple[str, Lines]] = {
     "cold_start": ("cold_start", lambda results: cold_start_lines(results["cold_start"])),
     "snapstart": ("cold_start", lambda results: snapstart_lines(results["cold_start"])),
     "listing": ("listing", lambda results: listing_lines(results["listing"])),
+    "capacity": ("capacity", lambda results: capacity_lines(results["capacity"])),
 }
 """A table of the page -> the bench part that measured it, and its lines as `make bench` prints them."""
 

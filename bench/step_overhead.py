@@ -96,7 +96,7 @@ def seed_bench_product() -> None:
     """The product every benchmark buys, with stock for any number of runs."""
     with database.UnitOfWork() as uow:
         if uow.session.get(Product, BENCH_SKU) is None:
-            uow.session.add(add_product(BENCH_SKU, "Benchmark widget", 1_000, 10_000_000))
+            uow.session.add_all(add_product(BENCH_SKU, "Benchmark widget", 1_000, 10_000_000))
             uow.commit()
 
 

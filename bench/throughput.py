@@ -113,7 +113,8 @@ def run(
 def hot_product(engine: LocalEngine, sagas_count: int, racers: int) -> dict[str, Any]:
     """`racers` clients at once, every saga buying one unit of the same product (stock for all of them)."""
     with database.UnitOfWork() as uow:
-        uow.session.merge(add_product(HOT_SKU, "Hot product", 1_000, 10 * sagas_count + 100))
+        for row in add_product(HOT_SKU, "Hot product", 1_000, 10 * sagas_count + 100):
+            uow.session.merge(row)
         uow.commit()
     outcomes: Counter[str] = Counter()
 

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, delete, func, select, text
 
 from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
-from chalicelib.adapters.tables import AuditEvent, Product, Saga
-from chalicelib.domain import saga_log
+from chalicelib.adapters.tables import AuditEvent, Product, Saga, StockBucket
+from chalicelib.domain import saga_log, stock
 from chalicelib.domain.contracts import (
     PurchaseRequest,
     ReturnRequest,
@@ -225,6 +225,24 @@ def give_back(order_id: str, quantity: int = 1, customer_id: str = "c-1", **faul
 def product(sku: str) -> Product:
     with database.UnitOfWork() as uow:
         return uow.session.get_one(Product, sku)
+
+
+def set_stock(sku: str, units: int, buckets: int | None = None) -> None:
+    """Give `sku` `units` on hand, none reserved, as its initial stock, split into `buckets` (else as many as now)."""
+    with database.UnitOfWork() as uow:
+        row = uow.session.get_one(Product, sku)
+        count = buckets or row.buckets
+        uow.session.execute(delete(StockBucket).where(StockBucket.sku == sku))
+        uow.session.add_all(stock.new_buckets(sku, units, count))
+        row.initial_on_hand, row.buckets = units, count
+        uow.commit()
+
+
+def stock_buckets(sku: str) -> list[tuple[int, int, int]]:
+    """(bucket, on_hand, reserved) of each of `sku`'s stock buckets."""
+    with database.UnitOfWork() as uow:
+        rows = uow.session.scalars(select(StockBucket).where(StockBucket.sku == sku).order_by(StockBucket.bucket))
+        return [(row.bucket, row.on_hand, row.reserved) for row in rows]
 
 
 def provider_charges(saga_id: str) -> list[Charge]:

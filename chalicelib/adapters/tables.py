@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
@@ -36,21 +47,48 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime}
 
 
+def _bucket_sum(column: Any, sku: Any) -> Any:
+    return (
+        select(func.coalesce(func.sum(column), 0))
+        .where(StockBucket.sku == sku)
+        .correlate_except(StockBucket)
+        .scalar_subquery()
+    )
+
+
+class StockBucket(Base):
+    """A share of a product's stock. A reservation draws from one bucket, so the sales of one product lock
+    different rows (docs/design.md §4.1); a product with one bucket is the one-row design."""
+
+    __tablename__ = "stock_buckets"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="bucket_on_hand_not_negative"),
+        CheckConstraint("reserved >= 0", name="bucket_reserved_not_negative"),
+        CheckConstraint("reserved <= on_hand", name="bucket_reserved_within_on_hand"),
+    )
+
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Product(Base):
+    """A product; its stock is the sum of its buckets (read-only here: stock moves through chalicelib.domain.stock)."""
+
     __tablename__ = "products"
     __table_args__ = (
-        CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
-        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
-        CheckConstraint("reserved <= on_hand", name="reserved_within_on_hand"),
         CheckConstraint("price_cents > 0", name="price_positive"),
+        CheckConstraint("buckets > 0", name="buckets_positive"),
     )
 
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     price_cents: Mapped[int] = mapped_column(Integer)
-    on_hand: Mapped[int] = mapped_column(Integer)
-    reserved: Mapped[int] = mapped_column(Integer, default=0)
     initial_on_hand: Mapped[int] = mapped_column(Integer)
+    buckets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    on_hand: Mapped[int] = column_property(_bucket_sum(StockBucket.on_hand, sku))
+    reserved: Mapped[int] = column_property(_bucket_sum(StockBucket.reserved, sku))
 
     @property
     def available(self) -> int:
@@ -58,7 +96,7 @@ class Product(Base):
 
 
 class Reservation(Base):
-    """Units of a product held for one purchase saga: RESERVED, then SOLD or RELEASED."""
+    """Units of a product held for one purchase saga, from one stock bucket: RESERVED, then SOLD or RELEASED."""
 
     __tablename__ = "reservations"
 
@@ -70,6 +108,8 @@ class Reservation(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    bucket: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The stock bucket the units were drawn from: releasing, selling and restocking them touch that one."""
 
 
 class Payment(Base):

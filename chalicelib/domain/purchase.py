@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib.adapters.payment_provider import Charge
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Reservation, Saga
-from chalicelib.domain import payments
+from chalicelib.domain import payments, stock
 from chalicelib.domain.contracts import PurchaseRequest
 from chalicelib.domain.errors import OutOfStock, PaymentDeclined, StepOutOfOrder, UnknownProduct
 
@@ -27,30 +27,31 @@ ISSUED = "ISSUED"
 
 
 def reserve_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
-    """Hold the units atomically: the update only matches while enough are available."""
+    """Hold the units atomically in one stock bucket: its update only matches while enough are available there."""
     request = PurchaseRequest.model_validate(saga.input)
     reservation = _reservation(session, saga.id)
     if reservation is None:
-        held = session.execute(
-            update(Product)
-            .where(Product.sku == request.sku, Product.on_hand - Product.reserved >= request.quantity)
-            .values(reserved=Product.reserved + request.quantity)
-            .execution_options(synchronize_session=False)
-        )
-        product = session.get(Product, request.sku, populate_existing=True)
+        product = session.execute(
+            select(Product.price_cents, Product.buckets).where(Product.sku == request.sku)
+        ).first()
         if product is None:
             raise UnknownProduct(f"no product with sku {request.sku!r}")
-        if held.rowcount != 1:  # type: ignore[attr-defined]
-            raise OutOfStock(f"{request.sku}: {product.available} available, {request.quantity} asked")
+        # The contended UPDATE comes last, so its bucket stays locked for the shortest time.
         reservation = Reservation(
             saga_id=saga.id,
             sku=request.sku,
             quantity=request.quantity,
             unit_price_cents=product.price_cents,
             status=RESERVED,
+            bucket=stock.first_bucket(product.buckets),
         )
         session.add(reservation)
         session.flush()
+        bucket = stock.reserve(session, request.sku, request.quantity, reservation.bucket)
+        if bucket is None:
+            available = stock.available(session, request.sku)
+            raise OutOfStock(f"{request.sku}: {available} available, {request.quantity} asked")
+        reservation.bucket = bucket
     return {
         "reservation_id": reservation.id,
         "sku": reservation.sku,
@@ -97,7 +98,6 @@ def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
         payment = _payment(session, saga.id)
         if reservation is None or reservation.status != RESERVED or payment is None or payment.status != CAPTURED:
             raise StepOutOfOrder("confirm_sale needs a held reservation and a captured payment")
-        _move_stock(session, reservation.sku, on_hand=-reservation.quantity, reserved=-reservation.quantity)
         reservation.status = SOLD
         order = Order(
             id=uuid.uuid4().hex,
@@ -110,6 +110,8 @@ def confirm_sale(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
             status=CONFIRMED,
         )
         session.add(order)
+        session.flush()  # not the saga: its version moves once per attempt, at commit
+        stock.sell(session, reservation.sku, reservation.bucket, reservation.quantity)
         saga.result = {"order_id": order.id}
         saga.order_id = order.id
     return {"order_id": order.id}
@@ -177,11 +179,11 @@ def release_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
     if reservation is None:
         return {"released": 0}
     if reservation.status == RESERVED:
-        _move_stock(session, reservation.sku, reserved=-reservation.quantity)
+        stock.release(session, reservation.sku, reservation.bucket, reservation.quantity)
     elif reservation.status == SOLD:
-        _move_stock(session, reservation.sku, on_hand=reservation.quantity)
         session.execute(update(Order).where(Order.saga_id == saga.id).values(status=CANCELLED))
         saga.result = {}
+        stock.put_back(session, reservation.sku, reservation.bucket, reservation.quantity)
     reservation.status = RELEASED
     return {"released": reservation.quantity}
 
@@ -192,12 +194,3 @@ def _reservation(session: Session, saga_id: str) -> Reservation | None:
 
 def _payment(session: Session, saga_id: str) -> Payment | None:
     return session.scalar(select(Payment).where(Payment.saga_id == saga_id))
-
-
-def _move_stock(session: Session, sku: str, on_hand: int = 0, reserved: int = 0) -> None:
-    session.execute(
-        update(Product)
-        .where(Product.sku == sku)
-        .values(on_hand=Product.on_hand + on_hand, reserved=Product.reserved + reserved)
-        .execution_options(synchronize_session=False)
-    )

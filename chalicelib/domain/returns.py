@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chalicelib.adapters.tables import Order, Payment, Product, Refund, ReturnRequestRecord, Saga
-from chalicelib.domain import payments
+from chalicelib.adapters.tables import Order, Payment, Refund, Reservation, ReturnRequestRecord, Saga
+from chalicelib.domain import payments, stock
 from chalicelib.domain.contracts import ReturnRequest
 from chalicelib.domain.errors import PaymentOutcomeUnknown, ReturnRejected, StepOutOfOrder
 from chalicelib.domain.purchase import CANCELLED, CONFIRMED, ISSUED, PENDING
@@ -90,9 +90,11 @@ def update_stock(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
         raise StepOutOfOrder("update_stock needs a return request")
     order = session.get_one(Order, record.order_id)
     if record.status == REQUESTED:
-        _add_on_hand(session, order.sku, record.quantity)
         record.status = COMPLETED
         refund = _refund(session, saga.id)
+        bucket = _bucket_of(session, order)
+        session.flush()  # not the saga: its version moves once per attempt, at commit
+        stock.put_back(session, order.sku, bucket, record.quantity)
         saga.result = {"return_id": record.id, "refund_cents": refund.amount_cents if refund else 0}
     elif record.status != COMPLETED:
         raise StepOutOfOrder(f"update_stock on a {record.status} return")
@@ -113,8 +115,8 @@ def cancel_refund(session: Session, saga: Saga, attempt: int) -> dict[str, Any]:
     if record is not None and record.status != CLOSED:
         if record.status == COMPLETED:
             order = session.get_one(Order, record.order_id)
-            _add_on_hand(session, order.sku, -record.quantity)
             saga.result = {}
+            stock.take_back(session, order.sku, _bucket_of(session, order), record.quantity)
         record.status = CLOSED
     return {"cancelled_cents": refund.amount_cents if refund else 0}
 
@@ -149,10 +151,6 @@ def _refund(session: Session, saga_id: str) -> Refund | None:
     return session.scalar(select(Refund).where(Refund.saga_id == saga_id, Refund.step == "issue_refund"))
 
 
-def _add_on_hand(session: Session, sku: str, quantity: int) -> None:
-    session.execute(
-        update(Product)
-        .where(Product.sku == sku)
-        .values(on_hand=Product.on_hand + quantity)
-        .execution_options(synchronize_session=False)
-    )
+def _bucket_of(session: Session, order: Order) -> int:
+    """The stock bucket the order's units were drawn from, where returned units go back."""
+    return session.scalar(select(Reservation.bucket).where(Reservation.saga_id == order.saga_id)) or 0

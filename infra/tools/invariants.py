@@ -20,6 +20,7 @@ from chalicelib.adapters.tables import (
     Reservation,
     ReturnRequestRecord,
     Saga,
+    StockBucket,
 )
 from chalicelib.domain import saga_log
 from chalicelib.domain.contracts import THROTTLED, UNDONE, SagaStatus, step_of_state
@@ -88,10 +89,38 @@ def _stock_conserved(session: Session) -> list[str]:
                 f"{product.sku}: stock not conserved: initial {product.initial_on_hand} != on_hand {product.on_hand}"
                 f" + sold {sold[product.sku]} - restocked {restocked[product.sku]}"
             )
-        if not 0 <= product.reserved <= product.on_hand:
-            problems.append(f"{product.sku}: reserved {product.reserved} outside 0..on_hand {product.on_hand}")
         if product.reserved != held[product.sku]:
             problems.append(f"{product.sku}: reserved {product.reserved} != held reservations {held[product.sku]}")
+    return problems + _buckets_consistent(session)
+
+
+def _buckets_consistent(session: Session) -> list[str]:
+    """Invariant 2 holds in each bucket, and each bucket's reserved is what the reservations drawn from it hold."""
+    held = Counter(
+        {
+            (sku, bucket): int(units)
+            for sku, bucket, units in session.execute(
+                select(Reservation.sku, Reservation.bucket, func.sum(Reservation.quantity))
+                .where(Reservation.status == RESERVED)
+                .group_by(Reservation.sku, Reservation.bucket)
+            )
+        }
+    )
+    counts = {sku: int(count) for sku, count in session.execute(select(Product.sku, Product.buckets))}
+    problems = []
+    seen: Counter[str] = Counter()
+    for row in session.scalars(select(StockBucket)):
+        seen[row.sku] += 1
+        name = f"{row.sku} bucket {row.bucket}"
+        if not 0 <= row.reserved <= row.on_hand:
+            problems.append(f"{name}: reserved {row.reserved} outside 0..on_hand {row.on_hand}")
+        if row.reserved != held[(row.sku, row.bucket)]:
+            problems.append(f"{name}: reserved {row.reserved} != held reservations {held[(row.sku, row.bucket)]}")
+        if not 0 <= row.bucket < counts.get(row.sku, 0):
+            problems.append(f"{name}: outside the product's {counts.get(row.sku, 0)} buckets")
+    problems += [
+        f"{sku}: {seen[sku]} bucket rows, {count} expected" for sku, count in counts.items() if seen[sku] != count
+    ]
     return problems
 
 

@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         ledger.dispose()
         with database.UnitOfWork() as uow:
             for sku in SOAK_SKUS:
-                uow.session.add(catalogue.add_product(sku, f"Soak {sku}", 1_500, 2 * args.count))
+                uow.session.add_all(catalogue.add_product(sku, f"Soak {sku}", 1_500, 2 * args.count))
             uow.commit()
         try:
             return _soak(args, private_redis)

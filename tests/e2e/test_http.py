@@ -30,7 +30,7 @@ LIMITED_SKU = "SKU-LIMITED"
 @pytest.fixture
 def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     with database.UnitOfWork() as uow:
-        uow.session.add(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
+        uow.session.add_all(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
     with running_server(backend, tmp_path / "server.log") as running:
         yield running

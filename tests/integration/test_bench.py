@@ -16,7 +16,7 @@ from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
-TINY += ("--hot-racers", "2", "--listing-rows", "1000", "--listing-repeats", "2", "--footprint-count", "1")
+TINY += ("--hot-racers", "2", "--footprint-count", "1")
 STEPS = {
     "reserve_stock",
     "process_payment",
@@ -31,6 +31,15 @@ STEPS = {
 
 
 BACKENDS = {"embedded": "embedded SQLite", "postgres": "PostgreSQL", "mysql": "MySQL"}
+PARTS = {
+    "postgres": ("step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost"),
+    "embedded": ("step_overhead", "throughput", "cost"),
+    "mysql": ("step_overhead", "throughput"),
+}
+"""Every part runs on PostgreSQL, the reference the results file is measured on. The embedded default (a
+newcomer's `make bench`) and MySQL run the parts whose SQL is their own: the steps' transactions and sagas at
+once, and on the embedded default the cost's histories too. Lambda's cold starts and runtime do not change with
+the database, and `listing` and `capacity` run on both servers in one run: each has its own test below."""
 
 
 def test_bench_writes_every_figure_on_each_database(tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -45,7 +54,7 @@ def test_bench_writes_every_figure_on_each_database(tmp_path: Path, request: pyt
             unavailable.append(str(skipped))
             continue
         results_file = tmp_path / store / "results.json"
-        command = [sys.executable, "-m", "bench", *TINY, "--results", str(results_file)]
+        command = [sys.executable, "-m", "bench", *_arguments(store), "--results", str(results_file)]
         # Files, not pipes: a pipe nobody reads while another run is awaited would stall its run when full.
         with (tmp_path / store / "stdout").open("w") as stdout, (tmp_path / store / "stderr").open("w") as stderr:
             runs[store] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr), results_file)
@@ -58,6 +67,10 @@ def test_bench_writes_every_figure_on_each_database(tmp_path: Path, request: pyt
         pytest.skip(f"ran on {', '.join(runs)} only: {'; '.join(unavailable)}")
 
 
+def _arguments(store: str) -> tuple[str, ...]:
+    return (*TINY, "--only", ",".join(PARTS[store]))
+
+
 def _environment(store: str, directory: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     directory.mkdir()
     if store == "embedded":
@@ -66,11 +79,8 @@ def _environment(store: str, directory: Path, request: pytest.FixtureRequest) ->
     return child_env(request.getfixturevalue(f"{store}_url"), request.getfixturevalue("real_redis_url"))
 
 
-def _assert_footprint(store: str, footprint: dict[str, Any]) -> None:
-    """Counted at the servers: on PostgreSQL only (pg_stat_database); a saga of each path calls the provider once."""
-    if store != "postgres":
-        assert "pg_stat_database" in footprint["skipped"]
-        return
+def _assert_footprint(footprint: dict[str, Any]) -> None:
+    """Counted at the servers (pg_stat_database): a saga of each path calls the provider once."""
     assert footprint["sagas_per_path"] == 1
     for path in ("purchase COMPLETED", "return COMPLETED"):
         row = footprint[path]
@@ -80,17 +90,37 @@ def _assert_footprint(store: str, footprint: dict[str, Any]) -> None:
 
 
 def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path, stdout: str) -> None:
-    parts = {"step_overhead", "cold_start", "lambda_runtime", "throughput", "footprint", "cost", "listing"}
-    assert set(results["runs"]) == parts
+    assert set(results["runs"]) == set(PARTS[store])
     assert all(run["backend"].startswith(BACKENDS[store]) for run in results["runs"].values())
     assert all(
-        run["command"] == f'make bench BENCH_ARGS="{" ".join(TINY)} --results {results_file}"'
+        run["command"] == f'make bench BENCH_ARGS="{" ".join(_arguments(store))} --results {results_file}"'
         for run in results["runs"].values()
     )
+    assert all(run["arguments"]["calls"] == 3 for run in results["runs"].values())
+    assert stdout.strip().splitlines()[-1].startswith("written to")
     assert set(results["step_overhead"]) == STEPS
     for row in results["step_overhead"].values():
         assert row["handler"]["n"] == row["floor"]["n"] == 3
         assert row["ratio_p50"] == row["handler"]["p50_ms"] / row["floor"]["p50_ms"]
+    assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
+    assert results["peak_rss_mb"]["engine"] > 0 and results["peak_rss_mb"]["workers"] > 0
+    concurrencies = {name.rsplit(" ", 1)[1] for name in results["throughput"] if "COMPLETED, concurrency" in name}
+    assert concurrencies == {"1", "2"}
+    assert results["throughput"]["hot product"]["n"] == 2
+    if "cost" in PARTS[store]:
+        assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
+    if store == "postgres":
+        _assert_lambda_figures(results)
+        _assert_footprint(results["footprint"])
+        said = findings.main_run(results_file) + findings.numbers_say(results_file)
+        said += findings.cold_start_load(results_file) + findings.cold_start_findings(results_file)
+        said += findings.snapstart_findings(results_file)
+        assert "3 warm calls per step" in said and "1 cold starts per step" in said
+        one, two = (results["throughput"][f"purchase COMPLETED, concurrency {n}"]["ours"] for n in (1, 2))
+        assert f"scale {two['sagas_per_second'] / one['sagas_per_second']:.2f} times from 1 to 2" in said
+
+
+def _assert_lambda_figures(results: dict[str, Any]) -> None:
     assert set(results["cold_start"]["steps"]) == STEPS
     assert results["cold_start"]["eager_reference_ms"] > 0 and results["cold_start"]["top_imports"]
     for row in results["cold_start"]["steps"].values():
@@ -103,26 +133,10 @@ def _assert_every_figure(store: str, results: dict[str, Any], results_file: Path
         )
     assert "boto3" not in results["cold_start"]["beyond_import_floor"]["packages"]
     assert all(ms > 0 for ms in results["cold_start"]["options_ms"].values())
-    assert {name.split(",")[0] for name in results["throughput"]} >= {"purchase COMPLETED"}
-    assert {row["path"] for row in results["transitions_and_cost"]} >= {"purchase COMPLETED", "return COMPLETED"}
-    _assert_footprint(store, results["footprint"])
-    assert results["peak_rss_mb"]["engine"] > 0 and results["peak_rss_mb"]["workers"] > 0
     runtime = results["lambda_runtime"]
     assert runtime["warm_invocation"]["worker"]["n"] == runtime["warm_invocation"]["in_process"]["n"] == 6
     assert set(runtime["first_invocation"]) == STEPS - {"refund_payment", "release_stock", "cancel_refund"}
     assert all(row["cold_start"] and row["init_ms"] > 0 for row in runtime["first_invocation"].values())
-    concurrencies = {name.rsplit(" ", 1)[1] for name in results["throughput"] if "COMPLETED, concurrency" in name}
-    assert concurrencies == {"1", "2"}
-    assert results["throughput"]["hot product"]["n"] == 2
-    assert stdout.strip().splitlines()[-1].startswith("written to")
-    assert all(run["arguments"]["calls"] == 3 for run in results["runs"].values())
-
-    said = findings.main_run(results_file) + findings.numbers_say(results_file)
-    said += findings.cold_start_load(results_file) + findings.cold_start_findings(results_file)
-    said += findings.snapstart_findings(results_file)
-    assert "3 warm calls per step" in said and "1 cold starts per step" in said
-    one, two = (results["throughput"][f"purchase COMPLETED, concurrency {n}"]["ours"] for n in (1, 2))
-    assert f"scale {two['sagas_per_second'] / one['sagas_per_second']:.2f} times from 1 to 2" in said
 
 
 def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
@@ -153,3 +167,58 @@ def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
         assert all(row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["plan"] for row in cases.values())
         assert {scope: row["n"] for scope, row in engine["stats"].items()} == {"every saga": 5, "since halfway": 5}
     assert "Saga search at 1,000 sagas" in done.stdout
+
+
+def test_the_capacity_part_runs_each_layout_on_both_databases_and_the_invariants_hold(
+    postgres_url: str, real_redis_url: str, tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--only",
+        "capacity",
+        "--capacity-sagas",
+        "8",
+        "--capacity-workers",
+        "1,4",
+    ]
+    done = subprocess.run(
+        [*command, "--results", str(results_file)],
+        cwd=ROOT,
+        env=child_env(postgres_url, real_redis_url),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    capacity = json.loads(results_file.read_text())["capacity"]
+
+    assert set(capacity["db"]) == {"postgres", "mysql"}
+    assert capacity["machine"]["cores"] >= 1
+    assert capacity["transactions_per_saga"] == {
+        "reserve_stock": 1,
+        "process_payment": 2,
+        "confirm_sale": 1,
+        "total": 4,
+    }
+    for engine in capacity["db"].values():
+        assert set(engine["workers"]) == {"1", "4"}
+        for layouts in engine["workers"].values():
+            assert set(layouts) == {"spread", "hot", "hot_one_row"}
+            for row in layouts.values():
+                assert (row["sagas"], row["failed"], row["violations"]) == (16, 0, []), "two runs of 8, all done"
+                assert row["sagas_per_second"] > 0
+                assert set(row["steps"]) == {"reserve_stock", "process_payment", "confirm_sale"}
+                assert all(t["p99_ms"] >= t["p50_ms"] > 0 for t in row["steps"].values())
+        at_four = engine["workers"]["4"]
+        assert engine["hot_over_spread"] == at_four["hot"]["sagas_per_second"] / at_four["spread"]["sagas_per_second"]
+        assert engine["hot_one_row_over_spread"] == (
+            at_four["hot_one_row"]["sagas_per_second"] / at_four["spread"]["sagas_per_second"]
+        )
+    assert done.stdout.count("invariants held") == 2 * 2 * 3
+    said = findings.capacity_findings(results_file)
+    assert (
+        "The invariants held after every run." in said and "A saga's three steps took 4 database transactions" in said
+    )

@@ -5,27 +5,19 @@ from __future__ import annotations
 from collections import Counter
 
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-from sqlalchemy import update
 
-from chalicelib.adapters import database, step_functions
-from chalicelib.adapters.tables import Product
+from chalicelib.adapters import step_functions
 from chalicelib.service import sagas
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, finish, give_back, product, purchase
+from tests.helpers import assert_consistent, finish, give_back, product, purchase, set_stock
 
 RACERS = 24
 UNITS_LEFT = 5
 
 
 def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine: LocalEngine) -> None:
-    with database.UnitOfWork() as uow:
-        uow.session.execute(
-            update(Product)
-            .where(Product.sku == "SKU-WEBCAM")
-            .values(on_hand=UNITS_LEFT, initial_on_hand=UNITS_LEFT, reserved=0)
-        )
-        uow.commit()
+    set_stock("SKU-WEBCAM", UNITS_LEFT)
 
     # Executions run on the interpreter's own threads: starting them back to back makes them race.
     started = [

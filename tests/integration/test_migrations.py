@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 from chalicelib.adapters import database
 from chalicelib.settings import get_settings
 from functions import migrate
-from tests.conftest import ADMIN_MYSQL_URL, Backend
+from tests.conftest import ADMIN_DATABASE_URL, ADMIN_MYSQL_URL, Backend
 from tests.helpers import throwaway_database
 
 
@@ -235,3 +235,69 @@ def test_on_mysql_every_table_and_the_database_default_compare_without_padding()
         assert (tables, default) == ({no_pad}, no_pad)
         command.downgrade(_config(url), "0007")
         assert _mysql_collations(url)[0] == {"utf8mb4_bin"}
+
+
+@pytest.fixture
+def database_at_0010(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    if backend.name == "embedded":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    admin = ADMIN_MYSQL_URL if backend.name == "mysql" else ADMIN_DATABASE_URL
+    with throwaway_database(admin, "saga_buckets") as url:
+        yield url
+
+
+def test_the_stock_buckets_migration_keeps_each_product_s_stock_and_its_held_units(database_at_0010: str) -> None:
+    url = database_at_0010
+    command.upgrade(_config(url), "0010")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for sku, on_hand, reserved in (("SKU-A", 100, 7), ("SKU-B", 5, 0), ("SKU-C", 0, 0)):
+            connection.execute(
+                text(
+                    "INSERT INTO products (sku, name, price_cents, on_hand, reserved, initial_on_hand)"
+                    " VALUES (:sku, 'p', 100, :on_hand, :reserved, 120)"
+                ),
+                {"sku": sku, "on_hand": on_hand, "reserved": reserved},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO sagas (id, type, status, input, result, created_at, updated_at, version, executions)"
+                " VALUES ('s1', 'purchase', 'RUNNING', '{}', '{}', '2026-01-01', '2026-01-01', 1, 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO reservations (saga_id, sku, quantity, unit_price_cents, status, created_at, updated_at)"
+                " VALUES ('s1', 'SKU-A', 7, 100, 'RESERVED', '2026-01-01', '2026-01-01')"
+            )
+        )
+
+    command.upgrade(_config(url), "0011")
+
+    with engine.connect() as connection:
+        totals = connection.execute(
+            text(
+                "SELECT sku, COUNT(*), SUM(on_hand), SUM(reserved), MIN(on_hand - reserved), MAX(on_hand - reserved)"
+                " FROM stock_buckets GROUP BY sku ORDER BY sku"
+            )
+        ).all()
+        held = connection.execute(
+            text("SELECT on_hand, reserved FROM stock_buckets WHERE bucket = 0 AND sku = 'SKU-A'")
+        )
+        reservation_bucket = connection.execute(text("SELECT bucket FROM reservations")).scalar()
+        buckets = connection.execute(text("SELECT sku, buckets FROM products ORDER BY sku")).all()
+    assert [tuple(int(n) for n in row[1:]) for row in totals] == [
+        (16, 100, 7, 5, 6),
+        (16, 5, 0, 0, 1),
+        (16, 0, 0, 0, 0),
+    ]
+    assert tuple(held.one()) == (7 + 6, 7) and reservation_bucket == 0
+    assert [tuple(row) for row in buckets] == [("SKU-A", 16), ("SKU-B", 16), ("SKU-C", 16)]
+
+    command.downgrade(_config(url), "0010")
+
+    with engine.connect() as connection:
+        products = connection.execute(text("SELECT sku, on_hand, reserved FROM products ORDER BY sku")).all()
+    assert [tuple(row) for row in products] == [("SKU-A", 100, 7), ("SKU-B", 5, 0), ("SKU-C", 0, 0)]
+    engine.dispose()

@@ -17,12 +17,12 @@ from typing import Any
 import pymysql
 import pytest
 from chalice.test import Client
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import app
 from chalicelib.adapters import database, step_functions
-from chalicelib.adapters.tables import Payment, Product, Reservation, Saga
+from chalicelib.adapters.tables import Payment, Reservation, Saga
 from chalicelib.domain.errors import SagaNotRunning
 from chalicelib.entrypoints import http_api
 from chalicelib.service import reconciler, recovery, sagas
@@ -39,6 +39,7 @@ from tests.helpers import (
     lambda_context,
     purchase,
     saga_executions,
+    set_stock,
     single_retry,
     slow_step_functions,
     status_history,
@@ -224,10 +225,7 @@ def test_a_late_forward_step_on_a_rejected_saga_refuses_to_act(backend: Backend,
     rejected = finish(
         engine, sagas.start_saga(purchase(sku="SKU-MONITOR", quantity=201), step_functions.start_execution).id
     )
-    with database.UnitOfWork() as uow:
-        uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(on_hand=500))
-        uow.session.execute(update(Product).where(Product.sku == "SKU-MONITOR").values(initial_on_hand=500))
-        uow.commit()
+    set_stock("SKU-MONITOR", 500)
 
     with pytest.raises(SagaNotRunning):
         reserve_stock.lambda_handler({"saga_id": rejected.saga_id, "retry_count": 0}, lambda_context())
