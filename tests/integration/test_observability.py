@@ -320,7 +320,7 @@ def test_a_step_is_traced_with_database_and_redis_subsegments_annotated_with_the
         assert sub["namespace"] == "remote"
         assert sub["annotations"]["saga_id"] == saga_id
         assert sub["end_time"] >= sub["start_time"]
-    assert any("UPDATE products" in sub["sql"]["sanitized_query"] for sub in queries)
+    assert any("UPDATE stock_buckets" in sub["sql"]["sanitized_query"] for sub in queries)
     assert all("password" not in json.dumps(sub["sql"]) for sub in queries)
     operations = [sub["metadata"][SERVICE]["operation"] for sub in redis_calls]
     assert "idempotency put" in operations and "cache status" in operations
