@@ -146,18 +146,10 @@ def _assert_lambda_figures(results: dict[str, Any]) -> None:
 def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
     postgres_url: str, real_redis_url: str, tmp_path: Path
 ) -> None:
-    results_file = tmp_path / "results.json"
-    command = [sys.executable, "-m", "bench", "--only", "listing", "--listing-rows", "1000", "--listing-repeats", "3"]
-    done = subprocess.run(
-        [*command, "--results", str(results_file)],
-        cwd=ROOT,
-        env=child_env(postgres_url, real_redis_url),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done, results = _one_part(
+        postgres_url, real_redis_url, tmp_path, "listing", "--listing-rows", "1000", "--listing-repeats", "3"
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    listing = json.loads(results_file.read_text())["listing"]
+    listing = results["listing"]
 
     assert (listing["rows"], listing["repeats"], listing["page"]) == (1000, 3, 20)
     assert set(listing["engines"]) == {"PostgreSQL", "MySQL"}
@@ -176,28 +168,10 @@ def test_the_listing_part_loads_the_sagas_and_times_and_explains_each_case(
 def test_the_capacity_part_runs_each_layout_on_both_databases_and_the_invariants_hold(
     postgres_url: str, real_redis_url: str, tmp_path: Path
 ) -> None:
-    results_file = tmp_path / "results.json"
-    command = [
-        sys.executable,
-        "-m",
-        "bench",
-        "--only",
-        "capacity",
-        "--capacity-sagas",
-        "8",
-        "--capacity-workers",
-        "1,4",
-    ]
-    done = subprocess.run(
-        [*command, "--results", str(results_file)],
-        cwd=ROOT,
-        env=child_env(postgres_url, real_redis_url),
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done, results = _one_part(
+        postgres_url, real_redis_url, tmp_path, "capacity", "--capacity-sagas", "8", "--capacity-workers", "1,4"
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    capacity = json.loads(results_file.read_text())["capacity"]
+    capacity = results["capacity"]
 
     assert set(capacity["db"]) == {"postgres", "mysql"}
     assert capacity["machine"]["cores"] >= 1
@@ -222,7 +196,19 @@ def test_the_capacity_part_runs_each_layout_on_both_databases_and_the_invariants
             at_four["hot_one_row"]["sagas_per_second"] / at_four["spread"]["sagas_per_second"]
         )
     assert done.stdout.count("invariants held") == 2 * 2 * 3
-    said = findings.capacity_findings(results_file)
+    said = findings.capacity_findings(tmp_path / "results.json")
     assert (
         "The invariants held after every run." in said and "A saga's three steps took 4 database transactions" in said
     )
+
+
+def _one_part(
+    database_url: str, redis_url: str, tmp_path: Path, part: str, *arguments: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`make bench BENCH_ARGS="--only <part> <arguments>"`: what it printed, and its results file."""
+    results_file = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--only", part, *arguments, "--results", str(results_file)]
+    env = child_env(database_url, redis_url)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done, json.loads(results_file.read_text())
