@@ -63,8 +63,14 @@ def test_make_reconcile_finishes_what_a_sigkilled_make_run_left_running_and_comp
 
     # The same payment provider ledger as the killed server's: `make reconcile` starts the provider on it.
     ledger = server.env["PROVIDER_DATABASE_URL"]
+    # The server needed its real backoff (the compensation had to be under way when it died); what is resumed
+    # needs none, so its retries wait a hundredth as long.
     env = child_env(
-        backend.database_url, backend.tool_redis_url, LOCAL_LAMBDA_TIMEOUT="1", PROVIDER_DATABASE_URL=ledger
+        backend.database_url,
+        backend.tool_redis_url,
+        LOCAL_LAMBDA_TIMEOUT="1",
+        PROVIDER_DATABASE_URL=ledger,
+        LOCAL_TIME_SCALE="0.01",
     )
     done = subprocess.run(
         ["make", "--no-print-directory", "reconcile", "GRACE=0"],
