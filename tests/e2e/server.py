@@ -90,9 +90,13 @@ class Server:
             self.process.wait(timeout=10)
 
 
+SERVER_TIME_SCALE = "0.01"
+
+
 @contextmanager
 def running_server(backend: Backend, log: Path, **extra_env: str) -> Iterator[Server]:
-    """`make run`'s server over `backend`'s data stores, faults accepted; killed on leaving."""
+    """`make run`'s server over `backend`'s data stores, faults accepted; killed on leaving. Its Retry waits are
+    a hundredth of the deployed ones (`LOCAL_TIME_SCALE`), unless a test that needs them whole passes its own."""
     port = free_loopback_port()
     env = child_env(
         backend.database_url,
@@ -101,7 +105,7 @@ def running_server(backend: Backend, log: Path, **extra_env: str) -> Iterator[Se
         PROVIDER_PORT=str(free_loopback_port()),
         PROVIDER_DATABASE_URL=f"sqlite:///{log.parent / 'provider.db'}",
         SAGA_ALLOW_FAULTS="true",
-        **extra_env,
+        **({"LOCAL_TIME_SCALE": SERVER_TIME_SCALE} | extra_env),
     )
     running = Server(env, port, log)
     running.start()

@@ -47,7 +47,8 @@ def test_make_reconcile_finishes_what_a_sigkilled_make_run_left_running_and_comp
     backend: Backend, tmp_path: Path
 ) -> None:
     on_hand = product("SKU-MOUSE").on_hand
-    with running_server(backend, tmp_path / "server.log", LOCAL_LAMBDA_TIMEOUT="1") as server:
+    # The server keeps the deployed backoff: the compensation must still be under way when it dies.
+    with running_server(backend, tmp_path / "server.log", LOCAL_LAMBDA_TIMEOUT="1", LOCAL_TIME_SCALE="1") as server:
         # Each hangs in a step when the server dies: every attempt that a `timeout` fault hits waits for the
         # function's timeout, and the first ones of each run do. The compensation hangs for five attempts and
         # the waits between them (about a minute), so that it is still under way however slowly the second
@@ -63,8 +64,7 @@ def test_make_reconcile_finishes_what_a_sigkilled_make_run_left_running_and_comp
 
     # The same payment provider ledger as the killed server's: `make reconcile` starts the provider on it.
     ledger = server.env["PROVIDER_DATABASE_URL"]
-    # The server needed its real backoff (the compensation had to be under way when it died); what is resumed
-    # needs none, so its retries wait a hundredth as long.
+    # What is resumed needs no real backoff: its retries wait a hundredth as long.
     env = child_env(
         backend.database_url,
         backend.tool_redis_url,
