@@ -32,7 +32,9 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     with database.UnitOfWork() as uow:
         uow.session.add_all(catalogue.add_product(LIMITED_SKU, "Limited edition", 9_900, 10))
         uow.commit()
-    with running_server(backend, tmp_path / "server.log") as running:
+    # The deployed backoff, not the tests' hundredth: a flaky payment's retry must still be waiting when the
+    # killed-server test kills the server, so that the kill cuts a saga.
+    with running_server(backend, tmp_path / "server.log", LOCAL_TIME_SCALE="1") as running:
         yield running
 
 
