@@ -175,7 +175,8 @@ def _measure(part: str, args: argparse.Namespace) -> dict[str, Any]:
     if part == "cold_start":
         return {"cold_start": cold_start.run(args.cold_repeats)}
     if part == "lambda_runtime":
-        with LocalEngine(log_sink=lambda *_: None) as engine:
+        # A first invocation on demand (`$LATEST`): the cold_start part measures the SnapStart path.
+        with LocalEngine(log_sink=lambda *_: None, snap_start=False) as engine:
             return {
                 "lambda_runtime": {
                     "warm_invocation": lambda_runtime.warm_overhead(args.calls * 2),

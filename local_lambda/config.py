@@ -37,6 +37,9 @@ class FunctionConfig:
     arn: str | None = None
     region: str | None = None
     """Sets ``AWS_REGION``/``AWS_DEFAULT_REGION``; taken from the ARN when not given."""
+    snap_start: bool = False
+    """``SnapStart: {ApplyOn: PublishedVersions}``: the configuration is initialised once, and each cold start
+    restores an environment from its snapshot (``local_lambda.snapshot``)."""
 
     @property
     def function_arn(self) -> str:
@@ -84,6 +87,12 @@ def worker_environment(config: FunctionConfig, log_stream_name: str) -> dict[str
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         "_HANDLER": config.handler,
     }
+    if config.snap_start:
+        # https://docs.aws.amazon.com/lambda/latest/dg/snapstart-monitoring.html: a SnapStart function has neither
+        # log variable; https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html: its
+        # initialization type.
+        del lambda_variables["AWS_LAMBDA_LOG_GROUP_NAME"], lambda_variables["AWS_LAMBDA_LOG_STREAM_NAME"]
+        lambda_variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
     if config.code_paths:
         lambda_variables["LAMBDA_TASK_ROOT"] = config.code_paths[0]
     region = config.aws_region

@@ -40,20 +40,49 @@ def run_cold(
     if init.frame is not None and init.frame.kind is Kind.INIT_DONE:
         worker.max_rss_kb = init.frame.meta["max_rss_kb"]
         return _run_event(worker, config, payload, request_id, init_output=init.output, init_ms=init_ms)
+    return failed_init(worker, config, request_id, init, init_ms), False
+
+
+def run_restored(
+    worker: WorkerProcess, config: FunctionConfig, payload: bytes, request_id: str, restore_limit_seconds: float
+) -> tuple[Invocation, bool]:
+    """Wait for an environment restored from a SnapStart snapshot to run its after-restore hooks, then run the
+    event on it; a failed hook is this invocation's error."""
+    restore = worker.await_frame(time.monotonic() + restore_limit_seconds)
+    restore_ms = (time.perf_counter() - worker.started) * 1000
+    if restore.frame is not None and restore.frame.kind is Kind.RESTORE_DONE:
+        worker.max_rss_kb = restore.frame.meta["max_rss_kb"]
+        restored = _Restored(restore_ms, billed_ms(restore.frame.meta["duration_ms"], None))
+        return _run_event(worker, config, payload, request_id, restore.output, init_ms=None, restored=restored)
+    return failed_init(worker, config, request_id, restore, None, _Restored(restore_ms, 0)), False
+
+
+def failed_init(
+    worker: WorkerProcess,
+    config: FunctionConfig,
+    request_id: str,
+    init: Exchange,
+    init_ms: float | None,
+    restored: _Restored | None = None,
+) -> Invocation:
+    """The invocation whose environment failed before the event: its init, a snapshot's, or a restore."""
     if init.frame is not None:
         worker.kill()
         outcome = _Outcome(init.frame.body, errors.UNHANDLED)
     else:
         outcome = _lost(init, request_id, config.timeout_seconds)
-    invocation = _invocation(
-        worker, config, request_id, outcome, output="", duration_ms=0.0, init_output=init.output, init_ms=init_ms
-    )
-    return invocation, False
+    return _invocation(worker, config, request_id, outcome, "", 0.0, init.output, init_ms, restored)
 
 
 def run_warm(worker: WorkerProcess, config: FunctionConfig, payload: bytes, request_id: str) -> tuple[Invocation, bool]:
     """Run the event on a worker that has already served one."""
     return _run_event(worker, config, payload, request_id, init_output="", init_ms=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Restored:
+    restore_ms: float
+    billed_ms: int
 
 
 class _Outcome:
@@ -72,6 +101,7 @@ def _run_event(
     request_id: str,
     init_output: str,
     init_ms: float | None,
+    restored: _Restored | None = None,
 ) -> tuple[Invocation, bool]:
     meta = {
         "request_id": request_id,
@@ -95,7 +125,9 @@ def _run_event(
             function_error = errors.UNHANDLED if answer.frame.kind is Kind.FUNCTION_ERROR else None
             outcome = _Outcome(answer.frame.body, function_error)
             reusable = True
-    invocation = _invocation(worker, config, request_id, outcome, answer.output, duration_ms, init_output, init_ms)
+    invocation = _invocation(
+        worker, config, request_id, outcome, answer.output, duration_ms, init_output, init_ms, restored
+    )
     return invocation, reusable
 
 
@@ -127,12 +159,13 @@ def _invocation(
     duration_ms: float,
     init_output: str,
     init_ms: float | None,
+    restored: _Restored | None = None,
 ) -> Invocation:
     draft = Invocation(
         request_id=request_id,
         payload=outcome.payload,
         function_error=outcome.function_error,
-        cold_start=init_ms is not None,
+        cold_start=init_ms is not None or restored is not None,
         init_ms=init_ms,
         duration_ms=duration_ms,
         billed_ms=billed_ms(duration_ms, init_ms),
@@ -140,6 +173,8 @@ def _invocation(
         max_memory_mb=math.ceil(worker.max_rss_kb / 1024),
         logs="",
         worker_pid=worker.pid,
+        restore_ms=restored.restore_ms if restored else None,
+        billed_restore_ms=restored.billed_ms if restored else None,
     )
     logs = (
         _lines(init_output)

@@ -31,6 +31,15 @@ class Kind(IntEnum):
     """worker -> runtime: the handler's answer (body) and the measurements (metadata)."""
     FUNCTION_ERROR = 6
     """worker -> runtime: the invocation failed (body: the error object) and the measurements (metadata)."""
+    RESTORE = 7
+    """runtime -> snapshot: resume one more execution environment (the new environment's protocol socket and log
+    pipe ride along as file descriptors; metadata: its environment's variables)."""
+    RESTORED = 8
+    """snapshot -> runtime: the environment is resumed as this process (metadata: ``pid``)."""
+    EXITED = 9
+    """snapshot -> runtime: an environment resumed from it has exited (metadata: ``pid``, ``returncode``)."""
+    RESTORE_DONE = 10
+    """resumed environment -> runtime: the after-restore hooks ran (metadata: measurements); events may follow."""
 
 
 class Frame:

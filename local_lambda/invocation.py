@@ -23,7 +23,7 @@ class Invocation:
     """``Unhandled`` when the invocation failed (Invoke's ``X-Amz-Function-Error``); None when it succeeded."""
     cold_start: bool
     init_ms: float | None
-    """The new execution environment's init (interpreter start and handler import); None when warm."""
+    """The new execution environment's init (interpreter start and handler import); None when warm or restored."""
     duration_ms: float
     billed_ms: int
     memory_size_mb: int
@@ -32,6 +32,10 @@ class Invocation:
     """This invocation's part of the log stream: START, what the handler printed, END, REPORT."""
     worker_pid: int | None
     """The process that served it (None if none started)."""
+    restore_ms: float | None = None
+    """A SnapStart environment's restore (resuming the snapshot and the after-restore hooks); None otherwise."""
+    billed_restore_ms: int | None = None
+    """What of the restore is billed: the after-restore hooks, rounded up to 1 ms."""
 
     @property
     def error_type(self) -> str | None:
@@ -81,6 +85,10 @@ def report_line(invocation: Invocation, status: str | None = None) -> str:
     ]
     if invocation.init_ms is not None:
         fields.append(f"Init Duration: {invocation.init_ms:.2f} ms")
+    if invocation.restore_ms is not None:
+        # The fields of https://docs.aws.amazon.com/lambda/latest/dg/snapstart-monitoring.html.
+        fields.append(f"Restore Duration: {invocation.restore_ms:.2f} ms")
+        fields.append(f"Billed Restore Duration: {invocation.billed_restore_ms} ms")
     if status is not None:
         fields.append(f"Status: {status}")
         if status == ERROR_STATUS:

@@ -16,8 +16,19 @@ class WorkerInfo:
 
 
 def workers_of(parent_pid: int, proc: Path = Path("/proc")) -> list[WorkerInfo]:
-    """The live local_lambda workers whose parent is `parent_pid`."""
-    found = []
+    """The live local_lambda workers whose parent is `parent_pid`, and the environments restored from those that
+    are SnapStart snapshots (their children)."""
+    children = _workers_by_parent(proc)
+    found, parents = [], [parent_pid]
+    while parents:
+        below = [worker for parent in parents for worker in children.get(parent, [])]
+        found += below
+        parents = [worker.pid for worker in below]
+    return found
+
+
+def _workers_by_parent(proc: Path) -> dict[int, list[WorkerInfo]]:
+    found: dict[int, list[WorkerInfo]] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -27,6 +38,7 @@ def workers_of(parent_pid: int, proc: Path = Path("/proc")) -> list[WorkerInfo]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0")) == parent_pid and WORKER_MARK in cmdline:
-            found.append(WorkerInfo(int(entry.name), int(fields.get("VmHWM", "0 kB").split()[0])))
+        if WORKER_MARK in cmdline:
+            worker = WorkerInfo(int(entry.name), int(fields.get("VmHWM", "0 kB").split()[0]))
+            found.setdefault(int(fields.get("PPid", "0")), []).append(worker)
     return found

@@ -20,8 +20,9 @@ from typing import Self
 
 from local_lambda import errors
 from local_lambda.config import FunctionConfig
-from local_lambda.execution import run_cold, run_warm
+from local_lambda.execution import failed_init, run_cold, run_restored, run_warm
 from local_lambda.invocation import Invocation
+from local_lambda.snapshot import RESTORE_LIMIT_SECONDS, Snapshot
 from local_lambda.worker_process import WorkerProcess
 
 LogSink = Callable[[str, str], None]
@@ -45,8 +46,17 @@ class _Function:
     idle: list[WorkerProcess] = field(default_factory=list)
     """Warm workers, the most recently used last (reused first, as the warmest)."""
     in_flight: int = 0
-    earlier: list[tuple[FunctionConfig, list[WorkerProcess]]] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    """The configuration's SnapStart snapshot, once a cold start has made it."""
+    earlier: list[_Kept] = field(default_factory=list)
     """Earlier configurations with the workers idle when each was replaced, the most recent last."""
+
+
+@dataclass
+class _Kept:
+    config: FunctionConfig
+    idle: list[WorkerProcess]
+    snapshot: Snapshot | None
 
 
 class LambdaRuntime:
@@ -100,17 +110,23 @@ class LambdaRuntime:
             if function is None:
                 self._functions[config.name] = _Function(config)
                 return
-            stale = function.idle
+            stale, retired = function.idle, [function.snapshot]
             if self._earlier_kept and function.config != config:
-                function.earlier.append((function.config, stale))
-                stale = []
+                function.earlier.append(_Kept(function.config, stale, function.snapshot))
+                stale, retired = [], []
             function.config = config
-            function.idle = next((kept for earlier, kept in function.earlier if earlier == config), [])
-            function.earlier = [(earlier, kept) for earlier, kept in function.earlier if earlier != config]
+            back = next((kept for kept in function.earlier if kept.config == config), _Kept(config, [], None))
+            function.idle, function.snapshot = back.idle, back.snapshot
+            function.earlier = [kept for kept in function.earlier if kept.config != config]
             while len(function.earlier) > self._earlier_kept:
-                stale += function.earlier.pop(0)[1]
+                dropped = function.earlier.pop(0)
+                stale += dropped.idle
+                retired.append(dropped.snapshot)
             self._workers.difference_update(stale)
         self._close_all(stale)
+        for snapshot in retired:
+            if snapshot is not None:
+                snapshot.retire()
 
     def invoke(self, name: str, payload: bytes, request_id: str | None = None) -> Invocation:
         """Run one event synchronously (``RequestResponse``), as Lambda's Invoke API does.
@@ -123,7 +139,9 @@ class LambdaRuntime:
         function, config, worker = self._admit(_function_name(name))
         reusable = False
         try:
-            if worker is None:
+            if worker is None and config.snap_start:
+                invocation, reusable, worker = self._run_restored(function, config, payload, request_id)
+            elif worker is None:
                 worker = self._start_worker(config)
                 invocation, reusable = run_cold(worker, config, payload, request_id, self._init_timeout_seconds)
             else:
@@ -141,11 +159,15 @@ class LambdaRuntime:
             self._closed.set()
             idle = [worker for function in self._functions.values() for worker in _all_idle(function)]
             busy = self._workers.difference(idle)
+            snapshots = [snapshot for function in self._functions.values() for snapshot in _snapshots(function)]
             self._workers.clear()
             for function in self._functions.values():
                 function.idle.clear()
                 function.earlier.clear()
+                function.snapshot = None
         self._close_all(idle)
+        for snapshot in snapshots:
+            snapshot.kill()
         # A busy worker's socket and pipe belong to the thread waiting on them, which closes them when it sees the
         # worker die.
         for worker in busy:
@@ -166,7 +188,10 @@ class LambdaRuntime:
             return [worker.pid for worker in function.idle] if function else []
 
     def _start_worker(self, config: FunctionConfig) -> WorkerProcess:
-        worker = self._spawner.submit(WorkerProcess.start, config).result()
+        return self._tracked(self._spawner.submit(WorkerProcess.start, config).result())
+
+    def _tracked(self, worker: WorkerProcess) -> WorkerProcess:
+        """The new worker, among those shutdown kills; closed at once if the runtime is shut down meanwhile."""
         with self._lock:
             closed = self._closed.is_set()
             if not closed:
@@ -175,6 +200,34 @@ class LambdaRuntime:
             worker.close()
             raise RuntimeError("the Lambda runtime is shut down")
         return worker
+
+    def _run_restored(
+        self, function: _Function, config: FunctionConfig, payload: bytes, request_id: str
+    ) -> tuple[Invocation, bool, WorkerProcess | None]:
+        """A cold start of a SnapStart function: its configuration's snapshot (made by the first cold start), then
+        an environment restored from it."""
+        snapshot = self._snapshot_of(function, config)
+        failure = snapshot.initialise(self._spawner, lambda text: self._log_sink(config.name, text))
+        if failure is not None:
+            assert snapshot.template is not None
+            with self._lock:
+                if function.snapshot is snapshot:
+                    function.snapshot = None  # the next cold start initialises again
+            return failed_init(snapshot.template, config, request_id, failure, snapshot.init_ms), False, None
+        worker = self._tracked(snapshot.restore(config))
+        invocation, reusable = run_restored(worker, config, payload, request_id, RESTORE_LIMIT_SECONDS)
+        return invocation, reusable, worker
+
+    def _snapshot_of(self, function: _Function, config: FunctionConfig) -> Snapshot:
+        with self._lock:
+            if function.config is not config:
+                # Replaced since this invocation was admitted: a snapshot of its own, gone with its environment.
+                orphan = Snapshot(config)
+                orphan.retire()
+                return orphan
+            if function.snapshot is None:
+                function.snapshot = Snapshot(config)
+            return function.snapshot
 
     def _admit(self, name: str) -> tuple[_Function, FunctionConfig, WorkerProcess | None]:
         with self._lock:
@@ -223,9 +276,8 @@ class LambdaRuntime:
                 expired = [w for f in self._functions.values() for w in _all_idle(f) if w.last_used < cutoff]
                 for function in self._functions.values():
                     function.idle = [w for w in function.idle if w.last_used >= cutoff]
-                    function.earlier = [
-                        (config, [w for w in kept if w.last_used >= cutoff]) for config, kept in function.earlier
-                    ]
+                    for kept in function.earlier:
+                        kept.idle = [w for w in kept.idle if w.last_used >= cutoff]
                 self._workers.difference_update(expired)
             self._close_all(expired)
 
@@ -236,7 +288,12 @@ class LambdaRuntime:
 
 
 def _all_idle(function: _Function) -> list[WorkerProcess]:
-    return function.idle + [worker for _, kept in function.earlier for worker in kept]
+    return function.idle + [worker for kept in function.earlier for worker in kept.idle]
+
+
+def _snapshots(function: _Function) -> list[Snapshot]:
+    found = [function.snapshot] + [kept.snapshot for kept in function.earlier]
+    return [snapshot for snapshot in found if snapshot is not None]
 
 
 def _function_name(name_or_arn: str) -> str:

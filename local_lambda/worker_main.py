@@ -24,6 +24,7 @@ from local_lambda import errors
 from local_lambda.context import LambdaContext
 from local_lambda.framing import Frame, Kind, encode, read_frame
 from local_lambda.handler_loading import Handler, RuntimeFault, error_log_text, exception_error_object, load_handler
+from local_lambda.snapshot_worker import run_hooks, serve_restores
 
 _PR_SET_PDEATHSIG = 1
 _LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
@@ -46,12 +47,53 @@ def main(argv: list[str]) -> None:
     try:
         handler = load_handler(init.meta["handler"])
     except RuntimeFault as exc:
-        _write_log(error_log_text(exc.error))
-        channel.sendall(encode(Kind.INIT_FAILED, _measurements(0.0), _to_json(exc.error)))
+        _fail_init(channel, exc.error)
+        return
+    if init.meta.get("snap_start"):
+        _be_snapshot(channel, handler)
         return
     channel.sendall(encode(Kind.INIT_DONE, _measurements(0.0)))
+    _serve_events(channel, handler)
+
+
+def _serve_events(channel: socket.socket, handler: Handler) -> None:
     while (event := read_frame(channel)) is not None:
         channel.sendall(_handle(handler, event))
+
+
+def _be_snapshot(channel: socket.socket, handler: Handler) -> None:
+    """A SnapStart version's init goes on with the before-snapshot hooks; then this process is the snapshot that
+    every environment resumes from (``snapshot_worker``)."""
+    if not _hooks_ran(channel, "before_snapshot"):
+        return
+    ready = encode(Kind.INIT_DONE, _measurements(0.0))
+    serve_restores(channel, ready, lambda restored: _serve_restored(restored, handler))
+
+
+def _serve_restored(channel: socket.socket, handler: Handler) -> None:
+    """One environment resumed from the snapshot: the after-restore hooks, then events as any worker."""
+    started = time.perf_counter()
+    if not _hooks_ran(channel, "after_restore"):
+        return
+    channel.sendall(encode(Kind.RESTORE_DONE, _measurements((time.perf_counter() - started) * 1000)))
+    _serve_events(channel, handler)
+
+
+def _hooks_ran(channel: socket.socket, kind: str) -> bool:
+    """Run the SnapStart hooks of ``kind``; a failing one fails the init, as it fails Lambda's."""
+    try:
+        run_hooks(kind)
+    except Exception as exc:
+        _fail_init(channel, exception_error_object(exc))
+        return False
+    _flush_output()
+    return True
+
+
+def _fail_init(channel: socket.socket, error: dict[str, Any]) -> None:
+    _write_log(error_log_text(error))
+    _flush_output()
+    channel.sendall(encode(Kind.INIT_FAILED, _measurements(0.0), _to_json(error)))
 
 
 def _keep_only_given_environment(given: set[str]) -> None:

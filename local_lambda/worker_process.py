@@ -17,6 +17,7 @@ import subprocess  # workers start from our own argument list, never through a s
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from local_lambda.config import FunctionConfig, new_log_stream_name, worker_environment
 from local_lambda.framing import Frame, FrameBuffer, Kind, encode
@@ -48,10 +49,21 @@ class Exchange:
     """The worker's exit status (negative: killed by that signal) when it exited instead of answering."""
 
 
+class Process(Protocol):
+    """What a worker needs of its process: a ``Popen``, or an environment restored from a snapshot."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 class WorkerProcess:
     """A started worker; used by one invocation at a time."""
 
-    def __init__(self, process: subprocess.Popen[bytes], channel: socket.socket, log_fd: int, started: float) -> None:
+    def __init__(self, process: Process, channel: socket.socket, log_fd: int, started: float) -> None:
         self._process = process
         self._channel = channel
         self._log_fd = log_fd
@@ -64,6 +76,11 @@ class WorkerProcess:
         self.max_rss_kb = 0
         """The peak resident memory it last reported."""
         self.last_used = time.monotonic()
+
+    @property
+    def channel(self) -> socket.socket:
+        """The protocol socket (a snapshot's runtime side reads its reports there)."""
+        return self._channel
 
     @property
     def pid(self) -> int:
@@ -110,7 +127,12 @@ class WorkerProcess:
             os.close(log_write)
         os.set_blocking(log_read, False)
         worker = cls(process, runtime_end, log_read, started)
-        init = {"handler": config.handler, "code_paths": config.code_paths, "environment": sorted(environment)}
+        init = {
+            "handler": config.handler,
+            "code_paths": config.code_paths,
+            "environment": sorted(environment),
+            "snap_start": config.snap_start,
+        }
         worker._send(encode(Kind.INIT, init))
         return worker
 
@@ -167,6 +189,7 @@ class WorkerProcess:
         return True
 
     def _exited(self, output: bytearray) -> Exchange:
+        returncode: int | None
         try:
             returncode = self._process.wait(_EXIT_GRACE_SECONDS)
         except subprocess.TimeoutExpired:

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,9 +31,13 @@ from moto.core import config as moto_config
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from chalicelib.adapters import idempotency, payment_provider, saga_cache, step_functions
 from chalicelib.settings import database_engine, get_settings
@@ -136,12 +140,38 @@ def _scaled_wait(scale: Callable[[], float]) -> Callable[[WaitFunction, Any], No
     return wait
 
 
+def _telling(listener: Callable[[str], None]) -> Callable[[BaseExecutionWorkerCommunication], None]:
+    """moto's end of an execution (its status and stop date set), then ``listener`` told the execution's ARN."""
+    terminated = BaseExecutionWorkerCommunication.terminated
+
+    def terminated_and_told(communication: BaseExecutionWorkerCommunication) -> None:
+        terminated(communication)
+        listener(communication.execution.exec_arn)
+
+    return terminated_and_told
+
+
 def _preprocessor_with_its_own_scopes(self: Preprocessor, *args: Any, **kwargs: Any) -> None:
     """moto 5.2.5's ASL preprocessor keeps its query-language scopes in a list shared by the class, and every
     execution parses its definition on its own thread: two parses at once corrupt it, and the execution's thread
     dies with an IndexError, leaving the execution RUNNING forever (seen once in a 1,000-saga soak)."""
     _preprocessor_init(self, *args, **kwargs)
     self._query_language_per_scope = []
+
+
+def _program_from_a_kept_syntax_tree(self: ExecutionWorker) -> EvalComponent:
+    """moto parses the definition again for every execution: tens of milliseconds of the interpreter's lock, a
+    fifth of a saga's own. The syntax tree is kept per definition; each execution still gets its own components."""
+    program: EvalComponent = Preprocessor().visit(
+        _syntax_tree(self._evaluation_details.state_machine_details.definition)
+    )
+    return program
+
+
+@lru_cache(maxsize=64)
+def _syntax_tree(definition: str) -> Any:
+    """The ANTLR parse tree of the definition (antlr4 has no type stubs)."""
+    return AmazonStateLanguageParser.parse(definition)[1]
 
 
 @dataclass
@@ -179,6 +209,9 @@ class LocalEngine:
     """Where each invocation's log lines (START, the function's JSON lines, END, REPORT) go."""
     duplicates: DuplicateDeliveries | None = None
     """Deliver a share of the invocations twice (the soak), as at-least-once delivery may."""
+    snap_start: bool = True
+    """SnapStart as the template declares it (each configuration initialised once, cold starts restored from its
+    snapshot); False starts every cold start on demand, as `$LATEST` does."""
     extra_environment: dict[str, str] = field(default_factory=dict)
     """More variables for every function. This and the two below are read at each invocation: a change replaces
     the functions' workers, as a configuration update does on Lambda."""
@@ -199,6 +232,8 @@ class LocalEngine:
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
+    _ended: threading.Condition = field(default_factory=threading.Condition)
+    _ended_arns: set[str] = field(default_factory=set)
 
     def __enter__(self) -> LocalEngine:
         if moto.__version__ != MOTO_VERSION:
@@ -233,6 +268,7 @@ class LocalEngine:
             handler_for=self.handler_for,
             log_sink=lambda function_name, text: self.log_sink(function_name, text),  # swappable while it runs
             duplicates=self.duplicates,
+            snap_start=self.snap_start,
         )
         self._stack.callback(self.functions.close)
         functions = self.functions
@@ -242,6 +278,12 @@ class LocalEngine:
             )
         )
         self._stack.enter_context(mock.patch.object(Preprocessor, "__init__", _preprocessor_with_its_own_scopes))
+        self._stack.enter_context(
+            mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _program_from_a_kept_syntax_tree)
+        )
+        self._stack.enter_context(
+            mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _telling(self._heard_the_end_of))
+        )
         if self.reuse_lambda_client:
             clients: dict[tuple[str, str], Any] = {}
             build = lambda_eval_utils.boto_client_for  # type: ignore[attr-defined]
@@ -396,17 +438,26 @@ class LocalEngine:
             return value
         raise ValueError(f"the local engine cannot resolve the substitution {value!r}")
 
-    def wait(self, execution_arn: str, timeout_seconds: float = 120.0, poll_seconds: float = 0.005) -> dict[str, Any]:
-        """Poll until the execution ends; its description. Many pollers in one process compete with the
-        executions for the interpreter, so a load test polls less often."""
+    def wait(self, execution_arn: str, timeout_seconds: float = 120.0, poll_seconds: float = 0.25) -> dict[str, Any]:
+        """Wait until the execution ends; its description. The interpreter says when an execution ends, so a
+        waiter does not poll: each DescribeExecution costs the executions' threads milliseconds of the
+        interpreter's lock. It still looks every ``poll_seconds``, for an end it could not hear."""
         deadline = time.monotonic() + timeout_seconds
         while True:
+            with self._ended:
+                self._ended.wait_for(
+                    lambda: execution_arn in self._ended_arns, max(min(poll_seconds, deadline - time.monotonic()), 0)
+                )
             description = step_functions.describe_execution(execution_arn)
             if description["status"] in FINAL_EXECUTION_STATUSES:
                 return description
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout_seconds}s")
-            time.sleep(poll_seconds)
+
+    def _heard_the_end_of(self, execution_arn: str) -> None:
+        with self._ended:
+            self._ended_arns.add(execution_arn)
+            self._ended.notify_all()
 
 
 def _placeholder_zip() -> bytes:

@@ -130,8 +130,10 @@ def function_config(
     timeout_override: float | None,
     handler_for: HandlerFor | None,
     parameter_overrides: Mapping[str, str] | None = None,
+    snap_start: bool = True,
 ) -> FunctionConfig:
-    """The function as Lambda would run it, from the template (`parameter_overrides` as `sam local` takes them)."""
+    """The function as Lambda would run it, from the template (`parameter_overrides` as `sam local` takes them);
+    `snap_start=False` runs even a SnapStart function's cold starts on demand."""
     parameters = template.get("Parameters", {})
     settings = function_settings(template, logical_id)
 
@@ -155,6 +157,7 @@ def function_config(
         reserved_concurrency=None if reserved_value is None else int(reserved_value),
         environment={**environment, **LOCAL_ENVIRONMENT, **local_environment},
         region=str(local_environment.get("AWS_DEFAULT_REGION", "us-east-1")),
+        snap_start=snap_start and settings.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
     )
 
 
@@ -181,8 +184,10 @@ class LocalFunctions:
         handler_for: HandlerFor | None = None,
         log_sink: LogSink = discard_logs,
         duplicates: DuplicateDeliveries | None = None,
+        snap_start: bool = True,
     ) -> None:
         self._template = template
+        self._snap_start = snap_start
         self._root = root
         self._configuration = configuration
         self._handler_for = handler_for
@@ -209,6 +214,7 @@ class LocalFunctions:
             configuration.timeout_override,
             self._handler_for,
             configuration.parameter_overrides,
+            self._snap_start,
         )
 
     def invoke(self, function_name: str, event: Any) -> tuple[str, bool, str]:
