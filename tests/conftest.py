@@ -117,6 +117,8 @@ def backend(
     provider_ledger_url: str,
 ) -> Iterator[Backend]:
     """A clean database and cache, seeded with the catalogue, wired into the settings."""
+    # An indirect parametrize of `backend` would be ignored: the session's `backend_name` decides.
+    assert not hasattr(request, "param"), "choose a test's backends with @pytest.mark.backends(...)"
     if backend_name == "embedded":
         chosen = Backend("embedded", sqlite_url, embedded_redis_url)
     else:

@@ -3,6 +3,7 @@
 The Chalice app is served by chalice's LocalDevServer on a free loopback port in this process, with the local
 engine behind it and the embedded backend. Every operation gets positive and negative requests; each answer must
 not be a 5xx, must have a documented status code and content type, and its body must match the documented schema.
+The embedded backend alone: the HTTP contract decides these checks, not the data layer.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def session(base_url: str) -> Iterator[requests.Session]:
         yield http
 
 
-@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+@pytest.mark.backends("embedded")
 @SCHEMA.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -94,7 +95,7 @@ def test_every_operation_answers_as_documented_and_never_with_a_5xx(
     case.call_and_validate(base_url=base_url, session=session, checks=CHECKS)
 
 
-@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+@pytest.mark.backends("embedded")
 def test_a_get_with_a_stray_content_type_is_answered_with_a_documented_status(
     base_url: str, session: requests.Session
 ) -> None:

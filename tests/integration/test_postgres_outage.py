@@ -46,7 +46,7 @@ def private_postgres(backend: Backend) -> Iterator[PrivatePostgres]:
         directory.cleanup()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.backends("postgres")
 def test_a_long_database_outage_leaves_nothing_half_done(
     backend: Backend, engine: LocalEngine, private_postgres: PrivatePostgres
 ) -> None:

@@ -1,6 +1,8 @@
 """A Redis outage: sagas still complete, reads fall back to PostgreSQL, and the cache is right once Redis is back.
 
 The test starts its own redis-server on a free loopback port and stops it; it never touches the machine's Redis.
+It runs on PostgreSQL alone, the deployed default: Redis decides its outcome, and the database only answers the
+reads Redis cannot.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def private_redis(backend: Backend, tmp_path: Path) -> Iterator[PrivateRedis]:
         idempotency.reset_idempotency()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.backends("postgres")
 def test_sagas_complete_and_reads_fall_back_while_redis_is_down(
     backend: Backend, engine: LocalEngine, private_redis: PrivateRedis
 ) -> None:
@@ -63,7 +65,7 @@ def test_sagas_complete_and_reads_fall_back_while_redis_is_down(
     assert_consistent()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.backends("postgres")
 def test_statuses_that_could_not_be_written_are_forgotten_once_redis_is_back(
     backend: Backend, private_redis: PrivateRedis
 ) -> None:
