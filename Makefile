@@ -19,9 +19,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=true $(PY) -m infra.tools.demo
 
-## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true)
+## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true); on
+## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest --durations=25 -n $(TEST_WORKERS)
 
 ## check: the inner loop, within 3 minutes: ruff, the import rules, the unit tier and every saga path once on the
 ## embedded backend

@@ -7,9 +7,12 @@ elsewhere the real-server tiers are skipped with the reason.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +32,19 @@ from tests.helpers import ROOT, throwaway_database, unavailable
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+"""`gw0`, `gw1`... when pytest-xdist runs the suite on several processes (`make test` does); empty otherwise."""
+
+
+def _redis_database_of_this_worker(url: str) -> str:
+    """Each pytest-xdist worker flushes a Redis database of its own: the given one for gw0, the one below for gw1..."""
+    if not XDIST_WORKER:
+        return url
+    base, _, number = url.rpartition("/")
+    return f"{base}/{int(number or 0) - int(XDIST_WORKER.removeprefix('gw'))}"
+
+
+TEST_REDIS_URL = _redis_database_of_this_worker(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 """EMF records on stdout would mix into what tests read there; tests of the metrics turn them on."""
 TEST_RETRY_WAIT_SCALE = 0.001
@@ -71,11 +86,23 @@ def mysql_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def packaged() -> Path:
-    """`make package`'s output, built once for every test that reads it (package and LocalStack tiers)."""
-    done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return ROOT / "out"
+def packaged(request: pytest.FixtureRequest) -> Path:
+    """`make package`'s output, built once for every test that reads it (package and LocalStack tiers).
+
+    It is built in ./out, which every pytest-xdist worker shares: the first worker to need it builds it under a
+    lock, and the others of the same run wait for it and read it."""
+    out = ROOT / "out"
+    run = getattr(request.config, "workerinput", {}).get("testrunuid")
+    lock = Path(tempfile.gettempdir()) / f"saga-package-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        built_for_this_run = out / f".built-for-{run}"
+        if run is None or not built_for_this_run.exists():
+            done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            if run is not None:
+                built_for_this_run.touch()
+    return out
 
 
 @pytest.fixture(scope="session")

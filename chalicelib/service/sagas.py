@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib.adapters import saga_cache
 from chalicelib.adapters.database import UnitOfWork
+from chalicelib.adapters.database_errors import Transience, transience
 from chalicelib.adapters.step_functions import StepFunctionsUnavailable
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
@@ -89,20 +90,29 @@ def start_saga(
     return saga
 
 
+ARN_WRITE_ATTEMPTS = 3
+"""The first step races this write for the saga's row: a deadlock or a lock timeout is run again at once."""
+
+
 def _record_execution(saga: Saga, arn: str) -> None:
     """Write the started execution's ARN. A plain UPDATE: its first step may already be writing this saga (and its
     version). If the write is lost, the saga is still found by its execution's name (service/executions.py)."""
-    try:
-        with UnitOfWork() as uow:
-            uow.session.execute(
-                update(Saga)
-                .where(Saga.id == saga.id, Saga.executions == saga.executions)
-                .values(execution_arn=arn, updated_at=Saga.updated_at)
-                .execution_options(synchronize_session=False)
-            )
-            uow.commit()
-    except UNREACHABLE:
-        logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
+    for attempt in range(1, ARN_WRITE_ATTEMPTS + 1):
+        try:
+            with UnitOfWork() as uow:
+                uow.session.execute(
+                    update(Saga)
+                    .where(Saga.id == saga.id, Saga.executions == saga.executions)
+                    .values(execution_arn=arn, updated_at=Saga.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                uow.commit()
+            break
+        except UNREACHABLE as error:
+            if attempt < ARN_WRITE_ATTEMPTS and transience(error) is Transience.CONFLICT:
+                continue
+            logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
+            break
     saga.execution_arn = arn
 
 

@@ -8,10 +8,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pymysql
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from chalice.test import Client
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app import app
 from chalicelib.adapters import database, step_functions
@@ -120,3 +121,30 @@ def test_a_start_cut_before_its_arn_was_written_is_resumed_by_the_same_key_witho
     assert finish(engine, saga.id).status == "COMPLETED"
     assert saga_executions(saga.id) == [saga.id]
     assert_consistent()
+
+
+@pytest.mark.backends("mysql")
+def test_an_arn_write_that_loses_a_deadlock_to_the_first_step_is_run_again_and_recorded(
+    backend: Backend, engine: LocalEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen on MariaDB: the first step's transaction and the ARN's UPDATE deadlocked on the saga's row (1213), and
+    the ARN was never written. The server rolled the UPDATE back and asked for it again, so it is run again."""
+    lost: list[str] = []
+
+    def deadlock_once(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE sagas SET execution_arn") and not lost:
+            lost.append(statement)
+            raise pymysql.err.OperationalError(
+                1213, "Deadlock found when trying to get lock; try restarting transaction"
+            )
+
+    event.listen(database.get_engine(), "before_cursor_execute", deadlock_once)
+    try:
+        saga = sagas.start_saga(purchase(), step_functions.start_execution)
+    finally:
+        event.remove(database.get_engine(), "before_cursor_execute", deadlock_once)
+
+    assert lost, "the first ARN write met the deadlock"
+    assert _saga(saga.id).execution_arn == saga.execution_arn is not None
+    assert "could not be recorded" not in caplog.text
+    assert finish(engine, saga.id).status == "COMPLETED"
