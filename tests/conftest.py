@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,23 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def _machine_wide_lock(name: str) -> Iterator[None]:
+    """A lock every pytest-xdist worker of this checkout shares (a file in the temporary directory)."""
+    lock = Path(tempfile.gettempdir()) / f"saga-{name}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def heavy_load_turn() -> Iterator[None]:
+    """The tests that hold many database connections at once (the soaks, the bench, a 1,000-saga backlog) take
+    turns across pytest-xdist workers: two at once would pass PostgreSQL's default max_connections of 100."""
+    with _machine_wide_lock("heavy-load"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def packaged(request: pytest.FixtureRequest) -> Path:
     """`make package`'s output, built once for every test that reads it (package and LocalStack tiers).
@@ -93,9 +111,7 @@ def packaged(request: pytest.FixtureRequest) -> Path:
     lock, and the others of the same run wait for it and read it."""
     out = ROOT / "out"
     run = getattr(request.config, "workerinput", {}).get("testrunuid")
-    lock = Path(tempfile.gettempdir()) / f"saga-package-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
-    with lock.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with _machine_wide_lock("package"):
         built_for_this_run = out / f".built-for-{run}"
         if run is None or not built_for_this_run.exists():
             done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)

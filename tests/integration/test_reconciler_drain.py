@@ -40,6 +40,8 @@ from tests.helpers import (
     saga_executions,
 )
 
+pytestmark = pytest.mark.usefixtures("heavy_load_turn")
+
 BACKLOG = 1000
 BACKLOG_SKU = "SKU-NOT-SOLD-HERE"
 """The backlog's purchases name a product the shop does not have: each resumed execution runs one step and ends

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import child_env
 
+pytestmark = pytest.mark.usefixtures("heavy_load_turn")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
