@@ -86,21 +86,35 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def _machine_wide_lock(name: str) -> Iterator[None]:
+def _lock_file(name: str) -> Path:
     """A lock every pytest-xdist worker of this checkout shares (a file in the temporary directory)."""
-    lock = Path(tempfile.gettempdir()) / f"saga-{name}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
-    with lock.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    return Path(tempfile.gettempdir()) / f"saga-{name}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
+
+
+@contextmanager
+def _flock(name: str, mode: int) -> Iterator[None]:
+    with _lock_file(name).open("w") as held:
+        fcntl.flock(held, mode)
         yield
 
 
-@pytest.fixture
-def heavy_load_turn() -> Iterator[None]:
-    """The tests that hold many database connections at once (the soaks, the bench, a 1,000-saga backlog) take
-    turns across pytest-xdist workers: two at once would pass PostgreSQL's default max_connections of 100."""
-    with _machine_wide_lock("heavy-load"):
+@pytest.fixture(autouse=True)
+def _turn_on_the_machine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist a test marked `alone` (the soaks, the bench, a 1,000-saga backlog) runs with no other test
+    of the run beside it: it loads the machine as it did in a run on one process, and holds database connections
+    that two at once, or one beside the others, would take past PostgreSQL's default max_connections of 100.
+    Every other test shares the machine. A queued `alone` test closes the gate, so that the others cannot keep it
+    waiting for ever."""
+    if not XDIST_WORKER:
         yield
+    elif request.node.get_closest_marker("alone"):
+        with _flock("gate", fcntl.LOCK_EX), _flock("machine", fcntl.LOCK_EX):
+            yield
+    else:
+        with _flock("gate", fcntl.LOCK_EX):
+            pass
+        with _flock("machine", fcntl.LOCK_SH):
+            yield
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +125,7 @@ def packaged(request: pytest.FixtureRequest) -> Path:
     lock, and the others of the same run wait for it and read it."""
     out = ROOT / "out"
     run = getattr(request.config, "workerinput", {}).get("testrunuid")
-    with _machine_wide_lock("package"):
+    with _flock("package", fcntl.LOCK_EX):
         built_for_this_run = out / f".built-for-{run}"
         if run is None or not built_for_this_run.exists():
             done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)

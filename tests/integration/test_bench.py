@@ -14,7 +14,7 @@ import pytest
 from bench import findings
 from tests.helpers import child_env
 
-pytestmark = pytest.mark.usefixtures("heavy_load_turn")
+pytestmark = pytest.mark.alone
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")

@@ -40,7 +40,7 @@ from tests.helpers import (
     saga_executions,
 )
 
-pytestmark = pytest.mark.usefixtures("heavy_load_turn")
+pytestmark = pytest.mark.alone
 
 BACKLOG = 1000
 BACKLOG_SKU = "SKU-NOT-SOLD-HERE"

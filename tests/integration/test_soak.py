@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import child_env
 
-pytestmark = pytest.mark.usefixtures("heavy_load_turn")
+pytestmark = pytest.mark.alone
 
 ROOT = Path(__file__).resolve().parents[2]
 
