@@ -14,8 +14,6 @@ import pytest
 from bench import findings
 from tests.helpers import child_env
 
-pytestmark = pytest.mark.alone
-
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--calls", "3", "--cold-repeats", "1", "--sagas", "2", "--cost-count", "1", "--concurrencies", "1,2")
 TINY += ("--hot-racers", "2", "--footprint-count", "1")
@@ -45,6 +43,7 @@ Lambda's cold starts and runtime do not change with the database, and `listing` 
 servers in one run: each has its own test below."""
 
 
+@pytest.mark.alone  # three benches at once hold many database connections
 def test_bench_writes_every_figure_on_each_database(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The three runs go at once: each spends its time waiting on its own engine, workers and provider, so
     together they take little more than the longest (and no timing is asserted)."""

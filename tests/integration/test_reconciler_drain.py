@@ -40,8 +40,6 @@ from tests.helpers import (
     saga_executions,
 )
 
-pytestmark = pytest.mark.alone
-
 BACKLOG = 1000
 BACKLOG_SKU = "SKU-NOT-SOLD-HERE"
 """The backlog's purchases name a product the shop does not have: each resumed execution runs one step and ends
@@ -113,6 +111,7 @@ def _recording(calls: list[tuple[str, float]], clock: FakeClock) -> StepFunction
 
 
 @pytest.mark.parametrize("backend_name", ["postgres"])
+@pytest.mark.alone  # 1,000 sagas, and the executions it starts
 def test_one_reconciler_invocation_resumes_a_backlog_of_stuck_sagas(
     backend: Backend, engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
