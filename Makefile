@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true); on
 ## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
 	$(PY) -m pytest --durations=25 -n $(TEST_WORKERS)
 

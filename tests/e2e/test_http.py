@@ -71,6 +71,7 @@ def test_the_readme_session_prints_what_the_readme_shows(server: Server) -> None
     )
 
 
+@pytest.mark.alone  # thirty sagas' functions at once, each holding a database connection
 def test_thirty_concurrent_purchases_of_ten_units_sell_exactly_ten(
     server: Server,
 ) -> None:

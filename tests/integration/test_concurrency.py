@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from chalicelib.adapters import step_functions
@@ -16,6 +17,7 @@ RACERS = 24
 UNITS_LEFT = 5
 
 
+@pytest.mark.alone  # the racers' functions at once, each holding a database connection
 def test_racing_purchases_never_oversell_the_last_units(backend: Backend, engine: LocalEngine) -> None:
     set_stock("SKU-WEBCAM", UNITS_LEFT)
 

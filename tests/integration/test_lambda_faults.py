@@ -175,6 +175,7 @@ def test_a_return_step_that_crashes_after_its_commit_restocks_once(
     assert_consistent()
 
 
+@pytest.mark.alone  # a burst of sagas, each step's function holding a database connection
 def test_a_burst_over_the_payment_functions_reserved_concurrency_is_absorbed_by_retries(
     backend: Backend, engine: LocalEngine
 ) -> None:
