@@ -20,10 +20,14 @@ demo: $(VENV)/.installed
 	SAGA_ALLOW_FAULTS=true $(PY) -m infra.tools.demo
 
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true); on
-## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts
+## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts. The
+## tests marked `alone` (soaks, the bench, bursts: many connections at once, load-sensitive) then run on one.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest --durations=25 -n $(TEST_WORKERS)
+	@status=0; \
+	$(PY) -m pytest --durations=25 -n $(TEST_WORKERS) -m "not alone" || status=$$?; \
+	$(PY) -m pytest --durations=10 -m alone || status=$$?; \
+	exit $$status
 
 ## check: the inner loop, within 3 minutes: ruff, the import rules, the unit tier and every saga path once on the
 ## embedded backend

@@ -51,6 +51,9 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 TEST_RETRY_WAIT_SCALE = 0.001
 """The tests' Retry waits, a thousandth of the deployed ones. A throttle's waits keep the scale of the functions'
 timeouts instead (`LocalEngine.slot_scale`: the template's, or a test's shorter one), as the slots they wait for."""
+TEST_IDLE_SECONDS = 20.0
+"""Idle environments are reclaimed after 20 s, not 300: an xdist worker waiting for an `alone` test then holds no
+database connections (a cold start is a restore from the snapshot: milliseconds)."""
 PROVIDER_LISTING_LAG_SECONDS = 3600
 PROVIDER_SLOW_CAPTURE_SECONDS = 12
 """A `tok_slow_capture` charge commits this late: after its purchase's retries and compensation retries are spent."""
@@ -96,25 +99,6 @@ def _flock(name: str, mode: int) -> Iterator[None]:
     with _lock_file(name).open("w") as held:
         fcntl.flock(held, mode)
         yield
-
-
-@pytest.fixture(autouse=True)
-def _turn_on_the_machine(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Under pytest-xdist a test marked `alone` (the soaks, the bench, a 1,000-saga backlog) runs with no other test
-    of the run beside it: it loads the machine as it did in a run on one process, and holds database connections
-    that two at once, or one beside the others, would take past PostgreSQL's default max_connections of 100.
-    Every other test shares the machine. A queued `alone` test closes the gate, so that the others cannot keep it
-    waiting for ever."""
-    if not XDIST_WORKER:
-        yield
-    elif request.node.get_closest_marker("alone"):
-        with _flock("gate", fcntl.LOCK_EX), _flock("machine", fcntl.LOCK_EX):
-            yield
-    else:
-        with _flock("gate", fcntl.LOCK_EX):
-            pass
-        with _flock("machine", fcntl.LOCK_SH):
-            yield
 
 
 @pytest.fixture(scope="session")
@@ -248,6 +232,7 @@ def engine(provider_ledger_url: str) -> Iterator[LocalEngine]:
     saved_timeout, settings.payment_provider_timeout_seconds = settings.payment_provider_timeout_seconds, 1.0
     with LocalEngine(
         retry_wait_scale=TEST_RETRY_WAIT_SCALE,
+        idle_seconds=TEST_IDLE_SECONDS,
         provider_database_url=provider_ledger_url,
         provider_environment={
             "PROVIDER_LOST_RESPONSE_HOLD_SECONDS": "3",

@@ -52,6 +52,7 @@ from infra.engine.local_functions import (
     LogSink,
     discard_logs,
 )
+from local_lambda.runtime import DEFAULT_IDLE_SECONDS
 from payment_provider.launcher import RunningProvider, start_provider
 
 MOTO_VERSION = "5.2.5"
@@ -210,6 +211,9 @@ class LocalEngine:
     duplicates: DuplicateDeliveries | None = None
     """Deliver a share of the invocations twice (the soak), as at-least-once delivery may."""
     snap_start: bool = True
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
+    """How long an idle execution environment is kept (and its database connection open) before it is reclaimed;
+    Lambda decides that on its own, in minutes."""
     """SnapStart as the template declares it (each configuration initialised once, cold starts restored from its
     snapshot); False starts every cold start on demand, as `$LATEST` does."""
     extra_environment: dict[str, str] = field(default_factory=dict)
@@ -269,6 +273,7 @@ class LocalEngine:
             log_sink=lambda function_name, text: self.log_sink(function_name, text),  # swappable while it runs
             duplicates=self.duplicates,
             snap_start=self.snap_start,
+            idle_seconds=self.idle_seconds,
         )
         self._stack.callback(self.functions.close)
         functions = self.functions

@@ -24,6 +24,7 @@ from typing import Any
 from moto.core.exceptions import JsonRESTError
 
 from local_lambda import FunctionConfig, Invocation, LambdaRuntime, TooManyRequests
+from local_lambda.runtime import DEFAULT_IDLE_SECONDS
 
 ROOT_MARKER = "functions"
 EARLIER_CONFIGURATIONS_KEPT = 1
@@ -185,6 +186,7 @@ class LocalFunctions:
         log_sink: LogSink = discard_logs,
         duplicates: DuplicateDeliveries | None = None,
         snap_start: bool = True,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
         self._template = template
         self._snap_start = snap_start
@@ -199,7 +201,9 @@ class LocalFunctions:
             for logical_id, resource in template["Resources"].items()
             if resource["Type"] == "AWS::Serverless::Function" and _runs_locally(resource)
         ]
-        self.runtime = LambdaRuntime(log_sink=log_sink, earlier_configurations_kept=EARLIER_CONFIGURATIONS_KEPT)
+        self.runtime = LambdaRuntime(
+            log_sink=log_sink, earlier_configurations_kept=EARLIER_CONFIGURATIONS_KEPT, idle_seconds=idle_seconds
+        )
 
     def close(self) -> None:
         self.runtime.shutdown()
