@@ -208,8 +208,7 @@ class LambdaRuntime:
         an environment restored from it."""
         snapshot = self._snapshot_of(function, config)
         failure = snapshot.initialise(self._spawner, lambda text: self._log_sink(config.name, text))
-        if failure is not None:
-            assert snapshot.template is not None
+        if failure is not None and snapshot.template is not None:
             with self._lock:
                 if function.snapshot is snapshot:
                     function.snapshot = None  # the next cold start initialises again

@@ -66,7 +66,8 @@ class Snapshot:
     def restore(self, config: FunctionConfig) -> WorkerProcess:
         """A new environment resumed from the snapshot; its first frame is RESTORE_DONE, or INIT_FAILED when an
         after-restore hook failed."""
-        assert self.template is not None and self.failure is None
+        if self.template is None or self.failure is not None:
+            raise RuntimeError(f"the snapshot of {config.name} is not ready")
         runtime_end, environment_end = socket.socketpair()
         log_read, log_write = os.pipe()
         started = time.perf_counter()
@@ -131,13 +132,14 @@ class Snapshot:
             return
         template.max_rss_kb = init.frame.meta["max_rss_kb"]
         self.template = template
-        threading.Thread(target=self._read_reports, name=f"snapshot-{self.config.name}", daemon=True).start()
+        threading.Thread(
+            target=self._read_reports, args=(template,), name=f"snapshot-{self.config.name}", daemon=True
+        ).start()
 
-    def _read_reports(self) -> None:
-        assert self.template is not None
+    def _read_reports(self, template: WorkerProcess) -> None:
         while True:
             try:
-                frame = read_frame(self.template.channel)
+                frame = read_frame(template.channel)
             except OSError:
                 frame = None
             if frame is None:
