@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chalicelib.adapters import step_functions
 from chalicelib.adapters.database import UnitOfWork
-from chalicelib.adapters.database_errors import is_lock_conflict
+from chalicelib.adapters.database_errors import Transience, is_lock_conflict, transience
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.observability.telemetry import logger
@@ -138,11 +138,28 @@ def start(saga: Saga, sfn: StepFunctions, lease: datetime, next_one: bool, corre
         raise
     saga.executions, saga.execution_arn = number, arn
     try:
-        _move(saga.id, lease, execution_arn=arn, lease_until=None, updated_at=utcnow())
+        run_again_on_conflict(lambda: _move(saga.id, lease, execution_arn=arn, lease_until=None, updated_at=utcnow()))
     except (*UNREACHABLE, LeaseLost):
         logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
     logger.info("execution started", extra={"execution_arn": arn, "execution": number})
     return arn
+
+
+CONFLICT_ATTEMPTS = 3
+"""A new execution's first step races the write of its ARN for the saga's row: a deadlock or a lock timeout
+(MariaDB chose that write as a deadlock's victim) is run again at once."""
+
+
+def run_again_on_conflict(write: Callable[[], None]) -> None:
+    """Run a database write, again while another transaction wins a conflict over its rows (up to
+    CONFLICT_ATTEMPTS); any other error, or the last conflict, is raised."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            write()
+            return
+        except DBAPIError as error:
+            if attempt == CONFLICT_ATTEMPTS or transience(error) is not Transience.CONFLICT:
+                raise
 
 
 def _move(saga_id: str, lease: datetime, **values: Any) -> None:

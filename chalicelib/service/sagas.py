@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib.adapters import saga_cache
 from chalicelib.adapters.database import UnitOfWork
-from chalicelib.adapters.database_errors import Transience, transience
 from chalicelib.adapters.step_functions import StepFunctionsUnavailable
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
@@ -20,7 +19,13 @@ from chalicelib.domain.contracts import SagaRequest
 from chalicelib.observability.metric_names import SAGAS_STARTED
 from chalicelib.observability.telemetry import emit, logger, saga_scope
 from chalicelib.presentation import saga_views
-from chalicelib.service.executions import UNFINISHED, UNREACHABLE, StartExecution, execution_name
+from chalicelib.service.executions import (
+    UNFINISHED,
+    UNREACHABLE,
+    StartExecution,
+    execution_name,
+    run_again_on_conflict,
+)
 from chalicelib.settings import get_settings
 
 LOCAL_CALLER = "local"
@@ -90,29 +95,25 @@ def start_saga(
     return saga
 
 
-ARN_WRITE_ATTEMPTS = 3
-"""The first step races this write for the saga's row: a deadlock or a lock timeout is run again at once."""
-
-
 def _record_execution(saga: Saga, arn: str) -> None:
     """Write the started execution's ARN. A plain UPDATE: its first step may already be writing this saga (and its
-    version). If the write is lost, the saga is still found by its execution's name (service/executions.py)."""
-    for attempt in range(1, ARN_WRITE_ATTEMPTS + 1):
-        try:
-            with UnitOfWork() as uow:
-                uow.session.execute(
-                    update(Saga)
-                    .where(Saga.id == saga.id, Saga.executions == saga.executions)
-                    .values(execution_arn=arn, updated_at=Saga.updated_at)
-                    .execution_options(synchronize_session=False)
-                )
-                uow.commit()
-            break
-        except UNREACHABLE as error:
-            if attempt < ARN_WRITE_ATTEMPTS and transience(error) is Transience.CONFLICT:
-                continue
-            logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
-            break
+    version), and may win a deadlock over the row, so a conflict is run again. If the write is still lost, the saga
+    is still found by its execution's name (service/executions.py)."""
+
+    def write() -> None:
+        with UnitOfWork() as uow:
+            uow.session.execute(
+                update(Saga)
+                .where(Saga.id == saga.id, Saga.executions == saga.executions)
+                .values(execution_arn=arn, updated_at=Saga.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+            uow.commit()
+
+    try:
+        run_again_on_conflict(write)
+    except UNREACHABLE:
+        logger.warning("execution %s started, but its ARN could not be recorded", arn, exc_info=True)
     saga.execution_arn = arn
 
 
