@@ -52,8 +52,8 @@ TEST_RETRY_WAIT_SCALE = 0.001
 """The tests' Retry waits, a thousandth of the deployed ones. A throttle's waits keep the scale of the functions'
 timeouts instead (`LocalEngine.slot_scale`: the template's, or a test's shorter one), as the slots they wait for."""
 TEST_IDLE_SECONDS = 20.0
-"""Idle environments are reclaimed after 20 s, not 300: an xdist worker waiting for an `alone` test then holds no
-database connections (a cold start is a restore from the snapshot: milliseconds)."""
+"""Idle environments are reclaimed after 20 s, not 300, so that the warm environments of the tests an xdist worker
+has run do not hold database connections beside the other worker's (a cold start is a restore: milliseconds)."""
 PROVIDER_LISTING_LAG_SECONDS = 3600
 PROVIDER_SLOW_CAPTURE_SECONDS = 12
 """A `tok_slow_capture` charge commits this late: after its purchase's retries and compensation retries are spent."""
@@ -89,15 +89,12 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
-def _lock_file(name: str) -> Path:
-    """A lock every pytest-xdist worker of this checkout shares (a file in the temporary directory)."""
-    return Path(tempfile.gettempdir()) / f"saga-{name}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
-
-
 @contextmanager
-def _flock(name: str, mode: int) -> Iterator[None]:
-    with _lock_file(name).open("w") as held:
-        fcntl.flock(held, mode)
+def _exclusive_lock(name: str) -> Iterator[None]:
+    """A lock every pytest-xdist worker of this checkout shares (a file in the temporary directory)."""
+    path = Path(tempfile.gettempdir()) / f"saga-{name}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.lock"
+    with path.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         yield
 
 
@@ -109,7 +106,7 @@ def packaged(request: pytest.FixtureRequest) -> Path:
     lock, and the others of the same run wait for it and read it."""
     out = ROOT / "out"
     run = getattr(request.config, "workerinput", {}).get("testrunuid")
-    with _flock("package", fcntl.LOCK_EX):
+    with _exclusive_lock("package"):
         built_for_this_run = out / f".built-for-{run}"
         if run is None or not built_for_this_run.exists():
             done = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True, timeout=900)

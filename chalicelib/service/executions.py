@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chalicelib.adapters import step_functions
 from chalicelib.adapters.database import UnitOfWork
-from chalicelib.adapters.database_errors import Transience, is_lock_conflict, transience
+from chalicelib.adapters.database_errors import is_lock_conflict
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.observability.telemetry import logger
@@ -158,7 +158,7 @@ def run_again_on_conflict(write: Callable[[], None]) -> None:
             write()
             return
         except DBAPIError as error:
-            if attempt == CONFLICT_ATTEMPTS or transience(error) is not Transience.CONFLICT:
+            if attempt == CONFLICT_ATTEMPTS or not is_lock_conflict(error):
                 raise
 
 

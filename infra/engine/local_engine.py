@@ -211,11 +211,11 @@ class LocalEngine:
     duplicates: DuplicateDeliveries | None = None
     """Deliver a share of the invocations twice (the soak), as at-least-once delivery may."""
     snap_start: bool = True
+    """SnapStart as the template declares it (each configuration initialised once, cold starts restored from its
+    snapshot); False starts every cold start on demand, as `$LATEST` does."""
     idle_seconds: float = DEFAULT_IDLE_SECONDS
     """How long an idle execution environment is kept (and its database connection open) before it is reclaimed;
     Lambda decides that on its own, in minutes."""
-    """SnapStart as the template declares it (each configuration initialised once, cold starts restored from its
-    snapshot); False starts every cold start on demand, as `$LATEST` does."""
     extra_environment: dict[str, str] = field(default_factory=dict)
     """More variables for every function. This and the two below are read at each invocation: a change replaces
     the functions' workers, as a configuration update does on Lambda."""
