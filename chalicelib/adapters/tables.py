@@ -253,6 +253,9 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     request_id: Mapped[str | None] = mapped_column(String(64))
     """The Lambda request of the attempt; a timeout or a crash names it in its error."""
+    execution: Mapped[str | None] = mapped_column(String(64))
+    """The name of the execution the attempt ran in: attempts count from 1 in each. None on a status change, and on
+    rows older than revision 0012."""
 
 
 class Operation(Base):

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from chalicelib.adapters.tables import AuditEvent, Saga, utcnow
@@ -104,6 +104,7 @@ def record_attempt(
     error: BaseException | None = None,
     payload: dict[str, Any] | None = None,
     request_id: str | None = None,
+    execution: str | None = None,
 ) -> None:
     _add_attempt(
         session,
@@ -113,49 +114,62 @@ def record_attempt(
         error=(type(error).__name__, safe_message(error)) if error else None,
         payload=payload,
         request_id=request_id,
+        execution=execution,
     )
 
 
-def record_lost_attempts(session: Session, saga: Saga, step: str, before_attempt: int) -> int:
-    """Record as failed the attempts of `step` before `before_attempt` that left no row: killed by a timeout or a
-    crash before they could write, or throttled before they ran. Step Functions counts each; so does the log."""
-    recorded = set(session.scalars(select(AuditEvent.attempt).where(_rows_of(saga.id, step))))
+def record_lost_attempts(
+    session: Session, saga: Saga, step: str, before_attempt: int, execution: str | None = None
+) -> int:
+    """Record as failed the attempts of `step` in `execution` before `before_attempt` that left no row: killed by a
+    timeout or a crash before they could write, or throttled before they ran. Step Functions counts each; so does
+    the log."""
+    recorded = set(session.scalars(select(AuditEvent.attempt).where(_attempts_of(saga.id, step, execution))))
     lost = [attempt for attempt in range(1, before_attempt) if attempt not in recorded]
     for attempt in lost:
-        _add_attempt(session, saga, step, attempt, error=(LOST_ATTEMPT, LOST_ATTEMPT_MESSAGE))
+        _add_attempt(session, saga, step, attempt, error=(LOST_ATTEMPT, LOST_ATTEMPT_MESSAGE), execution=execution)
     return len(lost)
 
 
-def record_caught_failure(session: Session, saga: Saga, step: str, error: TaskError) -> bool:
-    """Record the last attempt of a step that a Catch led away from, from the error Step Functions passes on,
-    unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded here.
-    A caught throttle records every throttled attempt that no later attempt recorded (`record_caught_throttles`)."""
+def record_caught_failure(
+    session: Session, saga: Saga, step: str, error: TaskError, execution: str | None = None
+) -> bool:
+    """Record the last attempt in `execution` of a step that a Catch led away from, from the error Step Functions
+    passes on, unless that attempt recorded itself (its Lambda request id is in the log). True if it was recorded
+    here. A caught throttle records every throttled attempt that no later attempt recorded
+    (`record_caught_throttles`)."""
     if error.Error == THROTTLED and step not in COMPENSATIONS:  # a compensation's retrier counts every error
-        return record_caught_throttles(session, saga, step, error) > 0
+        return record_caught_throttles(session, saga, step, error, execution) > 0
     request_id = request_id_in(error.Cause)
     if request_id is not None:
         known = select(AuditEvent.id).where(_rows_of(saga.id, step), AuditEvent.request_id == request_id)
         if session.scalar(known) is not None:
             return False
-    last = session.scalar(select(func.max(AuditEvent.attempt)).where(_rows_of(saga.id, step))) or 0
-    _add_attempt(session, saga, step, last + 1, error=(error.Error, message_of(error.Cause)), request_id=request_id)
+    rows = _attempts_of(saga.id, step, execution)
+    last = session.scalar(select(func.max(AuditEvent.attempt)).where(rows)) or 0
+    failure = (error.Error, message_of(error.Cause))
+    _add_attempt(session, saga, step, last + 1, error=failure, request_id=request_id, execution=execution)
     return True
 
 
-def record_caught_throttles(session: Session, saga: Saga, step: str, error: TaskError) -> int:
+def record_caught_throttles(
+    session: Session, saga: Saga, step: str, error: TaskError, execution: str | None = None
+) -> int:
     """A Catch caught a throttle: the step's throttle retrier ran out, so THROTTLE_RETRIES + 1 attempts were
     refused without running, besides those that ran (which recorded themselves). The attempts after the last one
     in the log were refused too (no attempt ran after them to record them), and are recorded as throttled; the
     step's attempts are at least the throttled ones plus those that ran. Exact when the step never ran, as in a
     burst that outlasts the budget; a lower bound when an attempt that ran was killed before it could record
     itself (docs/design.md §4.2, invariant 7). The number recorded here."""
-    rows = list(session.execute(select(AuditEvent.attempt, AuditEvent.error_type).where(_rows_of(saga.id, step))))
+    rows = list(
+        session.execute(select(AuditEvent.attempt, AuditEvent.error_type).where(_attempts_of(saga.id, step, execution)))
+    )
     last = max((attempt for attempt, _ in rows), default=0)
     ran = sum(1 for _, error_type in rows if error_type not in (LOST_ATTEMPT, THROTTLED))
     attempts = max(last + 1, THROTTLE_RETRIES + 1 + ran)
     for attempt in range(last + 1, attempts + 1):
         message = message_of(error.Cause) if attempt == attempts and error.Cause else THROTTLED_MESSAGE
-        _add_attempt(session, saga, step, attempt, error=(THROTTLED, message))
+        _add_attempt(session, saga, step, attempt, error=(THROTTLED, message), execution=execution)
     return attempts - last
 
 
@@ -194,6 +208,7 @@ def _add_attempt(
     error: tuple[str, str] | None = None,
     payload: dict[str, Any] | None = None,
     request_id: str | None = None,
+    execution: str | None = None,
 ) -> None:
     saga.updated_at = utcnow()
     session.add(
@@ -207,12 +222,19 @@ def _add_attempt(
             error_message=error[1][:MAX_ERROR_MESSAGE] if error else None,
             payload=payload or {},
             request_id=request_id,
+            execution=execution,
         )
     )
 
 
 def _rows_of(saga_id: str, step: str) -> ColumnElement[bool]:
     return and_(AuditEvent.saga_id == saga_id, AuditEvent.step == step)
+
+
+def _attempts_of(saga_id: str, step: str, execution: str | None) -> ColumnElement[bool]:
+    """The step's attempts in `execution`, whose numbers count from 1 again in each of the saga's executions. A row
+    older than the execution column (None) counts in every execution, as all rows did then."""
+    return and_(_rows_of(saga_id, step), or_(AuditEvent.execution == execution, AuditEvent.execution.is_(None)))
 
 
 def _status_event(saga_id: str, status: SagaStatus, payload: dict[str, str] | None = None) -> AuditEvent:

@@ -61,7 +61,11 @@ class AuditEventView(BaseModel):
     step: str = Field(description="A step's name, or `saga` for a change of the saga's status")
     action: Literal["execute", "compensate", "saga"]
     status: str
-    attempt: int
+    attempt: int = Field(description="Counted from 1 in each of the saga's executions")
+    execution: str | None = Field(
+        description="The name of the execution the attempt ran in: the saga id, then `<saga id>-2`, ... for a retried "
+        "or resumed saga; null for a change of the saga's status"
+    )
     error_type: str | None
     error_message: str | None
     payload: dict[str, Any]

@@ -31,6 +31,7 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
         "action": event.action,
         "status": event.status,
         "attempt": event.attempt,
+        "execution": event.execution,
         "error_type": event.error_type,
         "error_message": event.error_message,
         "payload": event.payload,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, or_, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from chalicelib.adapters import step_functions
@@ -69,6 +69,10 @@ class Liveness(StrEnum):
 
 class LeaseLost(RuntimeError):
     """The lease lapsed while its holder worked, and another process may have taken it."""
+
+
+class SagaEnded(RuntimeError):
+    """The saga ended while its lease was held: its execution finished between the lease and the look at it."""
 
 
 def execution_name(saga_id: str, number: int) -> str:
@@ -126,11 +130,14 @@ def start(saga: Saga, sfn: StepFunctions, lease: datetime, next_one: bool, corre
     The count moves before the start: if the start fails, or this process dies, the next attempt finds the new
     name never started and starts it, rather than counting on. A failed start gives the lease back. Once the
     execution runs, recording its ARN is a courtesy: if that write is lost, the count's name still finds it.
+
+    The count moves only while the saga is unfinished (else SagaEnded). An execution that ended between the lease
+    and DescribeExecution committed the saga's outcome before it ended, so the count's UPDATE sees it.
     """
     number = saga.executions + 1 if next_one else saga.executions
     try:
         if next_one:
-            _move(saga.id, lease, executions=number)
+            _move(saga.id, lease, Saga.status.in_(UNFINISHED), executions=number)
         arn = sfn.start(saga.type, execution_name(saga.id, number), saga.execution_input(correlation_id))
     except BaseException:
         with contextlib.suppress(*UNREACHABLE):
@@ -162,9 +169,12 @@ def run_again_on_conflict(write: Callable[[], None]) -> None:
                 raise
 
 
-def _move(saga_id: str, lease: datetime, **values: Any) -> None:
+def _move(saga_id: str, lease: datetime, *conditions: ColumnElement[bool], **values: Any) -> None:
     with UnitOfWork() as uow:
-        moved = _rows(uow.session.execute(_held(saga_id, lease).values(**values)))
+        moved = _rows(uow.session.execute(_held(saga_id, lease).where(*conditions).values(**values)))
+        still_ours = select(Saga.id).where(Saga.id == saga_id, Saga.lease_until == lease)
+        if moved != 1 and conditions and uow.session.scalar(still_ours) is not None:
+            raise SagaEnded(f"saga {saga_id} ended before {', '.join(values)} could be written")
         uow.commit()
     if moved != 1:
         raise LeaseLost(f"saga {saga_id}: the lease lapsed before {', '.join(values)} could be written")

@@ -34,6 +34,7 @@ from chalicelib.service.executions import (
     UNFINISHED,
     LeaseLost,
     Liveness,
+    SagaEnded,
     StepFunctions,
     give_back,
     lease_free,
@@ -179,6 +180,9 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
         start(saga, sfn, lease, next_one=state is Liveness.ENDED)
     except (StepFunctionsUnavailable, LeaseLost):
         logger.warning("could not resume the saga; the next pass tries again", exc_info=True)
+        return
+    except SagaEnded:
+        logger.info("the saga's execution ended it while the pass looked")
         return
     done.resumed.append(saga.id)
     logger.info("saga resumed", extra={"status": saga.status, "was": state})

@@ -25,6 +25,7 @@ from chalicelib.service.executions import (
     UNREACHABLE,
     LeaseLost,
     Liveness,
+    SagaEnded,
     StepFunctions,
     give_back,
     liveness,
@@ -66,6 +67,8 @@ def retry(saga_id: str, sfn: StepFunctions, correlation_id: str | None = None) -
         start(saga, sfn, lease, next_one, correlation_id)
     except LeaseLost:
         raise NotRetryable(f"saga {saga_id} is being retried or resumed by another process") from None
+    except SagaEnded:
+        raise NotRetryable(f"saga {saga_id} has just ended: another retry's execution finished it") from None
     return saga
 
 
@@ -73,17 +76,23 @@ def _prepare(saga_id: str, sfn: StepFunctions) -> tuple[Saga, bool]:
     """The leased saga, reopened if it FAILED; and whether its next execution is due (else its current one)."""
     with UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
-        if saga.status != SagaStatus.FAILED:
-            state = liveness(saga, sfn)
-            if state is Liveness.LIVE:
-                raise NotRetryable(f"saga {saga_id} is {saga.status} and its execution is running")
-            return saga, state is Liveness.ENDED
-        try:
-            saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
-            uow.commit()
-        except (orm_exc.StaleDataError, DBAPIError) as error:
-            if isinstance(error, DBAPIError) and not is_lock_conflict(error):
-                raise
-            raise NotRetryable(f"saga {saga_id} changed while it was being retried; try again") from None
+        if saga.status == SagaStatus.FAILED:
+            _reopen(uow, saga)
+            return saga, True
+    # Asked with no transaction open: on SQLite a reader held across the call would hold up the steps' writes.
+    state = liveness(saga, sfn)
+    if state is Liveness.LIVE:
+        raise NotRetryable(f"saga {saga_id} is {saga.status} and its execution is running")
+    return saga, state is Liveness.ENDED
+
+
+def _reopen(uow: UnitOfWork, saga: Saga) -> None:
+    """The FAILED saga moves to COMPENSATING, so that its next execution runs its compensations."""
+    try:
+        saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING)
+        uow.commit()
+    except (orm_exc.StaleDataError, DBAPIError) as error:
+        if isinstance(error, DBAPIError) and not is_lock_conflict(error):
+            raise
+        raise NotRetryable(f"saga {saga.id} changed while it was being retried; try again") from None
     saga_cache.write_through(saga.id, saga.status, saga.version)
-    return saga, True

@@ -84,7 +84,9 @@ def run_step(step: StepFunction, event: StepEvent, request_id: str | None = None
                 _refuse_forward_step(uow.session, saga, name)
             faults.inject(saga.input.get("faults", {}), name, event.attempt)
             result = step(uow.session, saga, event.attempt)
-            saga_log.record_attempt(uow.session, saga, name, event.attempt, payload=result, request_id=request_id)
+            saga_log.record_attempt(
+                uow.session, saga, name, event.attempt, payload=result, request_id=request_id, execution=event.execution
+            )
             ended = name in ENDS_SAGA_ON_SUCCESS and saga_log.set_status(
                 uow.session, saga, _outcome(uow.session, saga, name)
             )
@@ -136,7 +138,7 @@ def compensation_failed(event: StepEvent, request_id: str | None = None) -> dict
             saga_log.set_status(uow.session, saga, SagaStatus.COMPENSATING, _forward_failure(event))
         ended = saga.status == SagaStatus.COMPENSATING
         if ended:
-            saga_log.record_caught_failure(uow.session, saga, compensation, error)
+            saga_log.record_caught_failure(uow.session, saga, compensation, error, event.execution)
             recorded.append(compensation)
             saga_log.set_status(uow.session, saga, SagaStatus.FAILED, failed_step=compensation)
             message = saga_log.message_of(error.Cause)
@@ -159,7 +161,7 @@ def _prepare(name: str, event: StepEvent) -> dict[str, str]:
         if saga is None:
             return {}
         if event.attempt > 1:
-            saga_log.record_lost_attempts(uow.session, saga, name, event.attempt)
+            saga_log.record_lost_attempts(uow.session, saga, name, event.attempt, event.execution)
         moved = False
         recorded: list[StepName] = []
         if name in COMPENSATIONS and saga.status in (SagaStatus.RUNNING, SagaStatus.COMPLETED):
@@ -183,7 +185,7 @@ def _record_caught_failures(session: Session, saga: Saga, event: StepEvent, but:
     """Record each caught failure but `but`'s; the steps recorded."""
     recorded = [step for step in event.failures if step != but]
     for step in recorded:
-        saga_log.record_caught_failure(session, saga, step, event.failures[step])
+        saga_log.record_caught_failure(session, saga, step, event.failures[step], event.execution)
     return recorded
 
 
@@ -232,7 +234,9 @@ def _record_failure_once(name: str, event: StepEvent, error: Exception, request_
     ended = False
     with UnitOfWork() as uow:
         saga = _load_saga(uow.session, event.saga_id)
-        saga_log.record_attempt(uow.session, saga, name, event.attempt, error=error, request_id=request_id)
+        saga_log.record_attempt(
+            uow.session, saga, name, event.attempt, error=error, request_id=request_id, execution=event.execution
+        )
         if isinstance(error, REJECTIONS):
             ended = saga_log.set_status(uow.session, saga, SagaStatus.REJECTED)
         elif name in COMPENSATIONS:

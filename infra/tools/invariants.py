@@ -4,7 +4,7 @@ violation is named."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -45,12 +45,14 @@ RECORDS_FAILURE = "CompensationFailed"
 """The Task that records a saga FAILED: no step of the saga, so not in the audit log's steps."""
 
 
-def unaudited_attempts(session: Session, saga_id: str, histories: Iterable[list[dict[str, Any]]]) -> list[str]:
-    """Invariant 7 against Step Functions' own record: every Task attempt of the saga's executions (each
-    `TaskScheduled`, one that Lambda throttled included) has its row in the audit log."""
-    ran: Counter[str] = Counter()
-    throttled: Counter[str] = Counter()
-    for history in histories:
+def unaudited_attempts(session: Session, saga_id: str, histories: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """Invariant 7 against Step Functions' own record: every Task attempt of each of the saga's executions (each
+    `TaskScheduled`, one that Lambda throttled included) has its row in the audit log, under that execution's name
+    (`histories`: each execution's history by its name)."""
+    ran: Counter[tuple[str, str]] = Counter()
+    throttled: Counter[tuple[str, str]] = Counter()
+    outcomes: dict[tuple[str, str], list[str]] = {}
+    for execution, history in histories.items():
         state = None
         for event in history:
             if event["type"].endswith("StateEntered"):
@@ -58,17 +60,30 @@ def unaudited_attempts(session: Session, saga_id: str, histories: Iterable[list[
             elif state is None or state == RECORDS_FAILURE:
                 continue
             elif event["type"] == "TaskScheduled":
-                ran[step_of_state(state)] += 1
-            elif event["type"] == "TaskFailed" and event["taskFailedEventDetails"].get("error") == THROTTLED:
-                throttled[step_of_state(state)] += 1
-    audited = Counter(
-        session.scalars(select(AuditEvent.step).where(AuditEvent.saga_id == saga_id, AuditEvent.step.in_(ran)))
-    )
+                ran[(execution, step_of_state(state))] += 1
+            elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+                details = event.get("taskFailedEventDetails") or event.get("taskTimedOutEventDetails") or {}
+                error = details.get("error")
+                outcomes.setdefault((execution, step_of_state(state)), []).append(error or "succeeded")
+                throttled[(execution, step_of_state(state))] += error == THROTTLED
+    rows = session.execute(
+        select(AuditEvent.execution, AuditEvent.step, AuditEvent.attempt, AuditEvent.error_type)
+        .where(AuditEvent.saga_id == saga_id, AuditEvent.step.in_({step for _, step in ran}))
+        .order_by(AuditEvent.id)
+    ).all()
+    audited = Counter((execution, step) for execution, step, *_ in rows)
     return [
-        f"saga {saga_id}: {step} ran {attempts} time(s) ({throttled[step]} throttled), audited {audited[step]}"
-        for step, attempts in ran.items()
-        if audited[step] < attempts
+        f"saga {saga_id}: {step} ran {attempts} time(s) in execution {execution} ({throttled[key]} throttled), "
+        f"audited {audited[key]}; Step Functions saw {', '.join(outcomes.get(key, []))}; the log holds "
+        + (", ".join(_row(*row[2:]) for row in rows if (row[0], row[1]) == key) or "nothing")
+        for key, attempts in ran.items()
+        for execution, step in [key]
+        if audited[key] < attempts
     ]
+
+
+def _row(attempt: int, error_type: str | None) -> str:
+    return f"attempt {attempt} {error_type or 'succeeded'}"
 
 
 def _stock_conserved(session: Session) -> list[str]:

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -227,13 +227,16 @@ def _drop_database_connections() -> int:
         return killed
 
 
-def _histories(saga_id: str, saga_type: str, executions: int) -> Iterator[list[dict[str, Any]]]:
-    """The history of every execution the saga was given, found by name: a start whose ARN write was cut by a
-    dropped connection leaves no ARN in the row, and the reconciler or a retry may have given it more than one."""
+def _histories(saga_id: str, saga_type: str, executions: int) -> dict[str, list[dict[str, Any]]]:
+    """The history of every execution the saga was given, by name: a start whose ARN write was cut by a dropped
+    connection leaves no ARN in the row, and the reconciler or a retry may have given it more than one."""
+    histories = {}
     for number in range(1, executions + 1):
-        arn = step_functions.execution_arn_for(saga_type, execution_name(saga_id, number))
+        name = execution_name(saga_id, number)
+        arn = step_functions.execution_arn_for(saga_type, name)
         if step_functions.execution_status(arn) is not None:
-            yield step_functions.execution_history(arn)
+            histories[name] = step_functions.execution_history(arn)
+    return histories
 
 
 def check(tally: Tally) -> list[str]:

@@ -22,13 +22,14 @@ from sqlalchemy.exc import OperationalError
 
 from app import app
 from chalicelib.adapters import database, step_functions
-from chalicelib.adapters.tables import Payment, Reservation, Saga
+from chalicelib.adapters.tables import AuditEvent, Payment, Reservation, Saga
 from chalicelib.domain.errors import SagaNotRunning
 from chalicelib.entrypoints import http_api
 from chalicelib.service import reconciler, recovery, sagas
 from chalicelib.service.executions import StepFunctions, boto3_step_functions
 from functions import reserve_stock
 from infra.engine.local_engine import LocalEngine
+from infra.tools import invariants
 from tests.conftest import TEST_RETRY_WAIT_SCALE, Backend
 from tests.helpers import (
     assert_consistent,
@@ -50,11 +51,11 @@ ROOT = Path(__file__).resolve().parents[2]
 RACERS = 8
 
 
-def _fix_the_cause(saga_id: str) -> None:
-    """The world is mended: the request's injected compensation fault is gone."""
+def _fix_the_cause(saga_id: str, **other_faults: str) -> None:
+    """The world is mended: the request's injected compensation fault is gone (`other_faults` take its place)."""
     with database.UnitOfWork() as uow:
         saga = uow.session.get_one(Saga, saga_id)
-        saga.input = {**saga.input, "faults": {"confirm_sale": "fail"}}
+        saga.input = {**saga.input, "faults": {"confirm_sale": "fail", **other_faults}}
         uow.commit()
 
 
@@ -157,6 +158,66 @@ def test_concurrent_retries_give_one_202_and_409_for_the_rest(backend: Backend, 
     assert finish(engine, saga_id).status == "COMPENSATED"
     assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
     assert_consistent()
+
+
+def test_a_retry_that_asks_after_another_retrys_execution_ended_the_saga_is_refused(
+    backend: Backend, short_timeouts: LocalEngine
+) -> None:
+    """Two retries of one FAILED saga: the second takes the lease the first gave back, while the first's execution
+    still compensates, and asks Step Functions only once that execution has ended. The saga is final by then: the
+    second starts nothing and gives the lease back."""
+    engine = short_timeouts
+    saga_id = _failed_saga(engine)
+    _fix_the_cause(saga_id, refund_payment="timeout:1")  # holds the first retry's execution for a function timeout
+    recovery.retry(saga_id, boto3_step_functions())
+    real = boto3_step_functions()
+
+    def status_once_it_ended(arn: str) -> str | None:
+        engine.wait(arn)
+        return real.status(arn)
+
+    late = StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for)
+    with pytest.raises(recovery.NotRetryable, match="has just ended"):
+        recovery.retry(saga_id, late)
+
+    assert finish(engine, saga_id).status == "COMPENSATED"
+    assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
+    with database.UnitOfWork() as uow:
+        assert uow.session.get_one(Saga, saga_id).lease_until is None
+    assert_consistent()
+
+
+def test_a_retried_sagas_new_execution_audits_its_own_killed_attempts(
+    backend: Backend, short_timeouts: LocalEngine
+) -> None:
+    """Step Functions counts a Task's attempts from 1 in each execution: the first attempt the retry's execution
+    lost to a timeout is recorded, though the first execution's first attempt has its row (invariant 7; the soak
+    found it missing)."""
+    engine = short_timeouts
+    faults = {"reserve_stock": "timeout:1", "confirm_sale": "fail", "refund_payment": "fail"}
+    saga_id = finish(engine, sagas.start_saga(purchase(**faults), step_functions.start_execution).id).saga_id
+    _fix_the_cause(saga_id, reserve_stock="timeout:1")
+
+    recovery.retry(saga_id, boto3_step_functions())
+
+    assert finish(engine, saga_id).status == "COMPENSATED"
+    histories = {
+        name: step_functions.execution_history(step_functions.execution_arn_for("purchase", name))
+        for name in saga_executions(saga_id)
+    }
+    with database.UnitOfWork() as uow:
+        assert invariants.unaudited_attempts(uow.session, saga_id, histories) == []
+        rows = uow.session.execute(
+            select(AuditEvent.execution, AuditEvent.attempt, AuditEvent.error_type)
+            .where(AuditEvent.saga_id == saga_id, AuditEvent.step == "reserve_stock")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (saga_id, 1, "AttemptLost"),
+        (saga_id, 2, None),
+        (f"{saga_id}-2", 1, "AttemptLost"),
+        (f"{saga_id}-2", 2, "SagaNotRunning"),
+    ]
 
 
 def _deadlock() -> OperationalError:

@@ -3,7 +3,9 @@ units into one bucket, concurrent ones never oversell, and units released, sold 
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import Counter
 
 from sqlalchemy import select
@@ -55,39 +57,56 @@ def test_a_purchase_larger_than_any_bucket_completes_and_one_larger_than_the_sto
     assert_consistent()
 
 
+CONFLICT_TRIES = 8
+
+
 def test_concurrent_reservations_of_one_product_never_oversell_it(backend: Backend) -> None:
+    """Each reservation ends granted, refused, or (its tries spent on conflicts) given up, as a step's Retry
+    would: none is lost, and only those granted hold units."""
     set_stock(SKU, 50, buckets=8)
-    granted: list[int] = []
-    refused: list[int] = []
+    outcomes: dict[str, list[int]] = {"granted": [], "refused": [], "given up": []}
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
-    def reserve(quantity: int) -> None:
-        for _ in range(5):  # as the step's Retry does for a deadlock (ConcurrentUpdate)
-            try:
-                with database.UnitOfWork() as uow:
-                    bucket = stock.reserve(uow.session, SKU, quantity, stock.first_bucket(8))
-                    if bucket is not None:
-                        uow.commit()
-                break
-            except DBAPIError as error:
-                if transience(error) is not Transience.CONFLICT:
-                    raise
+    def reserve(quantity: int, seed: int) -> None:
+        jitter = random.Random(seed)  # nosec B311: the Retry's full jitter, not a secret
+        outcome = "given up"
+        try:
+            for tries in range(CONFLICT_TRIES):
+                try:
+                    with database.UnitOfWork() as uow:
+                        bucket = stock.reserve(uow.session, SKU, quantity, stock.first_bucket(8))
+                        if bucket is not None:
+                            uow.commit()
+                    outcome = "refused" if bucket is None else "granted"
+                    break
+                except DBAPIError as error:
+                    if transience(error) is not Transience.CONFLICT:
+                        raise
+                    time.sleep(jitter.uniform(0, 0.01 * 2**tries))
+        except BaseException as error:  # the main thread reports it
+            with lock:
+                errors.append(error)
+            return
         with lock:
-            (granted if bucket is not None else refused).append(quantity)
+            outcomes[outcome].append(quantity)
 
     wanted = [1 + n % 3 for n in range(40)]  # 80 units asked for, 50 there
-    threads = [threading.Thread(target=reserve, args=(quantity,)) for quantity in wanted]
+    threads = [threading.Thread(target=reserve, args=(quantity, n)) for n, quantity in enumerate(wanted)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
+    assert errors == []
+    assert sorted(quantity for ended in outcomes.values() for quantity in ended) == sorted(wanted)
+    granted, refused = outcomes["granted"], outcomes["refused"]
     rows = stock_buckets(SKU)
     assert all(0 <= reserved <= on_hand for _, on_hand, reserved in rows), rows
     assert sum(on_hand for _, on_hand, _ in rows) == 50
     assert sum(reserved for _, _, reserved in rows) == sum(granted) <= 50
     left = 50 - sum(granted)
-    assert refused and all(quantity > left for quantity in refused), (left, Counter(refused))
+    assert refused and all(quantity > left for quantity in refused), (left, Counter(refused), outcomes["given up"])
 
 
 def test_released_and_returned_units_go_back_to_the_bucket_they_came_from(

@@ -83,8 +83,8 @@ def _every_attempt_in_the_log(run: SagaRun) -> None:
     assert_every_attempt_audited(run)
     with database.UnitOfWork() as uow:
         arn = str(uow.session.get_one(Saga, run.saga_id).execution_arn)
-        history = step_functions.execution_history(arn)
-        assert invariants.unaudited_attempts(uow.session, run.saga_id, [history]) == []
+        history = {run.saga_id: step_functions.execution_history(arn)}
+        assert invariants.unaudited_attempts(uow.session, run.saga_id, history) == []
 
 
 def test_valid_purchases_queued_behind_slots_held_to_their_timeout_all_complete_and_every_throttle_is_audited(
