@@ -175,15 +175,16 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
     if state is Liveness.LIVE:
         give_back(saga.id, lease)
         return
-    done.found.append(saga.id)
     try:
         start(saga, sfn, lease, next_one=state is Liveness.ENDED)
+    except SagaEnded:
+        logger.info("the saga's execution ended it while the pass looked: it was not stuck")
+        return
     except (StepFunctionsUnavailable, LeaseLost):
+        done.found.append(saga.id)
         logger.warning("could not resume the saga; the next pass tries again", exc_info=True)
         return
-    except SagaEnded:
-        logger.info("the saga's execution ended it while the pass looked")
-        return
+    done.found.append(saga.id)
     done.resumed.append(saga.id)
     logger.info("saga resumed", extra={"status": saga.status, "was": state})
 

@@ -116,6 +116,32 @@ def test_sagas_with_a_live_execution_and_failed_sagas_are_left_alone(backend: Ba
     assert finish(engine, live).status == "COMPLETED"
 
 
+def test_a_saga_whose_execution_ends_it_while_the_pass_looks_is_not_resumed(
+    backend: Backend, short_timeouts: LocalEngine
+) -> None:
+    """The pass leases a saga whose first step is held (to the function's timeout), and its DescribeExecution
+    answers only once the execution has ended: the saga is final by then, so nothing starts, and its lease is
+    given back."""
+    engine = short_timeouts
+    saga_id = sagas.start_saga(purchase(reserve_stock="timeout:1"), step_functions.start_execution).id
+    real = boto3_step_functions()
+
+    def status_once_it_ended(arn: str) -> str | None:
+        engine.wait(arn)
+        return real.status(arn)
+
+    done = reconciler.reconcile(
+        StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for), grace_seconds=0
+    )
+
+    assert (done.found, done.resumed) == ([], [])
+    assert finish(engine, saga_id).status == "COMPLETED"
+    assert saga_executions(saga_id) == [saga_id]
+    with database.UnitOfWork() as uow:
+        assert uow.session.get_one(Saga, saga_id).lease_until is None
+    assert_consistent()
+
+
 def test_passes_that_run_at_once_resume_each_stuck_saga_once(backend: Backend, engine: LocalEngine) -> None:
     stuck = {stuck_saga(purchase()) for _ in range(6)}
 
