@@ -97,16 +97,40 @@ def test_on_mysql_the_ledger_lives_in_a_database_of_its_own_and_outlives_a_resta
 
 
 def test_without_a_database_url_the_ledger_is_the_sqlite_file_in_dot_local() -> None:
+    """The charge it makes there is taken out again: the file holds the user's `make run` and `make demo` money, and
+    a charge no saga explains would break the demo's invariants on every later run."""
     assert DEFAULT_SQLITE_FILE == REPOSITORY / ".local" / "payment_provider.db"
     assert resolve_url(None) == f"sqlite:///{DEFAULT_SQLITE_FILE}"
-    with start_provider(env={"PROVIDER_DATABASE_URL": None}) as running:
-        client = PaymentProviderClient(running.url, running.api_key)
-        charge = client.charge(unique("saga"), "tok_visa", 321, "usd", idempotency_key=unique("key"))
-    with sqlite3.connect(DEFAULT_SQLITE_FILE) as connection:
-        stored = connection.execute("SELECT amount_cents FROM charges WHERE id = ?", (charge.id,)).fetchall()
-        journal_mode = connection.execute("PRAGMA journal_mode").fetchone()
+    was_there = DEFAULT_SQLITE_FILE.exists()
+    saga_id, key = unique("saga"), unique("key")
+    try:
+        with start_provider(env={"PROVIDER_DATABASE_URL": None}) as running:
+            client = PaymentProviderClient(running.url, running.api_key)
+            charge = client.charge(saga_id, "tok_visa", 321, "usd", idempotency_key=key)
+        connection = sqlite3.connect(DEFAULT_SQLITE_FILE)
+        try:
+            stored = connection.execute("SELECT amount_cents FROM charges WHERE id = ?", (charge.id,)).fetchall()
+            journal_mode = connection.execute("PRAGMA journal_mode").fetchone()
+        finally:
+            connection.close()
+    finally:
+        _take_out_of_the_local_ledger(saga_id, key, was_there)
     assert stored == [(321,)]
     assert journal_mode == ("wal",)
+
+
+def _take_out_of_the_local_ledger(saga_id: str, key: str, was_there: bool) -> None:
+    if not was_there:
+        for suffix in ("", "-wal", "-shm"):
+            DEFAULT_SQLITE_FILE.with_name(DEFAULT_SQLITE_FILE.name + suffix).unlink(missing_ok=True)
+        return
+    connection = sqlite3.connect(DEFAULT_SQLITE_FILE)
+    try:
+        with connection:
+            connection.execute("DELETE FROM idempotency_records WHERE idempotency_key = ?", (key,))
+            connection.execute("DELETE FROM charges WHERE saga_id = ?", (saga_id,))
+    finally:
+        connection.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
