@@ -394,6 +394,18 @@ def slow_step_functions(delay: float = 0.05) -> StepFunctions:
     return StepFunctions(start=slow_start, status=real.status, arn_for=real.arn_for)
 
 
+def step_functions_answering_once_ended(engine: LocalEngine) -> StepFunctions:
+    """The real Step Functions, whose DescribeExecution answers only once the execution has ended: a look at a
+    saga's execution that comes just after that execution ended it."""
+    real = boto3_step_functions()
+
+    def status_once_it_ended(arn: str) -> str | None:
+        engine.wait(arn)
+        return real.status(arn)
+
+    return StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for)
+
+
 def single_retry(saga_id: str, sfn: StepFunctions, barrier: threading.Barrier) -> str:
     """`POST /sagas/{saga_id}/retry`'s service, once every racer is ready: `retried` or `refused`."""
     barrier.wait()

@@ -145,8 +145,7 @@ def record_caught_failure(
         known = select(AuditEvent.id).where(_rows_of(saga.id, step), AuditEvent.request_id == request_id)
         if session.scalar(known) is not None:
             return False
-    rows = _attempts_of(saga.id, step, execution)
-    last = session.scalar(select(func.max(AuditEvent.attempt)).where(rows)) or 0
+    last = session.scalar(select(func.max(AuditEvent.attempt)).where(_attempts_of(saga.id, step, execution))) or 0
     failure = (error.Error, message_of(error.Cause))
     _add_attempt(session, saga, step, last + 1, error=failure, request_id=request_id, execution=execution)
     return True

@@ -64,26 +64,27 @@ def unaudited_attempts(session: Session, saga_id: str, histories: Mapping[str, l
             elif event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
                 details = event.get("taskFailedEventDetails") or event.get("taskTimedOutEventDetails") or {}
                 error = details.get("error")
-                outcomes.setdefault((execution, step_of_state(state)), []).append(error or "succeeded")
-                throttled[(execution, step_of_state(state))] += error == THROTTLED
+                key = (execution, step_of_state(state))
+                outcomes.setdefault(key, []).append(error or "succeeded")
+                throttled[key] += error == THROTTLED
     rows = session.execute(
         select(AuditEvent.execution, AuditEvent.step, AuditEvent.attempt, AuditEvent.error_type)
         .where(AuditEvent.saga_id == saga_id, AuditEvent.step.in_({step for _, step in ran}))
         .order_by(AuditEvent.id)
     ).all()
-    audited = Counter((execution, step) for execution, step, *_ in rows)
-    return [
-        f"saga {saga_id}: {step} ran {attempts} time(s) in execution {execution} ({throttled[key]} throttled), "
-        f"audited {audited[key]}; Step Functions saw {', '.join(outcomes.get(key, []))}; the log holds "
-        + (", ".join(_row(*row[2:]) for row in rows if (row[0], row[1]) == key) or "nothing")
-        for key, attempts in ran.items()
-        for execution, step in [key]
-        if audited[key] < attempts
-    ]
-
-
-def _row(attempt: int, error_type: str | None) -> str:
-    return f"attempt {attempt} {error_type or 'succeeded'}"
+    logged: dict[tuple[str | None, str], list[str]] = {}
+    for ran_in, step, attempt, error_type in rows:
+        logged.setdefault((ran_in, step), []).append(f"attempt {attempt} {error_type or 'succeeded'}")
+    problems = []
+    for (execution, step), attempts in ran.items():
+        held = logged.get((execution, step), [])
+        if len(held) < attempts:
+            problems.append(
+                f"saga {saga_id}: {step} ran {attempts} time(s) in execution {execution} "
+                f"({throttled[(execution, step)]} throttled), audited {len(held)}; Step Functions saw "
+                f"{', '.join(outcomes.get((execution, step), []))}; the log holds {', '.join(held) or 'nothing'}"
+            )
+    return problems
 
 
 def _stock_conserved(session: Session) -> list[str]:

@@ -29,6 +29,7 @@ from tests.helpers import (
     purchase,
     saga_executions,
     status_history,
+    step_functions_answering_once_ended,
     stuck_saga,
 )
 
@@ -124,15 +125,8 @@ def test_a_saga_whose_execution_ends_it_while_the_pass_looks_is_not_resumed(
     given back."""
     engine = short_timeouts
     saga_id = sagas.start_saga(purchase(reserve_stock="timeout:1"), step_functions.start_execution).id
-    real = boto3_step_functions()
 
-    def status_once_it_ended(arn: str) -> str | None:
-        engine.wait(arn)
-        return real.status(arn)
-
-    done = reconciler.reconcile(
-        StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for), grace_seconds=0
-    )
+    done = reconciler.reconcile(step_functions_answering_once_ended(engine), grace_seconds=0)
 
     assert (done.found, done.resumed) == ([], [])
     assert finish(engine, saga_id).status == "COMPLETED"

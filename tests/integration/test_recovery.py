@@ -44,6 +44,7 @@ from tests.helpers import (
     single_retry,
     slow_step_functions,
     status_history,
+    step_functions_answering_once_ended,
     stuck_saga,
 )
 
@@ -170,15 +171,9 @@ def test_a_retry_that_asks_after_another_retrys_execution_ended_the_saga_is_refu
     saga_id = _failed_saga(engine)
     _fix_the_cause(saga_id, refund_payment="timeout:1")  # holds the first retry's execution for a function timeout
     recovery.retry(saga_id, boto3_step_functions())
-    real = boto3_step_functions()
 
-    def status_once_it_ended(arn: str) -> str | None:
-        engine.wait(arn)
-        return real.status(arn)
-
-    late = StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for)
     with pytest.raises(recovery.NotRetryable, match="has just ended"):
-        recovery.retry(saga_id, late)
+        recovery.retry(saga_id, step_functions_answering_once_ended(engine))
 
     assert finish(engine, saga_id).status == "COMPENSATED"
     assert saga_executions(saga_id) == [saga_id, f"{saga_id}-2"]
