@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -25,6 +25,8 @@ from chalicelib.adapters.database_errors import is_lock_conflict
 from chalicelib.adapters.tables import Saga, utcnow
 from chalicelib.domain.contracts import SagaStatus
 from chalicelib.observability.telemetry import logger
+
+T = TypeVar("T")
 
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 UNREACHABLE = (SQLAlchemyError, ConnectionError)
@@ -118,10 +120,15 @@ def take_lease(saga_id: str, statuses: tuple[SagaStatus, ...], now: datetime | N
 
 
 def give_back(saga_id: str, lease: datetime) -> None:
-    """Release the lease, if it is still ours."""
-    with UnitOfWork() as uow:
-        uow.session.execute(_held(saga_id, lease).values(lease_until=None, updated_at=Saga.updated_at))
-        uow.commit()
+    """Release the lease, if it is still ours. The steps of a live execution write the same row, so a conflict
+    over it is run again."""
+
+    def release() -> None:
+        with UnitOfWork() as uow:
+            uow.session.execute(_held(saga_id, lease).values(lease_until=None, updated_at=Saga.updated_at))
+            uow.commit()
+
+    run_again_on_conflict(release)
 
 
 def start(saga: Saga, sfn: StepFunctions, lease: datetime, next_one: bool, correlation_id: str | None = None) -> str:
@@ -137,7 +144,7 @@ def start(saga: Saga, sfn: StepFunctions, lease: datetime, next_one: bool, corre
     number = saga.executions + 1 if next_one else saga.executions
     try:
         if next_one:
-            _move(saga.id, lease, Saga.status.in_(UNFINISHED), executions=number)
+            run_again_on_conflict(lambda: _move(saga.id, lease, Saga.status.in_(UNFINISHED), executions=number))
         arn = sfn.start(saga.type, execution_name(saga.id, number), saga.execution_input(correlation_id))
     except BaseException:
         with contextlib.suppress(*UNREACHABLE):
@@ -153,20 +160,23 @@ def start(saga: Saga, sfn: StepFunctions, lease: datetime, next_one: bool, corre
 
 
 CONFLICT_ATTEMPTS = 3
-"""A new execution's first step races the write of its ARN for the saga's row: a deadlock or a lock timeout
-(MariaDB chose that write as a deadlock's victim) is run again at once."""
+"""The steps of an execution write the saga's row while a lease holder writes it too (a new execution's first step
+races the write of its ARN; a reconciler gives back the lease of a saga whose execution runs): a deadlock or a
+lock timeout (MariaDB chose the holder's write as a deadlock's victim) is run again at once. Each write is one
+transaction, which the server rolled back, so running it again is safe."""
 
 
-def run_again_on_conflict(write: Callable[[], None]) -> None:
+def run_again_on_conflict(write: Callable[[], T]) -> T:
     """Run a database write, again while another transaction wins a conflict over its rows (up to
-    CONFLICT_ATTEMPTS); any other error, or the last conflict, is raised."""
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+    CONFLICT_ATTEMPTS); what it returns. Any other error, or the last conflict, is raised."""
+    for attempt in range(1, CONFLICT_ATTEMPTS):
         try:
-            write()
-            return
+            return write()
         except DBAPIError as error:
-            if attempt == CONFLICT_ATTEMPTS or not is_lock_conflict(error):
+            if not is_lock_conflict(error):
                 raise
+            logger.info("a write lost a conflict over its rows; running it again", extra={"attempt": attempt})
+    return write()
 
 
 def _move(saga_id: str, lease: datetime, *conditions: ColumnElement[bool], **values: Any) -> None:

@@ -16,6 +16,7 @@ to be. Its calls to Step Functions are paced to stay within the account's quotas
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from chalicelib.observability.telemetry import emit, logger, saga_scope
 from chalicelib.service.executions import (
     LEASE_SECONDS,
     UNFINISHED,
+    UNREACHABLE,
     LeaseLost,
     Liveness,
     SagaEnded,
@@ -39,6 +41,7 @@ from chalicelib.service.executions import (
     give_back,
     lease_free,
     liveness,
+    run_again_on_conflict,
     start,
 )
 from chalicelib.service.pacing import Budget, BudgetSpent, Clock, SystemClock, TokenBucket, paced
@@ -90,7 +93,7 @@ def reconcile(
     done = ReconcilePass()
     after: Key | None = None
     while not budget.spent():
-        page = _lease_page(quiet_since, after, page_size)
+        page = run_again_on_conflict(functools.partial(_lease_page, quiet_since, after, page_size))
         if not page:
             done.drained = True
             break
@@ -169,24 +172,33 @@ def _reconcile_one(saga: Saga, lease: datetime, sfn: StepFunctions, done: Reconc
         state = liveness(saga, sfn)
     except StepFunctionsUnavailable:
         # A throttled or failed DescribeExecution says nothing about the execution: the next pass asks again.
-        give_back(saga.id, lease)
+        _let_go(saga.id, lease)
         logger.warning("could not tell whether the saga's execution runs", exc_info=True)
         return
     if state is Liveness.LIVE:
-        give_back(saga.id, lease)
+        _let_go(saga.id, lease)
         return
     try:
         start(saga, sfn, lease, next_one=state is Liveness.ENDED)
     except SagaEnded:
         logger.info("the saga's execution ended it while the pass looked: it was not stuck")
         return
-    except (StepFunctionsUnavailable, LeaseLost):
+    except (StepFunctionsUnavailable, LeaseLost, *UNREACHABLE):
         done.found.append(saga.id)
         logger.warning("could not resume the saga; the next pass tries again", exc_info=True)
         return
     done.found.append(saga.id)
     done.resumed.append(saga.id)
     logger.info("saga resumed", extra={"status": saga.status, "was": state})
+
+
+def _let_go(saga_id: str, lease: datetime) -> None:
+    """Give back one saga's lease; if the database will not, the page's release (_give_back_all) tries again after
+    the others were looked at, so that one saga's row does not stop the pass."""
+    try:
+        give_back(saga_id, lease)
+    except UNREACHABLE:
+        logger.warning("could not give the saga's lease back; the page's release tries again", exc_info=True)
 
 
 def _give_back_all(saga_ids: list[str], lease: datetime) -> None:

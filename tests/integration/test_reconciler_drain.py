@@ -17,15 +17,16 @@ import time
 from collections import Counter
 from typing import Any
 
+import pymysql
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
 from chalicelib.domain import saga_log
 from chalicelib.service import reconciler, sagas
-from chalicelib.service.executions import UNFINISHED, StepFunctions, boto3_step_functions
+from chalicelib.service.executions import CONFLICT_ATTEMPTS, UNFINISHED, StepFunctions, boto3_step_functions
 from chalicelib.settings import get_settings
 from functions import reconcile
 from infra.engine.local_engine import LocalEngine
@@ -187,6 +188,41 @@ def test_sagas_with_a_live_execution_are_looked_at_once_per_pass_and_not_counted
     assert sorted(done.found) == sorted(done.resumed) == sorted(stuck)
     assert done.drained
     assert all(asked[saga_id] == 1 for saga_id in live), asked
+    assert _leased() == 0
+    _wait_until_final(stuck)
+
+
+@pytest.mark.backends("mysql")
+@pytest.mark.parametrize("deadlocks", [1, 99], ids=["once", "every time"])
+def test_a_lease_whose_release_loses_a_deadlock_does_not_stop_the_pass(
+    backend: Backend, engine: LocalEngine, deadlocks: int
+) -> None:
+    """Seen on MariaDB in CI: a pass gave back the lease of a saga whose execution ran, the execution's step wrote
+    the same row, and the release was the deadlock's victim (1213); the error ended the whole pass with its other
+    leases held. A lost release is run again; one that keeps losing is left to the page's release."""
+    live, stuck = _stuck_sagas(2), _stuck_sagas(2)
+    real = boto3_step_functions()
+    releases: list[str] = []
+
+    def status(execution_arn: str) -> str | None:
+        return "RUNNING" if execution_arn.rsplit(":", 1)[-1] in live else real.status(execution_arn)
+
+    def deadlock(connection: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        release = statement.startswith("UPDATE sagas SET updated_at=sagas.updated_at, lease_until=")
+        if release and parameters.get("id_1") == live[0] and parameters["lease_until"] is None:
+            releases.append(statement)
+            if len(releases) <= deadlocks:
+                raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+
+    event.listen(database.get_engine(), "before_cursor_execute", deadlock)
+    try:
+        done = reconciler.reconcile(StepFunctions(real.start, status, real.arn_for), 0, page_size=2)
+    finally:
+        event.remove(database.get_engine(), "before_cursor_execute", deadlock)
+
+    assert len(releases) == min(deadlocks + 1, CONFLICT_ATTEMPTS)
+    assert sorted(done.resumed) == sorted(stuck)
+    assert done.drained
     assert _leased() == 0
     _wait_until_final(stuck)
 
