@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +16,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import create_engine, delete, func, select, text
+from sqlalchemy import event as sql_event
 
 from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.payment_provider import Charge, PaymentProviderClient
@@ -404,6 +406,25 @@ def step_functions_answering_once_ended(engine: LocalEngine) -> StepFunctions:
         return real.status(arn)
 
     return StepFunctions(start=real.start, status=status_once_it_ended, arn_for=real.arn_for)
+
+
+@contextmanager
+def losing_deadlocks(matches: Callable[[str, Any], bool], times: int) -> Iterator[list[str]]:
+    """MariaDB's deadlock (1213) for the first `times` statements of this process's database engine that `matches`
+    (statement, parameters) picks, as the server answers its victim; yields every statement it picked."""
+    picked: list[str] = []
+
+    def deadlock(connection: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if matches(statement, parameters):
+            picked.append(statement)
+            if len(picked) <= times:
+                raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock; try restarting")
+
+    sql_event.listen(database.get_engine(), "before_cursor_execute", deadlock)
+    try:
+        yield picked
+    finally:
+        sql_event.remove(database.get_engine(), "before_cursor_execute", deadlock)
 
 
 def single_retry(saga_id: str, sfn: StepFunctions, barrier: threading.Barrier) -> str:

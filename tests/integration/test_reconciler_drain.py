@@ -17,10 +17,9 @@ import time
 from collections import Counter
 from typing import Any
 
-import pymysql
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
@@ -37,6 +36,7 @@ from tests.helpers import (
     end_first_execution,
     finish,
     lambda_context,
+    losing_deadlocks,
     purchase,
     saga_executions,
 )
@@ -202,23 +202,16 @@ def test_a_lease_whose_release_loses_a_deadlock_does_not_stop_the_pass(
     leases held. A lost release is run again; one that keeps losing is left to the page's release."""
     live, stuck = _stuck_sagas(2), _stuck_sagas(2)
     real = boto3_step_functions()
-    releases: list[str] = []
 
     def status(execution_arn: str) -> str | None:
         return "RUNNING" if execution_arn.rsplit(":", 1)[-1] in live else real.status(execution_arn)
 
-    def deadlock(connection: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def release_of_the_live_saga(statement: str, parameters: Any) -> bool:
         release = statement.startswith("UPDATE sagas SET updated_at=sagas.updated_at, lease_until=")
-        if release and parameters.get("id_1") == live[0] and parameters["lease_until"] is None:
-            releases.append(statement)
-            if len(releases) <= deadlocks:
-                raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+        return release and parameters.get("id_1") == live[0] and parameters["lease_until"] is None
 
-    event.listen(database.get_engine(), "before_cursor_execute", deadlock)
-    try:
+    with losing_deadlocks(release_of_the_live_saga, deadlocks) as releases:
         done = reconciler.reconcile(StepFunctions(real.start, status, real.arn_for), 0, page_size=2)
-    finally:
-        event.remove(database.get_engine(), "before_cursor_execute", deadlock)
 
     assert len(releases) == min(deadlocks + 1, CONFLICT_ATTEMPTS)
     assert sorted(done.resumed) == sorted(stuck)

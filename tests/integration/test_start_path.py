@@ -8,11 +8,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from chalice.test import Client
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app import app
 from chalicelib.adapters import database, step_functions
@@ -21,7 +20,7 @@ from chalicelib.service import reconciler, sagas
 from chalicelib.service.executions import boto3_step_functions
 from infra.engine.local_engine import LocalEngine
 from tests.conftest import Backend
-from tests.helpers import assert_consistent, final_view, finish, purchase, saga_executions
+from tests.helpers import assert_consistent, final_view, finish, losing_deadlocks, purchase, saga_executions
 
 JSON = {"Content-Type": "application/json"}
 BODY = {"customer_id": "c-1", "sku": "SKU-MOUSE", "quantity": 1, "payment_token": "tok_visa"}
@@ -129,20 +128,12 @@ def test_an_arn_write_that_loses_a_deadlock_to_the_first_step_is_run_again_and_r
 ) -> None:
     """Seen on MariaDB: the first step's transaction and the ARN's UPDATE deadlocked on the saga's row (1213), and
     the ARN was never written. The server rolled the UPDATE back and asked for it again, so it is run again."""
-    lost: list[str] = []
 
-    def deadlock_once(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("UPDATE sagas SET execution_arn") and not lost:
-            lost.append(statement)
-            raise pymysql.err.OperationalError(
-                1213, "Deadlock found when trying to get lock; try restarting transaction"
-            )
+    def arn_write(statement: str, _: Any) -> bool:
+        return statement.startswith("UPDATE sagas SET execution_arn")
 
-    event.listen(database.get_engine(), "before_cursor_execute", deadlock_once)
-    try:
+    with losing_deadlocks(arn_write, 1) as lost:
         saga = sagas.start_saga(purchase(), step_functions.start_execution)
-    finally:
-        event.remove(database.get_engine(), "before_cursor_execute", deadlock_once)
 
     assert lost, "the first ARN write met the deadlock"
     assert _saga(saga.id).execution_arn == saga.execution_arn is not None
