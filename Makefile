@@ -21,12 +21,13 @@ demo: $(VENV)/.installed
 
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true); on
 ## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts. The
-## tests marked `alone` (soaks, the bench, bursts: many connections at once, load-sensitive) then run on one.
+## tests marked `alone` (soaks, the bench, bursts: many connections at once) then run on two, one of them the
+## PostgreSQL ones and the other the rest, so that each database server serves one of them at a time.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
 	@status=0; \
 	$(PY) -m pytest --durations=25 -n $(TEST_WORKERS) -m "not alone" || status=$$?; \
-	$(PY) -m pytest --durations=10 -m alone || status=$$?; \
+	$(PY) -m pytest --durations=10 -n 2 --split-by-server -m alone || status=$$?; \
 	exit $$status
 
 ## check: the inner loop, within 3 minutes: ruff, the import rules, the unit tier and every saga path once on the

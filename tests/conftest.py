@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from xdist.remote import Producer
 
 from chalicelib.adapters import database, idempotency, saga_cache, step_functions
 from chalicelib.adapters.tables import Base
@@ -30,6 +31,7 @@ from infra.engine.embedded_redis import embedded_redis
 from infra.engine.local_engine import LocalEngine
 from payment_provider import store as ledger_store
 from tests.helpers import ROOT, throwaway_database, unavailable
+from tests.server_scheduling import OneServerPerProcess
 
 ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 ADMIN_MYSQL_URL = os.environ.get("TEST_ADMIN_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -255,6 +257,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=",".join(BACKENDS),
         help=f"the backends that tests taking `backend` run on, comma-separated (default: {','.join(BACKENDS)})",
     )
+    parser.addoption(
+        "--split-by-server",
+        action="store_true",
+        default=False,
+        help="with -n 2: one process runs the tests on PostgreSQL, the other the rest (make test's `alone` tests)",
+    )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> OneServerPerProcess | None:
+    return OneServerPerProcess(config, log) if config.getoption("--split-by-server") else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's fixture manager parametrizes `backend_name` with its params

@@ -71,11 +71,12 @@ _retrier = threading.local()
 """The retrier whose wait the interpreter's thread is about to sleep: each execution runs on a thread of its own."""
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags (`!GetAtt X.Arn`, `!Ref X`) as {'Fn::GetAtt': ...} values."""
+class _TemplateLoader(yaml.CSafeLoader):
+    """Reads CloudFormation short-form tags (`!GetAtt X.Arn`, `!Ref X`) as {'Fn::GetAtt': ...} values. libyaml's
+    parser: the pure-Python one took 90 ms of each engine start per read of the template."""
 
 
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _intrinsic(loader: yaml.CSafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
     name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +20,7 @@ from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import Re
 from chalicelib.settings import get_settings
 from infra.engine import local_engine
 from infra.engine.local_engine import MOTO_VERSION, LocalEngine, load_template
+from tests.helpers import ROOT
 
 SHORT_FORMS = """\
 Resources:
@@ -179,3 +182,17 @@ def test_local_time_scale_takes_the_place_of_the_tools_own_scale(
         get_settings.cache_clear()
     with LocalEngine(retry_wait_scale=1.0) as engine:
         assert engine.wait_scale() == 1.0
+
+
+def test_the_engine_starts_without_motos_batch_and_ec2_models_which_still_load_when_asked_for() -> None:
+    script = """
+import sys
+import infra.engine.local_engine
+print(sorted(name for name in ("moto.batch.models", "moto.ec2") if name in sys.modules))
+from moto.backends import get_backend
+print(get_backend("batch")["123456789012"]["us-east-1"].__class__.__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "BatchBackend"]
