@@ -168,12 +168,9 @@ def backend(
     saved = (settings.database_url, settings.redis_url, settings.allow_faults)
     settings.database_url, settings.redis_url, settings.allow_faults = chosen.database_url, chosen.redis_url, True
     _reset_adapters()
-    _empty_database()
+    _empty_database_and_seed()
     _empty_ledger(provider_ledger_url)
     saga_cache.get_redis().flushdb()
-    with database.UnitOfWork() as uow:
-        catalogue.seed(uow.session)
-        uow.commit()
     yield chosen
     _let_running_executions_end()
     settings.database_url, settings.redis_url, settings.allow_faults = saved
@@ -212,10 +209,14 @@ def _empty_ledger(url: str) -> None:
     ledger.dispose()
 
 
-def _empty_database() -> None:
-    with database.get_engine().begin() as connection:
+def _empty_database_and_seed() -> None:
+    """In one transaction, and the catalogue's rows in one statement a table (`catalogue.seed` looks for each
+    product first: 15 statements, most of this fixture's time, every test)."""
+    with database.UnitOfWork() as uow:
         for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
+            uow.session.execute(table.delete())
+        uow.session.add_all([row for product in catalogue.SEED_PRODUCTS for row in catalogue.add_product(*product)])
+        uow.commit()
 
 
 @pytest.fixture(scope="session")
@@ -261,7 +262,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--split-by-server",
         action="store_true",
         default=False,
-        help="with -n 2: one process runs the tests on PostgreSQL, the other the rest (make test's `alone` tests)",
+        help="with -n 2: each database server's tests on one process (tests/server_scheduling.py; make test's `alone`)",
     )
 
 

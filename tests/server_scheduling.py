@@ -1,8 +1,10 @@
-"""`--split-by-server`: pytest-xdist hands the PostgreSQL tests to one process and every other test to the other.
+"""`--split-by-server`: pytest-xdist hands the tests on MySQL, and those on no one backend, to one process, and the
+tests on PostgreSQL and on the embedded backend to the other.
 
 The `alone` tests (soaks, the bench, bursts, a 1,000-saga backlog) each hold many connections and were run one at a
-time, leaving one of the two cores idle. Split this way, each database server still serves one such test at a time,
-while both cores work.
+time, leaving one of the two cores idle. Split this way, each database server still serves one process's such tests
+at a time while both cores work: the embedded backend holds no server's connections, and it evens the two out
+against the bench, which runs on every backend at once.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import re
 
 from xdist.scheduler import LoadScopeScheduling
 
-POSTGRES_TESTS = "postgres"
-OTHER_TESTS = "the others"
-_RUNS_ON_POSTGRES = re.compile(r"\[(?:.*-)?postgres(?:-.*)?\]$")
+POSTGRES_AND_EMBEDDED = "the tests on PostgreSQL and on the embedded backend"
+MYSQL_AND_THE_REST = "the tests on MySQL and on no one backend"
+_ON_POSTGRES_OR_EMBEDDED = re.compile(r"\[(?:.*-)?(?:postgres|embedded)(?:-.*)?\]$")
 
 
 def server_of(nodeid: str) -> str:
-    """The work unit of a test: its parameters name the PostgreSQL backend, or they do not."""
-    return POSTGRES_TESTS if _RUNS_ON_POSTGRES.search(nodeid) else OTHER_TESTS
+    """A test's work unit, from the backend its parameters name."""
+    return POSTGRES_AND_EMBEDDED if _ON_POSTGRES_OR_EMBEDDED.search(nodeid) else MYSQL_AND_THE_REST
 
 
 class OneServerPerProcess(LoadScopeScheduling):

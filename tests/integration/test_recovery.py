@@ -296,6 +296,9 @@ def operate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+# The commands' parsing, output and exit codes; the retry and the pass they run are the same code as above, tested
+# on every backend. On the embedded default, as `make retry` and `make reconcile` run on a fresh machine.
+@pytest.mark.backends("embedded")
 def test_the_operator_commands_retry_and_reconcile(backend: Backend, engine: LocalEngine) -> None:
     failed = _failed_saga(engine)
     _fix_the_cause(failed)
