@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
@@ -39,10 +41,19 @@ BULK_RETRY_POLL_SECONDS = 1.0
 """How often the local worker looks for open bulk retries (the deployed one: every minute, on its schedule)."""
 
 
-class _QueuedHTTPServer(ThreadedHTTPServer):
-    # Chalice's server keeps a listen backlog of 5: concurrent clients beyond it get connection resets.
+class ApiHTTPServer(ThreadedHTTPServer):
+    """Chalice's threaded server, with a listen backlog of 128 instead of 5 (concurrent clients beyond it got
+    connection resets), and Nagle's algorithm off on each connection, as gunicorn and asyncio's servers set it:
+    chalice writes a response's headers and body apart, so on a kept-alive connection (a browser's, the console's)
+    the body waited for the client's delayed ACK, 40 ms an answer."""
+
     request_queue_size = 128
     daemon_threads = True
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
 
 
 def main() -> int:
@@ -73,7 +84,7 @@ def main() -> int:
         config = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name="dev")
         CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
         app.__class__ = CustomLocalChalice
-        server = LocalDevServer(app, config, HOST, port, server_cls=_QueuedHTTPServer)
+        server = LocalDevServer(app, config, HOST, port, server_cls=ApiHTTPServer)
         data = preflight.describe_database(settings.effective_database_url)
         cache = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
         print(f"Saga API on http://{HOST}:{port}  (local AWS endpoint {engine.endpoint_url}; {data}; {cache})")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image, ImageColor
 from playwright.sync_api import Browser
 
@@ -46,6 +47,7 @@ STATES_DRAWN = """() => [...document.querySelectorAll("svg g.state")].map(group 
 })"""
 
 
+@pytest.mark.backends("postgres")  # the browser draws what the API answers; the database decides nothing here
 def test_the_page_of_a_compensated_purchase_draws_its_path_highlighted(
     browser: Browser, server: Server, tmp_path: Path
 ) -> None:

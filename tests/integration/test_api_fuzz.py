@@ -32,6 +32,7 @@ from chalicelib.adapters import database
 from chalicelib.adapters.tables import Saga
 from chalicelib.presentation.openapi import openapi_document
 from infra.engine.local_engine import LocalEngine
+from infra.engine.local_server import ApiHTTPServer
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(openapi_document()), confi
 def base_url(backend: Backend, engine: LocalEngine) -> Iterator[str]:
     """The app on a free loopback port, served from a daemon thread; sagas it started have ended on teardown."""
     config = CLIFactory(str(ROOT)).create_config_obj(chalice_stage_name="dev")
-    server = LocalDevServer(app, config, HOST, 0)  # port 0: the OS picks a free one
+    server = LocalDevServer(app, config, HOST, 0, server_cls=ApiHTTPServer)  # port 0: the OS picks a free one
     thread = threading.Thread(target=server.server.serve_forever, name="fuzzed-api", daemon=True)
     original_class = app.__class__
     # As infra/engine/local_server.py does: LocalChalice keeps current_request per thread, for the threaded server.

@@ -459,6 +459,8 @@ def test_an_action_on_an_unknown_saga_is_a_404(backend: Backend, client: Client)
         assert response.status_code == 404
 
 
+# The CLI's words and exit codes; the resolve and the cancel it calls are tested above on every backend.
+@pytest.mark.backends("embedded")
 def test_the_command_line_resolves_and_cancels(
     backend: Backend, short_timeouts: LocalEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
