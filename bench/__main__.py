@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters import database, idempotency, saga_cache
-from chalicelib.domain import catalogue
 from chalicelib.observability import telemetry
+from chalicelib.service import products
 from chalicelib.settings import database_engine, get_settings
 from infra.engine import preflight
 from infra.engine.embedded_redis import embedded_redis
@@ -141,9 +141,7 @@ def _command(argv: Sequence[str]) -> str:
 
 def _run(args: argparse.Namespace, backend: str, command: str) -> int:
     database.migrate()
-    with database.UnitOfWork() as uow:
-        catalogue.seed(uow.session)
-        uow.commit()
+    products.seed_catalogue()
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

@@ -27,9 +27,8 @@ from sqlalchemy.engine import make_url
 
 from chalicelib.adapters import database, idempotency, saga_cache, step_functions
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
-from chalicelib.service import sagas
+from chalicelib.service import products, sagas
 from chalicelib.settings import database_engine, get_settings
 from infra.engine.local_engine import LocalEngine
 from infra.engine.redis_server import PrivateRedis
@@ -71,9 +70,7 @@ def run(count: int) -> dict[str, Any]:
         stack.callback(_reset_clients)
         _reset_clients()
         database.migrate()
-        with database.UnitOfWork() as uow:
-            catalogue.seed(uow.session)
-            uow.commit()
+        products.seed_catalogue()
         engine = stack.enter_context(LocalEngine(retry_wait_scale=0.01, provider_database_url=provider_url))
         counters = _Reader(url, own_url, server.url, engine)
         for _ in range(2):  # every worker starts and opens its connections before anything is counted

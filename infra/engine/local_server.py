@@ -25,8 +25,7 @@ from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
 from chalicelib.adapters import database
-from chalicelib.domain import catalogue
-from chalicelib.service import bulk_retry, reconciler
+from chalicelib.service import bulk_retry, products, reconciler
 from chalicelib.service.executions import boto3_step_functions
 from chalicelib.settings import get_settings
 from infra.engine import preflight
@@ -70,9 +69,7 @@ def main() -> int:
 
     settings = get_settings()
     database.migrate()
-    with database.UnitOfWork() as uow:
-        catalogue.seed(uow.session)
-        uow.commit()
+    products.seed_catalogue()
     with LocalEngine(endpoint_port=aws_port, log_sink=print_logs, provider_port=provider_port) as engine:
         from app import app
 

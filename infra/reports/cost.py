@@ -18,10 +18,9 @@ from typing import Any
 
 from chalicelib.adapters import database, step_functions
 from chalicelib.adapters.tables import Saga
-from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest
 from chalicelib.observability import telemetry
-from chalicelib.service import sagas
+from chalicelib.service import products, sagas
 from chalicelib.settings import database_engine, get_settings
 from infra.engine import preflight
 from infra.engine.local_engine import LocalEngine
@@ -103,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     settings.allow_faults = True
     database.migrate()
-    with database.UnitOfWork() as uow:
-        catalogue.seed(uow.session)
-        uow.commit()
+    products.seed_catalogue()
     store = preflight.ENGINE_NAMES[database_engine(settings.effective_database_url)]
     backend = f"{store} + {'Redis' if settings.effective_redis_url else 'embedded Redis (fakeredis on loopback)'}"
     print(f"{args.count} sagas per path on the local engine ({backend}); prices as published {PRICES_READ_ON}.")

@@ -16,10 +16,9 @@ from sqlalchemy import select
 
 from chalicelib.adapters import database, payment_provider, step_functions
 from chalicelib.adapters.tables import Order, Payment, Product, Refund, Saga
-from chalicelib.domain import catalogue
 from chalicelib.domain.contracts import PurchaseRequest, ReturnRequest, SagaRequest, SagaStatus
 from chalicelib.observability import telemetry
-from chalicelib.service import operator_actions, sagas
+from chalicelib.service import operator_actions, products, sagas
 from chalicelib.settings import get_settings
 from infra.engine import preflight
 from infra.engine.local_engine import LocalEngine
@@ -105,9 +104,7 @@ def main() -> int:
     redis = "Redis" if settings.redis_url else "embedded Redis (fakeredis on loopback)"
     print(f"Data: {where}; cache: {redis}; retry waits x{RETRY_WAIT_SCALE}.")
     database.migrate()
-    with database.UnitOfWork() as uow:
-        catalogue.seed(uow.session)
-        uow.commit()
+    products.seed_catalogue()
 
     with LocalEngine(retry_wait_scale=RETRY_WAIT_SCALE) as engine:
         return run_scenarios(
