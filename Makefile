@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 ## test: the whole suite; the PostgreSQL, MySQL and Redis tiers run when they answer (always under CI=true); on
 ## TEST_WORKERS processes (pytest-xdist): most of a test's time is waiting on workers, servers and timeouts. The
 ## tests marked `alone` (soaks, the bench, bursts: many connections at once) then run on two, split by database
-## server (tests/server_scheduling.py), so that each server serves one of them at a time.
+## server (tests/server_scheduling.py): each server serves one of them at a time, save the bench's.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
 	@status=0; \

@@ -2,9 +2,9 @@
 tests on PostgreSQL and on the embedded backend to the other.
 
 The `alone` tests (soaks, the bench, bursts, a 1,000-saga backlog) each hold many connections and were run one at a
-time, leaving one of the two cores idle. Split this way, each database server still serves one process's such tests
-at a time while both cores work: the embedded backend holds no server's connections, and it evens the two out
-against the bench, which runs on every backend at once.
+time, leaving one of the two cores idle. Split this way, both cores work and each database server serves one
+process's such tests, save the bench, which runs on every backend at once (PostgreSQL's connections peaked at 66
+of its 100). The embedded backend holds no server's connections: it evens the two processes out.
 """
 
 from __future__ import annotations
