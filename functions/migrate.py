@@ -7,9 +7,9 @@ directly (`{"seed": true}` also adds the demo catalogue).
 from typing import Any
 
 from chalicelib.adapters import database
-from chalicelib.domain import catalogue
 from chalicelib.entrypoints import custom_resource
 from chalicelib.entrypoints.deploy_migration import migrate_on_deploy
+from chalicelib.service import products
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -20,7 +20,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     database.migrate()
     added = 0
     if isinstance(event, dict) and event.get("seed") is True:
-        with database.UnitOfWork() as uow:
-            added = catalogue.seed(uow.session)
-            uow.commit()
+        added = products.seed_catalogue()
     return {"migrated": True, "products_added": added}

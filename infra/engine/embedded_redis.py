@@ -7,7 +7,6 @@ processes) the step functions all reach it as they would reach a real Redis, thr
 from __future__ import annotations
 
 import select
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,8 @@ from typing import Any
 
 from fakeredis import TcpFakeServer
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+
+from infra.engine.ports import NagleOffServer
 
 PUSH_POLL_SECONDS = 0.01
 """How soon a subscribed connection's pushed message (a saga's status move) is written out: fakeredis's own poll."""
@@ -53,18 +54,13 @@ class IdleConnectionsSleep(TCPFakeRequestHandler):
                 break
 
 
-class FakeRedisServer(TcpFakeServer):
+class FakeRedisServer(NagleOffServer, TcpFakeServer):
     """Redis turns Nagle's algorithm off on every client's socket (`TCP_NODELAY`); fakeredis does not, and writes
     each reply of a pipeline on its own, so the second waited for the client's delayed ACK: 40 ms per MULTI/EXEC."""
 
     def __init__(self, server_address: tuple[str, int], **kwargs: Any) -> None:
         super().__init__(server_address, **kwargs)
         self.RequestHandlerClass = IdleConnectionsSleep
-
-    def get_request(self) -> tuple[Any, Any]:
-        connection, address = super().get_request()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
 
 
 @contextmanager

@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from chalice.cli.factory import CLIFactory
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
@@ -31,6 +29,7 @@ from chalicelib.settings import get_settings
 from infra.engine import preflight
 from infra.engine.local_engine import LocalEngine
 from infra.engine.local_functions import print_logs
+from infra.engine.ports import NagleOffServer
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -40,19 +39,13 @@ BULK_RETRY_POLL_SECONDS = 1.0
 """How often the local worker looks for open bulk retries (the deployed one: every minute, on its schedule)."""
 
 
-class ApiHTTPServer(ThreadedHTTPServer):
+class ApiHTTPServer(NagleOffServer, ThreadedHTTPServer):
     """Chalice's threaded server, with a listen backlog of 128 instead of 5 (concurrent clients beyond it got
-    connection resets), and Nagle's algorithm off on each connection, as gunicorn and asyncio's servers set it:
-    chalice writes a response's headers and body apart, so on a kept-alive connection (a browser's, the console's)
-    the body waited for the client's delayed ACK, 40 ms an answer."""
+    connection resets), and Nagle's algorithm off: chalice writes a response's headers and body apart, so on a
+    kept-alive connection (a browser's, the console's) the body waited for the client's delayed ACK."""
 
     request_queue_size = 128
     daemon_threads = True
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = super().get_request()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
 
 
 def main() -> int:
