@@ -20,7 +20,7 @@ WAITING_ON_A_LOCK = {
     "postgres": "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
     # MariaDB's innodb_trx is a cache that may show the wait late: the INSERT still at work shows it.
     "mysql": "SELECT count(*) FROM information_schema.processlist WHERE db = database()"
-    " AND info LIKE 'INSERT INTO products%%'",
+    " AND info LIKE 'INSERT INTO products%'",
 }
 
 
